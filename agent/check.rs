@@ -1,0 +1,512 @@
+//! `driftwatch check`: one comparison of a batch (Parquet, CSV or NDJSON) with a baseline,
+//! and the report it produces — JSON (the contract pipelines consume, DESIGN section 7) or a
+//! table for people (drifted features first, colour on a terminal).
+//!
+//! The reference and current data go through the same profile code as the streaming agent;
+//! features are compared in parallel.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::baseline::{
+    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, Table, profile_table,
+    read_table,
+};
+use crate::config::Model;
+use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec};
+use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
+
+/// Input problems a check reports (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Data(#[from] BaselineError),
+    #[error("{path}: has no rows to compare")]
+    EmptyCurrent { path: PathBuf },
+    #[error(
+        "{path}: column \"{column}\" is missing; the reference {reference} has it (exclude it with --exclude, or add it to the data)"
+    )]
+    MissingInCurrent {
+        path: PathBuf,
+        column: String,
+        reference: PathBuf,
+    },
+    #[error(
+        "{path}: column \"{column}\" is not in the reference {reference} (exclude it with --exclude {column})"
+    )]
+    MissingInReference {
+        path: PathBuf,
+        column: String,
+        reference: PathBuf,
+    },
+    #[error(
+        "{path}: column \"{column}\" is {found} here but {expected} in the reference {reference}; declare its type with --numerical/--categorical if that is intended"
+    )]
+    TypeDiffers {
+        path: PathBuf,
+        column: String,
+        found: String,
+        expected: &'static str,
+        reference: PathBuf,
+    },
+    #[error(
+        "{path}: this baseline artefact was built with {built} bins; rebuild it with --bins {asked} or drop --bins"
+    )]
+    BinsDiffer {
+        path: PathBuf,
+        built: usize,
+        asked: usize,
+    },
+}
+
+/// Everything that decides how a check runs.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Name reported as `model`.
+    pub model: String,
+    pub tests: Vec<TestChoice>,
+    pub options: TestOptions,
+    /// Per-feature replacements of tests and options.
+    pub per_feature: BTreeMap<String, (Option<Vec<TestChoice>>, TestOptions)>,
+    pub drift_share: f64,
+    pub fdr: Option<f64>,
+    pub build: BuildOptions,
+    /// Bins per feature, where they differ from `build.bins`.
+    pub feature_bins: BTreeMap<String, usize>,
+    pub selection: FeatureSelection,
+    /// SQL filter applied to the reference (configured form).
+    pub filter: Option<String>,
+    /// True when `build.bins` was asked for explicitly (checked against artefacts).
+    pub bins_explicit: bool,
+    /// Zero-config form: the current data's columns must match the reference's.
+    pub strict_columns: bool,
+}
+
+impl Plan {
+    /// A plan for the configured form, from a validated model.
+    pub fn from_model(m: &Model) -> Plan {
+        let mut selection = FeatureSelection {
+            exclude: m.exclude.iter().map(|(n, _)| n.clone()).collect(),
+            ..FeatureSelection::default()
+        };
+        let mut per_feature = BTreeMap::new();
+        let mut feature_bins = BTreeMap::new();
+        for f in &m.features {
+            selection.columns.push(f.name.clone());
+            if let Some(k) = f.kind {
+                selection.declared.insert(f.name.clone(), k);
+            }
+            per_feature.insert(f.name.clone(), (f.tests.clone(), f.options.clone()));
+            if let Some(b) = f.bins {
+                feature_bins.insert(f.name.clone(), b);
+            }
+        }
+        Plan {
+            model: m.id.clone(),
+            tests: m.tests.clone(),
+            options: m.options.clone(),
+            per_feature,
+            drift_share: m.drift_share,
+            fdr: m.fdr,
+            build: BuildOptions {
+                bins: m.bins,
+                max_samples: m.max_samples,
+                max_categories: m.max_categories,
+            },
+            feature_bins,
+            selection,
+            filter: m.filter.clone(),
+            bins_explicit: false,
+            strict_columns: false,
+        }
+    }
+}
+
+/// Loads the reference side: an artefact as stored, or data profiled now.
+pub async fn load_reference(path: &Path, plan: &Plan) -> Result<Baseline, CheckError> {
+    let format = Format::detect(path)?;
+    if format == Format::Artefact {
+        let baseline = Baseline::read_artefact(path)?;
+        if plan.bins_explicit && baseline.spec.bins != plan.build.bins {
+            return Err(CheckError::BinsDiffer {
+                path: path.into(),
+                built: baseline.spec.bins,
+                asked: plan.build.bins,
+            });
+        }
+        return Ok(baseline.select(&plan.selection)?);
+    }
+    let table = read_table(path, format, plan.filter.as_deref()).await?;
+    let mut baseline = Baseline::from_table(&table, &plan.selection, plan.build)?;
+    rebin(&mut baseline, &plan.feature_bins);
+    Ok(baseline)
+}
+
+/// Applies per-feature bin counts (configured form).
+fn rebin(baseline: &mut Baseline, bins: &BTreeMap<String, usize>) {
+    for (spec, prof) in baseline
+        .spec
+        .features
+        .iter_mut()
+        .zip(&mut baseline.profile.features)
+    {
+        if let (Some(&b), FeatureKind::Numerical) = (bins.get(&spec.name), spec.kind) {
+            let sorted = prof.sample.sorted();
+            spec.edges = crate::profile::quantile_edges(sorted, b);
+            prof.histogram = crate::stats::histogram_of_sorted(sorted, &spec.edges);
+        }
+    }
+}
+
+/// Runs a whole check: reads the current data, profiles it with the baseline's spec, and
+/// compares every feature.
+pub async fn run(
+    baseline: &mut Baseline,
+    current: &Path,
+    plan: &Plan,
+) -> Result<Report, CheckError> {
+    let format = Format::detect(current)?;
+    if format == Format::Artefact {
+        return Err(CheckError::Data(BaselineError::Read {
+            path: current.into(),
+            message: "is a baseline artefact; the current data must be Parquet, CSV or NDJSON"
+                .into(),
+        }));
+    }
+    let table = read_table(current, format, None).await?;
+    if table.rows() == 0 {
+        return Err(CheckError::EmptyCurrent {
+            path: current.into(),
+        });
+    }
+    check_columns(baseline, &table, plan)?;
+    let mut profile = profile_table(&table, &baseline.spec)?;
+    Ok(compare(
+        baseline,
+        &mut profile.features,
+        table.rows() as u64,
+        plan,
+    ))
+}
+
+fn check_columns(baseline: &Baseline, table: &Table, plan: &Plan) -> Result<(), CheckError> {
+    for f in &baseline.spec.features {
+        let Some(field) = table.schema.fields().iter().find(|c| c.name() == &f.name) else {
+            return Err(CheckError::MissingInCurrent {
+                path: table.path.clone(),
+                column: f.name.clone(),
+                reference: baseline.source.clone(),
+            });
+        };
+        let inferred = FeatureKind::infer(field.data_type());
+        let declared = plan.selection.declared.contains_key(&f.name);
+        if !declared
+            && inferred != Some(f.kind)
+            && field.data_type() != &datafusion::arrow::datatypes::DataType::Null
+        {
+            return Err(CheckError::TypeDiffers {
+                path: table.path.clone(),
+                column: f.name.clone(),
+                found: inferred
+                    .map_or_else(|| field.data_type().to_string(), |k| k.as_str().to_string()),
+                expected: f.kind.as_str(),
+                reference: baseline.source.clone(),
+            });
+        }
+    }
+    if plan.strict_columns {
+        for field in table.schema.fields() {
+            let name = field.name();
+            let excluded = plan.selection.exclude.contains(name)
+                || (!plan.selection.columns.is_empty() && !plan.selection.columns.contains(name));
+            if !excluded && !baseline.spec.features.iter().any(|f| &f.name == name) {
+                return Err(CheckError::MissingInReference {
+                    path: table.path.clone(),
+                    column: name.clone(),
+                    reference: baseline.source.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares a current profile with the baseline and applies the plan's decisions.
+pub fn compare(
+    baseline: &mut Baseline,
+    current: &mut [FeatureProfile],
+    current_rows: u64,
+    plan: &Plan,
+) -> Report {
+    let reference_rows = baseline.profile.rows();
+    let mut features: Vec<FeatureReport> = baseline
+        .spec
+        .features
+        .par_iter()
+        .zip(baseline.profile.features.par_iter_mut())
+        .zip(current.par_iter_mut())
+        .map(|((spec, reference), current)| {
+            let (tests, options) = match plan.per_feature.get(&spec.name) {
+                Some((tests, options)) => (tests.as_deref().unwrap_or(&plan.tests), options),
+                None => (plan.tests.as_slice(), &plan.options),
+            };
+            let quality = Quality::of(spec, reference, current);
+            let tests = FeaturePair {
+                spec,
+                reference,
+                current,
+            }
+            .run(tests, options);
+            FeatureReport {
+                name: spec.name.clone(),
+                kind: spec.kind,
+                drift: false,
+                tests,
+                quality,
+            }
+        })
+        .collect();
+    if let Some(q) = plan.fdr {
+        let mut all: Vec<&mut TestResult> = features
+            .iter_mut()
+            .flat_map(|f| f.tests.iter_mut())
+            .collect();
+        benjamini_hochberg(&mut all, q);
+    }
+    for f in &mut features {
+        f.drift = f.tests.iter().any(|t| t.drift);
+    }
+    let total = features.len();
+    let drifted = features.iter().filter(|f| f.drift).count();
+    let share = if total == 0 {
+        0.0
+    } else {
+        drifted as f64 / total as f64
+    };
+    Report {
+        model: plan.model.clone(),
+        reference: Rows {
+            rows: reference_rows,
+        },
+        current: Rows { rows: current_rows },
+        drift: DatasetDrift {
+            detected: total > 0 && share >= plan.drift_share,
+            share,
+            drifted_features: drifted,
+            total_features: total,
+            drift_share: plan.drift_share,
+        },
+        features,
+        performance: BTreeMap::new(),
+    }
+}
+
+/// The result of a check; its JSON form is the contract of DESIGN section 7.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub reference: Rows,
+    pub current: Rows,
+    pub drift: DatasetDrift,
+    pub features: Vec<FeatureReport>,
+    /// Performance metrics (needs ground truth; empty in a plain drift check).
+    pub performance: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rows {
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetDrift {
+    pub detected: bool,
+    pub share: f64,
+    pub drifted_features: usize,
+    pub total_features: usize,
+    /// The share at or above which the data set counts as drifted.
+    pub drift_share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FeatureKind,
+    pub drift: bool,
+    pub tests: Vec<TestResult>,
+    pub quality: Quality,
+}
+
+/// Data-quality ratios of the current data for one feature, each over its rows; null where
+/// the check does not apply or there are no rows.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Quality {
+    pub null_rate: Option<f64>,
+    pub non_finite_rate: Option<f64>,
+    pub out_of_range_rate: Option<f64>,
+    pub new_category_rate: Option<f64>,
+}
+
+impl Quality {
+    fn of(
+        spec: &FeatureSpec,
+        reference: &mut FeatureProfile,
+        current: &mut FeatureProfile,
+    ) -> Quality {
+        let rows = current.rows;
+        let rate = |n: u64| (rows > 0).then(|| n as f64 / rows as f64);
+        match spec.kind {
+            FeatureKind::Numerical => {
+                let (lo, hi) = (reference.min, reference.max);
+                let valid = current.valid();
+                let sample = current.sample.sorted();
+                // Counted on the sample, scaled to all valid values (exact while the sample is).
+                let outside = if sample.is_empty() || lo > hi {
+                    0.0
+                } else {
+                    let below = sample.partition_point(|v| *v < lo);
+                    let above = sample.len() - sample.partition_point(|v| *v <= hi);
+                    (below + above) as f64 / sample.len() as f64 * valid as f64
+                };
+                Quality {
+                    null_rate: rate(current.nulls),
+                    non_finite_rate: rate(current.non_finite),
+                    out_of_range_rate: (rows > 0 && lo <= hi).then(|| outside / rows as f64),
+                    new_category_rate: None,
+                }
+            }
+            FeatureKind::Categorical => {
+                let new: u64 = current
+                    .categories
+                    .iter()
+                    .filter(|(k, _)| !reference.categories.contains_key(*k))
+                    .map(|(_, v)| v)
+                    .sum();
+                Quality {
+                    null_rate: rate(current.nulls),
+                    non_finite_rate: None,
+                    out_of_range_rate: None,
+                    new_category_rate: rate(new),
+                }
+            }
+        }
+    }
+}
+
+impl Report {
+    /// Exit code of `check`: 1 when the data set drifted, else 0.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.drift.detected)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// A table for people: verdict first, drifted features first, one line per test.
+    pub fn to_table(&self, colour: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if colour {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_string()
+            }
+        };
+        let mut out = String::new();
+        let d = &self.drift;
+        let verdict = if d.detected {
+            paint("1;31", "DATASET DRIFT")
+        } else {
+            paint("1;32", "no dataset drift")
+        };
+        let _ = writeln!(
+            out,
+            "{}: {verdict} — {} of {} features drifted ({:.1}%, threshold {:.0}%)",
+            self.model,
+            d.drifted_features,
+            d.total_features,
+            d.share * 100.0,
+            d.drift_share * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "reference {} rows, current {} rows\n",
+            self.reference.rows, self.current.rows
+        );
+        let header = format!(
+            "{:<24} {:<12} {:<14} {:>12} {:>11} {:>9} {:>7}  {}",
+            "feature", "type", "test", "statistic", "p-value", "threshold", "nulls", "verdict"
+        );
+        let _ = writeln!(out, "{}", paint("1", &header));
+        let mut order: Vec<&FeatureReport> = self.features.iter().collect();
+        order.sort_by_key(|f| !f.drift); // stable: drifted first, otherwise as in the data
+        for f in order {
+            let nulls = f
+                .quality
+                .null_rate
+                .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+            if f.tests.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<12} {:<14} {:>12} {:>11} {:>9} {:>7}  {}",
+                    f.name,
+                    f.kind.as_str(),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    nulls,
+                    paint("2", "no test applies")
+                );
+            }
+            for (i, t) in f.tests.iter().enumerate() {
+                let name = if i == 0 { f.name.as_str() } else { "" };
+                let kind = if i == 0 { f.kind.as_str() } else { "" };
+                let stat = t.statistic.map_or("-".into(), fmt_num);
+                let p = t.p_adjusted.or(t.p_value).map_or("-".into(), fmt_num);
+                let verdict = match (&t.reason, t.drift) {
+                    (Some(reason), _) => paint("2", &format!("skipped: {reason}")),
+                    (None, true) => paint("1;31", "DRIFT"),
+                    (None, false) => paint("32", "ok"),
+                };
+                let nulls = if i == 0 { nulls.as_str() } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<12} {:<14} {:>12} {:>11} {:>9} {:>7}  {}",
+                    truncate(name, 24),
+                    kind,
+                    t.test.name(),
+                    stat,
+                    p,
+                    fmt_num(t.threshold),
+                    nulls,
+                    verdict
+                );
+            }
+        }
+        out
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width - 1).collect();
+        t.push('…');
+        t
+    }
+}

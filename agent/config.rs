@@ -1,0 +1,730 @@
+//! The agent configuration file: `[[model]]` tables, each naming a baseline, its features,
+//! tests and thresholds. Every field is documented in `docs/configuration.md`.
+//!
+//! Validation runs in phases and reports every error it finds at once, each as
+//! `file:line:col: message`, with a suggestion where one exists:
+//! 1. TOML syntax (all syntax errors the parser can recover from);
+//! 2. structure: unknown keys anywhere (`did you mean "drift_share"?`), then field types;
+//! 3. meaning: test names, threshold ranges, bins, duplicate model ids and features;
+//! 4. optionally, against the baselines themselves: the files open, the SQL filter is a
+//!    valid query, and every named feature is a column (`did you mean "income"?`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::profile::FeatureKind;
+use crate::stats::{KsMethod, TestChoice, TestKind, TestOptions};
+
+/// The agent file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The monitored models.
+    #[serde(default)]
+    pub model: Vec<ModelConfig>,
+}
+
+const AGENT_KEYS: &[&str] = &["model"];
+
+/// One monitored model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model identifier, as in the events' `model_id`; also the `model` metric label.
+    pub id: Spanned<String>,
+    /// Reference data: a Parquet, CSV or NDJSON file, or a baseline artefact built with
+    /// `driftwatch baseline build`. Relative paths are relative to this file.
+    pub baseline: Spanned<String>,
+    /// Optional SQL query over the table `reference` that selects or derives the reference
+    /// rows, e.g. `SELECT * FROM reference WHERE country <> 'XX'`. Only queries are allowed.
+    pub filter: Option<Spanned<String>>,
+    /// Tests run on every feature they apply to (default `["auto"]`).
+    pub tests: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Thresholds per test name, replacing the defaults (p-value tests 0.05, distances 0.1).
+    #[serde(default)]
+    pub thresholds: BTreeMap<Spanned<String>, Spanned<f64>>,
+    /// Bins for binned tests on numerical features (reference quantiles; default 10).
+    pub bins: Option<Spanned<i64>>,
+    /// Share of drifted features at or above which the data set has drifted (default 0.5).
+    pub drift_share: Option<Spanned<f64>>,
+    /// Benjamini–Hochberg false-discovery rate applied across features' p-values (off by
+    /// default).
+    pub fdr: Option<Spanned<f64>>,
+    /// KS p-value method: `auto` (exact up to 10 000 values per side), `exact` or `asymp`.
+    pub ks_method: Option<KsMethod>,
+    /// Columns of the baseline that are never features (ids, timestamps).
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// Values kept per feature before the sample becomes a uniform reservoir (default 2 000 000).
+    pub max_samples: Option<Spanned<i64>>,
+    /// Distinct categories tracked per feature before the rest count as `__other__`
+    /// (default 1000).
+    pub max_categories: Option<Spanned<i64>>,
+    /// Features to monitor. When absent, every baseline column except `exclude`.
+    #[serde(default)]
+    pub feature: Vec<FeatureConfig>,
+}
+
+const MODEL_KEYS: &[&str] = &[
+    "id",
+    "baseline",
+    "filter",
+    "tests",
+    "thresholds",
+    "bins",
+    "drift_share",
+    "fdr",
+    "ks_method",
+    "exclude",
+    "max_samples",
+    "max_categories",
+    "feature",
+];
+
+/// One monitored feature.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Column name in the baseline.
+    pub name: Spanned<String>,
+    /// `numerical` or `categorical`; inferred from the baseline's column type when absent.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Tests for this feature, replacing the model's list.
+    pub tests: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Thresholds for this feature, on top of the model's.
+    #[serde(default)]
+    pub thresholds: BTreeMap<Spanned<String>, Spanned<f64>>,
+    /// Bins for this feature's binned tests, replacing the model's.
+    pub bins: Option<Spanned<i64>>,
+}
+
+const FEATURE_KEYS: &[&str] = &["name", "type", "tests", "thresholds", "bins"];
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects diagnostics with positions computed from byte spans.
+struct Reporter<'a> {
+    file: &'a Path,
+    text: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Reporter<'_> {
+    fn pos(&self, span: Range<usize>) -> Pos {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Pos { line, col }
+    }
+
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let Pos { line, col } = self.pos(span);
+        self.out.push(Diagnostic {
+            file: self.file.into(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+}
+
+/// The closest candidate by edit distance, if it is close enough to be a likely typo.
+pub fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (word.len().max(c.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn suggestion(word: &str, candidates: &[&str]) -> String {
+    match did_you_mean(word, candidates.iter().copied()) {
+        Some(s) => format!("; did you mean \"{s}\"?"),
+        None => format!("; expected one of: {}", candidates.join(", ")),
+    }
+}
+
+/// Where something was written in the configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// A model after validation, with everything resolved and typed.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub id: String,
+    pub baseline: PathBuf,
+    pub baseline_pos: Pos,
+    pub filter_pos: Pos,
+    pub filter: Option<String>,
+    pub tests: Vec<TestChoice>,
+    pub options: TestOptions,
+    pub bins: usize,
+    pub drift_share: f64,
+    pub fdr: Option<f64>,
+    pub exclude: Vec<(String, Pos)>,
+    pub max_samples: usize,
+    pub max_categories: usize,
+    /// Explicit features; empty means all baseline columns except `exclude`.
+    pub features: Vec<Feature>,
+}
+
+/// A feature after validation.
+#[derive(Clone, Debug)]
+pub struct Feature {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: Option<FeatureKind>,
+    pub tests: Option<Vec<TestChoice>>,
+    pub options: TestOptions,
+    pub bins: Option<usize>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub models: Vec<Model>,
+}
+
+impl Config {
+    pub fn model(&self, id: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.id == id)
+    }
+}
+
+/// Reads and validates a configuration file (phases 1–3; see the module doc).
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            file: path.into(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration text; `path` is used in messages and to resolve relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut r = Reporter {
+        file: path,
+        text,
+        out: Vec::new(),
+    };
+
+    // Phase 1: syntax.
+    let (table, syntax) = DeTable::parse_recoverable(text);
+    for e in &syntax {
+        r.at(e.span().unwrap_or(0..0), first_line(e.message()));
+    }
+    if !r.out.is_empty() {
+        return Err(ConfigErrors(r.out));
+    }
+
+    // Phase 2: unknown keys everywhere, then types.
+    check_keys(&mut r, table.get_ref(), AGENT_KEYS, "");
+    if !r.out.is_empty() {
+        return Err(ConfigErrors(r.out));
+    }
+    let raw: AgentConfig = match toml::from_str(text) {
+        Ok(c) => c,
+        Err(e) => {
+            r.at(e.span().unwrap_or(0..0), first_line(e.message()));
+            return Err(ConfigErrors(r.out));
+        }
+    };
+
+    // Phase 3: meaning.
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut ids = HashSet::new();
+    let mut models = Vec::new();
+    if raw.model.is_empty() {
+        r.at(
+            0..0,
+            "no [[model]] table: add one with at least `id` and `baseline`",
+        );
+    }
+    for m in raw.model {
+        if !ids.insert(m.id.get_ref().clone()) {
+            r.at(
+                m.id.span(),
+                format!(
+                    "model id \"{}\" is used twice; ids must be unique",
+                    m.id.get_ref()
+                ),
+            );
+        }
+        if m.id.get_ref().trim().is_empty() {
+            r.at(m.id.span(), "model id must not be empty");
+        }
+        let tests = tests_of(&mut r, m.tests.as_ref()).unwrap_or_else(|| vec![TestChoice::Auto]);
+        let options = TestOptions {
+            thresholds: thresholds_of(&mut r, &m.thresholds),
+            ks_method: m.ks_method.unwrap_or_default(),
+        };
+        let bins = m
+            .bins
+            .as_ref()
+            .map(|b| bins_of(&mut r, b))
+            .unwrap_or(crate::profile::DEFAULT_BINS);
+        let drift_share = m.drift_share.as_ref().map_or(0.5, |s| {
+            let v = *s.get_ref();
+            if !(v > 0.0 && v <= 1.0) {
+                r.at(s.span(), format!("drift_share must be in (0, 1], got {v}"));
+            }
+            v
+        });
+        let fdr = m.fdr.as_ref().map(|s| {
+            let v = *s.get_ref();
+            if !(v > 0.0 && v < 1.0) {
+                r.at(s.span(), format!("fdr must be in (0, 1), got {v}"));
+            }
+            v
+        });
+        let positive =
+            |r: &mut Reporter, v: &Option<Spanned<i64>>, name: &str, default: usize| match v {
+                Some(s) if *s.get_ref() < 1 => {
+                    r.at(
+                        s.span(),
+                        format!("{name} must be at least 1, got {}", s.get_ref()),
+                    );
+                    default
+                }
+                Some(s) => *s.get_ref() as usize,
+                None => default,
+            };
+        let max_samples = positive(
+            &mut r,
+            &m.max_samples,
+            "max_samples",
+            crate::profile::DEFAULT_MAX_SAMPLES,
+        );
+        let max_categories = positive(
+            &mut r,
+            &m.max_categories,
+            "max_categories",
+            crate::profile::DEFAULT_MAX_CATEGORIES,
+        );
+        if let Some(f) = &m.filter {
+            if f.get_ref().trim().is_empty() {
+                r.at(
+                    f.span(),
+                    "filter is empty: remove it or write a query such as `SELECT * FROM reference`",
+                );
+            }
+        }
+        let mut names = HashSet::new();
+        let mut features = Vec::new();
+        for f in &m.feature {
+            if !names.insert(f.name.get_ref().clone()) {
+                r.at(
+                    f.name.span(),
+                    format!("feature \"{}\" is listed twice", f.name.get_ref()),
+                );
+            }
+            if m.exclude.iter().any(|e| e.get_ref() == f.name.get_ref()) {
+                r.at(
+                    f.name.span(),
+                    format!("feature \"{}\" is also in `exclude`", f.name.get_ref()),
+                );
+            }
+            let kind = f.kind.as_ref().and_then(|k| match k.get_ref().as_str() {
+                "numerical" => Some(FeatureKind::Numerical),
+                "categorical" => Some(FeatureKind::Categorical),
+                other => {
+                    r.at(
+                        k.span(),
+                        format!(
+                            "unknown feature type \"{other}\"{}",
+                            suggestion(other, &["numerical", "categorical"])
+                        ),
+                    );
+                    None
+                }
+            });
+            let ftests = tests_of(&mut r, f.tests.as_ref());
+            let mut fopts = options.clone();
+            fopts
+                .thresholds
+                .extend(thresholds_of(&mut r, &f.thresholds));
+            let fbins = f.bins.as_ref().map(|b| bins_of(&mut r, b));
+            if let (Some(kind), Some(list)) = (kind, &ftests) {
+                for (t, s) in list.iter().zip(f.tests.iter().flat_map(|l| l.get_ref())) {
+                    if let TestChoice::Test(t) = t {
+                        if !t.applies_to(kind) {
+                            r.at(
+                                s.span(),
+                                format!(
+                                    "test \"{t}\" does not apply to a {} feature",
+                                    kind.as_str()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            features.push(Feature {
+                name: f.name.get_ref().clone(),
+                pos: r.pos(f.name.span()),
+                kind,
+                tests: ftests,
+                options: fopts,
+                bins: fbins,
+            });
+        }
+        let baseline_pos = r.pos(m.baseline.span());
+        let filter_pos = m
+            .filter
+            .as_ref()
+            .map(|f| r.pos(f.span()))
+            .unwrap_or_default();
+        let exclude = m
+            .exclude
+            .iter()
+            .map(|e| (e.get_ref().clone(), r.pos(e.span())))
+            .collect();
+        models.push(Model {
+            id: m.id.get_ref().clone(),
+            baseline: base.join(m.baseline.get_ref()),
+            baseline_pos,
+            filter_pos,
+            filter: m.filter.map(|f| f.into_inner()),
+            tests,
+            options,
+            bins,
+            drift_share,
+            fdr,
+            exclude,
+            max_samples,
+            max_categories,
+            features,
+        });
+    }
+    if r.out.is_empty() {
+        Ok(Config {
+            path: path.into(),
+            models,
+        })
+    } else {
+        Err(ConfigErrors(r.out))
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_string()
+}
+
+/// Reports unknown keys in a table (and, recursively, in the tables the schema knows).
+fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str) {
+    for (key, value) in table {
+        let name: &str = key.get_ref();
+        if !allowed.contains(&name) {
+            let where_ = if context.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in {context}")
+            };
+            r.at(
+                key.span(),
+                format!(
+                    "unknown key \"{name}\" {where_}{}",
+                    suggestion(name, allowed)
+                ),
+            );
+            continue;
+        }
+        let nested = match (context, name) {
+            ("", "model") => Some((MODEL_KEYS, "[[model]]")),
+            ("[[model]]", "feature") => Some((FEATURE_KEYS, "[[model.feature]]")),
+            _ => None,
+        };
+        if let Some((keys, ctx)) = nested {
+            let tables: Vec<&DeTable> = match value.get_ref() {
+                DeValue::Array(items) => items
+                    .iter()
+                    .filter_map(|v| match v.get_ref() {
+                        DeValue::Table(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+                DeValue::Table(t) => vec![t],
+                _ => Vec::new(),
+            };
+            for t in tables {
+                check_keys(r, t, keys, ctx);
+            }
+        }
+        if name == "thresholds" {
+            if let DeValue::Table(t) = value.get_ref() {
+                let tests: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
+                for (k, _) in t {
+                    if TestKind::parse(k.get_ref()).is_none() {
+                        r.at(
+                            k.span(),
+                            format!(
+                                "unknown test \"{}\" in thresholds{}",
+                                &**k.get_ref(),
+                                suggestion(k.get_ref(), &tests)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tests_of(
+    r: &mut Reporter,
+    spanned: Option<&Spanned<Vec<Spanned<String>>>>,
+) -> Option<Vec<TestChoice>> {
+    let spanned = spanned?;
+    let list = spanned.get_ref();
+    let names = TestChoice::names();
+    let mut out = Vec::new();
+    for s in list {
+        match TestChoice::parse(s.get_ref()) {
+            Some(t) => out.push(t),
+            None => r.at(
+                s.span(),
+                format!(
+                    "unknown test \"{}\"{}",
+                    s.get_ref(),
+                    suggestion(s.get_ref(), &names)
+                ),
+            ),
+        }
+    }
+    if list.is_empty() {
+        // An empty list would silently monitor nothing.
+        r.at(
+            spanned.span(),
+            "the `tests` list is empty; remove it to use the default [\"auto\"]",
+        );
+    }
+    Some(out)
+}
+
+fn thresholds_of(
+    r: &mut Reporter,
+    map: &BTreeMap<Spanned<String>, Spanned<f64>>,
+) -> BTreeMap<TestKind, f64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        // Unknown names were reported with the other unknown keys.
+        let Some(test) = TestKind::parse(k.get_ref()) else {
+            continue;
+        };
+        let value = *v.get_ref();
+        let ok = if test.uses_p_value() {
+            value > 0.0 && value < 1.0
+        } else {
+            value.is_finite() && value > 0.0
+        };
+        if !ok {
+            let valid = if test.uses_p_value() {
+                "a p-value threshold in (0, 1)"
+            } else {
+                "a positive distance"
+            };
+            r.at(
+                v.span(),
+                format!("threshold for \"{test}\" must be {valid}, got {value}"),
+            );
+        }
+        out.insert(test, value);
+    }
+    out
+}
+
+fn bins_of(r: &mut Reporter, b: &Spanned<i64>) -> usize {
+    let v = *b.get_ref();
+    if !(2..=1000).contains(&v) {
+        r.at(
+            b.span(),
+            format!("bins must be between 2 and 1000, got {v}"),
+        );
+        return crate::profile::DEFAULT_BINS;
+    }
+    v as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_close_names() {
+        assert_eq!(
+            did_you_mean("incme", ["age", "income", "country"]),
+            Some("income")
+        );
+        assert_eq!(did_you_mean("zzz", ["age", "income"]), None);
+    }
+
+    #[test]
+    fn every_listed_key_is_a_real_field() {
+        let text = r#"
+            [[model]]
+            id = "m"
+            baseline = "b.parquet"
+            filter = "SELECT * FROM reference"
+            tests = ["auto"]
+            thresholds = { psi = 0.2 }
+            bins = 10
+            drift_share = 0.5
+            fdr = 0.05
+            ks_method = "asymp"
+            exclude = ["x"]
+            max_samples = 10
+            max_categories = 10
+            [[model.feature]]
+            name = "a"
+            type = "numerical"
+            tests = ["ks"]
+            thresholds = { ks = 0.01 }
+            bins = 5
+        "#;
+        let cfg = parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(
+            cfg.models[0].features[0].options.threshold(TestKind::Ks),
+            0.01
+        );
+        assert_eq!(cfg.models[0].options.ks_method, KsMethod::Asymp);
+        assert_eq!(MODEL_KEYS.len(), 13);
+        assert_eq!(FEATURE_KEYS.len(), 5);
+    }
+}
+
+/// Phase 4: checks each model against its baseline — the file opens, the SQL filter is a
+/// valid query, and every named feature and exclusion is a column with a fitting type.
+pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
+    use datafusion::arrow::datatypes::DataType;
+    let mut out = Vec::new();
+    let mut at = |pos: &Pos, message: String| {
+        out.push(Diagnostic {
+            file: config.path.clone(),
+            line: pos.line,
+            col: pos.col,
+            message,
+        });
+    };
+    for m in &config.models {
+        let schema = match crate::baseline::read_schema(&m.baseline, m.filter.as_deref()).await {
+            Ok(s) => s,
+            Err(e) => {
+                let pos = if matches!(e, crate::baseline::BaselineError::Sql { .. }) {
+                    &m.filter_pos
+                } else {
+                    &m.baseline_pos
+                };
+                at(pos, format!("model \"{}\": {e}", m.id));
+                continue;
+            }
+        };
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let unknown = |name: &str| {
+            let hint = did_you_mean(name, columns.iter().copied())
+                .map(|s| format!("did you mean \"{s}\"?"))
+                .unwrap_or_else(|| format!("columns are: {}", columns.join(", ")));
+            format!(
+                "model \"{}\": the baseline has no column \"{name}\"; {hint}",
+                m.id
+            )
+        };
+        for f in &m.features {
+            match schema.field_with_name(&f.name) {
+                Err(_) => at(&f.pos, unknown(&f.name)),
+                Ok(field) => {
+                    let inferred = FeatureKind::infer(field.data_type());
+                    match (f.kind, inferred) {
+                        (None, None) => at(
+                            &f.pos,
+                            format!(
+                                "model \"{}\": column \"{}\" has type {}; declare `type = \"numerical\"` or `\"categorical\"`, or drop it",
+                                m.id,
+                                f.name,
+                                field.data_type()
+                            ),
+                        ),
+                        (Some(FeatureKind::Numerical), k)
+                            if k != Some(FeatureKind::Numerical)
+                                && field.data_type() != &DataType::Null =>
+                        {
+                            at(
+                                &f.pos,
+                                format!(
+                                    "model \"{}\": column \"{}\" has type {}, which cannot be read as numerical",
+                                    m.id,
+                                    f.name,
+                                    field.data_type()
+                                ),
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (name, pos) in &m.exclude {
+            if schema.field_with_name(name).is_err() {
+                at(pos, unknown(name));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,443 @@
+//! The `driftwatch` command line. Maps errors to exit codes: 0 no drift (or success),
+//! 1 drift detected, 2 usage, configuration or input error.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use driftwatch::baseline::{Baseline, BuildOptions, FeatureSelection, Format, read_table};
+use driftwatch::check::{self, Plan};
+use driftwatch::config;
+use driftwatch::profile::FeatureKind;
+use driftwatch::stats::{KsMethod, TestChoice, TestKind, TestOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "driftwatch",
+    version,
+    about = "Watches ML models in production for data drift, data-quality problems and performance loss.",
+    long_about = "Watches ML models in production for data drift, data-quality problems and performance loss.\n\n\
+                  Exit codes: 0 success / no drift, 1 drift detected (check), 2 usage, configuration or input error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare a batch of data with a reference and report drift (exit 0 no drift, 1 drift, 2 error).
+    ///
+    /// Zero-config: `driftwatch check --reference train.parquet --current today.parquet`.
+    /// Configured: `driftwatch check --config agent.toml --model credit-risk --current today.parquet`.
+    Check(CheckArgs),
+    /// Check a configuration file and report every problem at once as file:line:col (exit 0 valid, 2 invalid).
+    Validate {
+        /// The agent configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only check the file itself; do not open the baselines it names.
+        #[arg(long)]
+        no_baselines: bool,
+    },
+    /// Baseline artefacts: precomputed reference profiles, so the agent never needs the training set.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Profile reference data (Parquet, CSV or NDJSON) into a compact, versioned artefact with a content hash.
+    Build {
+        /// Reference data: Parquet, CSV or NDJSON.
+        #[arg(long)]
+        reference: PathBuf,
+        /// Where to write the artefact (a Parquet file with driftwatch metadata).
+        #[arg(long)]
+        output: PathBuf,
+        /// SQL query over the table `reference` selecting the rows and columns to profile.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        features: FeatureArgs,
+        /// Values kept per feature before the sample becomes a uniform reservoir.
+        #[arg(long, default_value_t = driftwatch::profile::DEFAULT_MAX_SAMPLES)]
+        max_samples: usize,
+        /// Distinct categories kept per feature; the rest count as __other__.
+        #[arg(long, default_value_t = driftwatch::profile::DEFAULT_MAX_CATEGORIES)]
+        max_categories: usize,
+    },
+}
+
+/// Which columns are features, and their types.
+#[derive(Args, Clone, Default)]
+struct FeatureArgs {
+    /// Only these columns (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+    /// Never these columns, e.g. ids and timestamps (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Treat these columns as numerical (comma-separated), overriding the inferred type.
+    #[arg(long, value_delimiter = ',')]
+    numerical: Vec<String>,
+    /// Treat these columns as categorical (comma-separated), e.g. integer class labels.
+    #[arg(long, value_delimiter = ',')]
+    categorical: Vec<String>,
+    /// Bins for binned tests (psi, kl, hellinger, jensenshannon) on numerical features: edges at reference quantiles.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    bins: Option<u32>,
+}
+
+impl FeatureArgs {
+    fn selection(&self) -> Result<FeatureSelection, String> {
+        let mut declared = BTreeMap::new();
+        for c in &self.numerical {
+            declared.insert(c.clone(), FeatureKind::Numerical);
+        }
+        for c in &self.categorical {
+            if declared
+                .insert(c.clone(), FeatureKind::Categorical)
+                .is_some()
+            {
+                return Err(format!(
+                    "column \"{c}\" is given both --numerical and --categorical"
+                ));
+            }
+        }
+        Ok(FeatureSelection {
+            columns: self.columns.clone(),
+            exclude: self.exclude.clone(),
+            declared,
+        })
+    }
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Reference data (Parquet, CSV, NDJSON) or a baseline artefact. Zero-config form; with --config it replaces the model's baseline.
+    #[arg(long, required_unless_present = "config")]
+    reference: Option<PathBuf>,
+    /// The batch to check: Parquet, CSV or NDJSON.
+    #[arg(long)]
+    current: PathBuf,
+    /// Agent configuration file (configured form; needs --model).
+    #[arg(long, requires = "model")]
+    config: Option<PathBuf>,
+    /// Model id in the configuration.
+    #[arg(long, requires = "config")]
+    model: Option<String>,
+    #[command(flatten)]
+    features: FeatureArgs,
+    /// Tests to run (repeatable or comma-separated): auto, ks, wasserstein, psi, jensenshannon, kl, hellinger,
+    /// chisquare, tvd, ztest, anderson, cvm, mannwhitney, ttest, energy. Each runs on the features whose type it fits.
+    #[arg(long = "test", value_delimiter = ',')]
+    tests: Vec<String>,
+    /// Threshold for a test, as TEST=VALUE (repeatable), e.g. --threshold psi=0.25 --threshold ks=0.01.
+    #[arg(long = "threshold", value_delimiter = ',')]
+    thresholds: Vec<String>,
+    /// Share of drifted features at or above which the data set counts as drifted.
+    #[arg(long, default_value_t = 0.5)]
+    drift_share: f64,
+    /// Control the false-discovery rate at Q across all features' p-values (Benjamini–Hochberg).
+    #[arg(long, value_name = "Q")]
+    fdr: Option<f64>,
+    /// How the KS p-value is computed: exact up to 10 000 values per side (auto), always exact, or asymptotic.
+    #[arg(long, value_enum, default_value_t = KsMethodArg::Auto)]
+    ks_method: KsMethodArg,
+    /// Output format. The JSON shape is a stable contract for pipelines.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KsMethodArg {
+    Auto,
+    Exact,
+    Asymp,
+}
+
+/// An error with the exit code it maps to.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("driftwatch: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(message)) => {
+            eprintln!("driftwatch: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Check(args) => run_check(args).await,
+        Command::Validate {
+            config,
+            no_baselines,
+        } => {
+            let cfg = config::load(&config)?;
+            if !no_baselines {
+                let problems = config::check_baselines(&cfg).await;
+                if !problems.is_empty() {
+                    return Err(Failure(config::ConfigErrors(problems).to_string()));
+                }
+            }
+            let what = if no_baselines {
+                ""
+            } else {
+                ", baselines checked"
+            };
+            println!(
+                "{}: valid ({} model(s){what})",
+                config.display(),
+                cfg.models.len()
+            );
+            Ok(0)
+        }
+        Command::Baseline(BaselineCommand::Build {
+            reference,
+            output,
+            filter,
+            features,
+            max_samples,
+            max_categories,
+        }) => {
+            let selection = features.selection()?;
+            let format = Format::detect(&reference)?;
+            if format == Format::Artefact {
+                return Err(Failure(format!(
+                    "{}: is already a baseline artefact",
+                    reference.display()
+                )));
+            }
+            let table = read_table(&reference, format, filter.as_deref()).await?;
+            let options = BuildOptions {
+                bins: features
+                    .bins
+                    .map_or(driftwatch::profile::DEFAULT_BINS, |b| b as usize),
+                max_samples: max_samples.max(1),
+                max_categories: max_categories.max(1),
+            };
+            let baseline = Baseline::from_table(&table, &selection, options)?;
+            let sha = baseline.write_artefact(&output)?;
+            let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "{}: {} rows, {} features, {} bytes, sha256 {sha}",
+                output.display(),
+                baseline.profile.rows(),
+                baseline.spec.features.len(),
+                size
+            );
+            Ok(0)
+        }
+    }
+}
+
+async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
+    let mut plan = match (&args.config, &args.model) {
+        (Some(path), Some(id)) => {
+            let cfg = config::load(path)?;
+            let model = cfg.model(id).ok_or_else(|| {
+                let ids: Vec<&str> = cfg.models.iter().map(|m| m.id.as_str()).collect();
+                let hint = config::did_you_mean(id, ids.iter().copied())
+                    .map(|s| format!("did you mean \"{s}\"?"))
+                    .unwrap_or_else(|| format!("models are: {}", ids.join(", ")));
+                Failure(format!("{}: no model \"{id}\"; {hint}", path.display()))
+            })?;
+            let mut plan = Plan::from_model(model);
+            plan.selection
+                .columns
+                .extend(args.features.columns.iter().cloned());
+            plan.selection
+                .exclude
+                .extend(args.features.exclude.iter().cloned());
+            plan.selection
+                .declared
+                .extend(args.features.selection()?.declared);
+            (plan, Some(model.baseline.clone()))
+        }
+        _ => (zero_config_plan(&args)?, None),
+    };
+    apply_overrides(&mut plan.0, &args)?;
+    let (plan, configured_reference) = plan;
+    let reference = args
+        .reference
+        .clone()
+        .or(configured_reference)
+        .ok_or_else(|| Failure("--reference is required".into()))?;
+    let mut baseline = check::load_reference(&reference, &plan).await?;
+    let report = check::run(&mut baseline, &args.current, &plan).await?;
+    let text = match args.format {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Table => {
+            let colour = args.output.is_none()
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none();
+            report.to_table(colour)
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| Failure(format!("{}: cannot write: {e}", path.display())))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = out.write_all(text.as_bytes());
+        }
+    }
+    Ok(report.exit_code() as u8)
+}
+
+fn zero_config_plan(args: &CheckArgs) -> Result<Plan, Failure> {
+    let name = args
+        .reference
+        .as_deref()
+        .and_then(Path::file_stem)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "reference".into());
+    Ok(Plan {
+        model: name,
+        tests: vec![TestChoice::Auto],
+        options: TestOptions::default(),
+        per_feature: BTreeMap::new(),
+        drift_share: 0.5,
+        fdr: None,
+        build: BuildOptions::default(),
+        feature_bins: BTreeMap::new(),
+        selection: args.features.selection()?,
+        filter: None,
+        bins_explicit: false,
+        strict_columns: true,
+    })
+}
+
+/// Command-line options that replace the plan's (both forms).
+fn apply_overrides(plan: &mut Plan, args: &CheckArgs) -> Result<(), Failure> {
+    if !args.tests.is_empty() {
+        plan.tests = args
+            .tests
+            .iter()
+            .map(|t| {
+                TestChoice::parse(t.trim()).ok_or_else(|| {
+                    let names = TestChoice::names();
+                    let hint = config::did_you_mean(t, names.iter().copied())
+                        .map(|s| format!("did you mean \"{s}\"?"))
+                        .unwrap_or_else(|| format!("valid tests: {}", names.join(", ")));
+                    Failure(format!("--test {t}: unknown test; {hint}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        // Tests named on the command line replace per-feature lists too.
+        for (tests, _) in plan.per_feature.values_mut() {
+            *tests = None;
+        }
+    }
+    for spec in &args.thresholds {
+        let (name, value) = spec.split_once('=').ok_or_else(|| {
+            Failure(format!(
+                "--threshold {spec}: expected TEST=VALUE, e.g. psi=0.2"
+            ))
+        })?;
+        let test = TestKind::parse(name.trim()).ok_or_else(|| {
+            let names: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
+            let hint = config::did_you_mean(name, names.iter().copied())
+                .map(|s| format!("did you mean \"{s}\"?"))
+                .unwrap_or_else(|| format!("valid tests: {}", names.join(", ")));
+            Failure(format!(
+                "--threshold {spec}: unknown test \"{name}\"; {hint}"
+            ))
+        })?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| Failure(format!("--threshold {spec}: \"{value}\" is not a number")))?;
+        let ok = if test.uses_p_value() {
+            value > 0.0 && value < 1.0
+        } else {
+            value.is_finite() && value > 0.0
+        };
+        if !ok {
+            return Err(Failure(format!(
+                "--threshold {spec}: {test} needs {}",
+                if test.uses_p_value() {
+                    "a p-value threshold in (0, 1)"
+                } else {
+                    "a positive distance"
+                }
+            )));
+        }
+        plan.options.thresholds.insert(test, value);
+        for (_, options) in plan.per_feature.values_mut() {
+            options.thresholds.insert(test, value);
+        }
+    }
+    if !(args.drift_share > 0.0 && args.drift_share <= 1.0) {
+        return Err(Failure(format!(
+            "--drift-share {}: must be in (0, 1]",
+            args.drift_share
+        )));
+    }
+    if args.config.is_none() || args.drift_share != 0.5 {
+        plan.drift_share = args.drift_share;
+    }
+    if let Some(q) = args.fdr {
+        if !(q > 0.0 && q < 1.0) {
+            return Err(Failure(format!("--fdr {q}: must be in (0, 1)")));
+        }
+        plan.fdr = Some(q);
+    }
+    let method = match args.ks_method {
+        KsMethodArg::Auto => KsMethod::Auto,
+        KsMethodArg::Exact => KsMethod::Exact,
+        KsMethodArg::Asymp => KsMethod::Asymp,
+    };
+    if args.config.is_none() || method != KsMethod::Auto {
+        plan.options.ks_method = method;
+        for (_, options) in plan.per_feature.values_mut() {
+            options.ks_method = method;
+        }
+    }
+    if let Some(b) = args.features.bins {
+        plan.build.bins = b as usize;
+        plan.bins_explicit = true;
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Golden tests: every statistic against the values SciPy/NumPy computed for the same data
+//! (fixtures/golden/generate.py → fixtures/golden/cases.json).
+//!
+//! Tolerances (issue #2): statistics 1e-9 relative (1e-12 absolute near zero); p-values 1e-6
+//! relative, both below 1e-250 counting as equal. One documented exception: `cvm`'s
+//! asymptotic p-value is 1 − CDF with SciPy's series cut at terms below 1e-7, so SciPy itself
+//! carries only absolute precision there; those p-values must agree to 1e-14 absolute.
+
+use std::collections::BTreeMap;
+
+use driftwatch::profile::{quantile_edges, sort_f64};
+use driftwatch::stats::binned::{self, Proportions};
+use driftwatch::stats::continuous::{self, KsMethod};
+use driftwatch::stats::{Outcome, Undefined, histogram_of_sorted};
+use serde_json::Value;
+
+fn cases() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden/cases.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixtures/golden/cases.json"))
+        .expect("valid JSON")
+}
+
+/// SplitMix64 uniforms in [0, 1): must match `uniforms` in generate.py.
+struct Uniforms(u64);
+
+impl Uniforms {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 * 2f64.powi(-53)
+    }
+}
+
+/// Regenerates a sample operation for operation as generate.py does.
+fn generate(spec: &Value) -> Vec<f64> {
+    if let Some(values) = spec.get("values") {
+        // NaN is null and infinities are strings in the fixture (JSON has neither).
+        let decode = |v: &Value| match v.as_str() {
+            Some("inf") => f64::INFINITY,
+            Some("-inf") => f64::NEG_INFINITY,
+            _ => v.as_f64().unwrap_or(f64::NAN),
+        };
+        return values.as_array().unwrap().iter().map(decode).collect();
+    }
+    let mut u = Uniforms(spec["seed"].as_u64().unwrap());
+    let (a, b) = (spec["a"].as_f64().unwrap(), spec["b"].as_f64().unwrap());
+    let n = spec["n"].as_u64().unwrap();
+    let dist = spec["dist"].as_str().unwrap();
+    (0..n)
+        .map(|_| match dist {
+            "uniform" => a + b * u.next(),
+            "normal" => {
+                let mut s = 0.0;
+                for _ in 0..12 {
+                    s += u.next();
+                }
+                a + b * (s - 6.0)
+            }
+            "heavy" => {
+                let p = u.next();
+                let q = u.next();
+                a + b * ((p - 0.5) / (q + 0.01))
+            }
+            "skew" => a + b / (u.next() + 0.05),
+            "integer" => (a + b * u.next()).floor(),
+            "grid" => a + (u.next() * b).floor() / 4.0,
+            other => panic!("unknown generator {other}"),
+        })
+        .collect()
+}
+
+/// JSON turns NaN into null; the fixtures spell missing values as null.
+fn finite_sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.retain(|x| x.is_finite());
+    sort_f64(&mut v);
+    v
+}
+
+fn close_stat(actual: f64, expected: f64) -> bool {
+    if expected.abs() < 1e-12 {
+        (actual - expected).abs() <= 1e-12
+    } else {
+        (actual - expected).abs() <= 1e-9 * expected.abs()
+    }
+}
+
+fn close_p(actual: f64, expected: f64, abs_tol: f64) -> bool {
+    (actual < 1e-250 && expected < 1e-250)
+        || (actual - expected).abs() <= 1e-6 * expected.abs()
+        || (actual - expected).abs() <= abs_tol
+}
+
+fn compare(
+    case: &str,
+    test: &str,
+    got: Result<Outcome, Undefined>,
+    want: &Value,
+    failures: &mut Vec<String>,
+) {
+    let p_abs = if test == "cvm" { 1e-14 } else { 0.0 };
+    match (got, want.get("undefined")) {
+        (Err(_), Some(_)) => {}
+        (Err(e), None) => failures.push(format!(
+            "{case}/{test}: driftwatch undefined ({e}), SciPy {want}"
+        )),
+        (Ok(o), Some(why)) => failures.push(format!(
+            "{case}/{test}: driftwatch {o:?}, SciPy undefined ({why})"
+        )),
+        (Ok(o), None) => {
+            let stat = want["statistic"].as_f64().unwrap();
+            if !close_stat(o.statistic, stat) {
+                failures.push(format!(
+                    "{case}/{test}: statistic {} vs SciPy {stat} (rel {:.2e})",
+                    o.statistic,
+                    (o.statistic - stat).abs() / stat.abs()
+                ));
+            }
+            match (o.p_value, want["p_value"].as_f64()) {
+                (Some(p), Some(e)) if !close_p(p, e, p_abs) => failures.push(format!(
+                    "{case}/{test}: p-value {p:e} vs SciPy {e:e} (rel {:.2e})",
+                    (p - e).abs() / e.abs()
+                )),
+                (None, Some(e)) => failures.push(format!("{case}/{test}: no p-value, SciPy {e}")),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn statistics_match_scipy() {
+    let all = cases();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in all["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let tests: BTreeMap<String, Value> = serde_json::from_value(case["tests"].clone()).unwrap();
+        if case["kind"] == "numerical" {
+            let x = finite_sorted(generate(&case["reference"]));
+            let y = finite_sorted(generate(&case["current"]));
+            let bins = case["bins"].as_u64().unwrap() as usize;
+            let edges = quantile_edges(&x, bins);
+            let want_edges: Vec<f64> = serde_json::from_value(case["edges"].clone()).unwrap();
+            if edges != want_edges {
+                failures.push(format!("{name}: edges {edges:?} vs NumPy {want_edges:?}"));
+            }
+            let props = Proportions::from_counts(
+                &histogram_of_sorted(&x, &edges),
+                &histogram_of_sorted(&y, &edges),
+            );
+            for (test, want) in &tests {
+                let got = match test.as_str() {
+                    "ks" => continuous::ks(&x, &y, KsMethod::Auto),
+                    "ks_asymp" => continuous::ks(&x, &y, KsMethod::Asymp),
+                    "ks_exact" => continuous::ks(&x, &y, KsMethod::Exact),
+                    "wasserstein" => continuous::wasserstein(&x, &y),
+                    "energy" => continuous::energy(&x, &y),
+                    "anderson" => continuous::anderson(&x, &y),
+                    "cvm" => continuous::cvm(&x, &y),
+                    "mannwhitney" => continuous::mannwhitney(&x, &y),
+                    "ttest" => continuous::ttest(&x, &y),
+                    "psi" => props.clone().map(|p| binned::psi(&p)),
+                    "kl" => props.clone().map(|p| binned::kl(&p)),
+                    "hellinger" => props.clone().map(|p| binned::hellinger(&p)),
+                    "jensenshannon" => props.clone().map(|p| binned::jensenshannon(&p)),
+                    other => panic!("{name}: no driftwatch test for {other}"),
+                };
+                compare(name, test, got, want, &mut failures);
+                checked += 1;
+            }
+        } else {
+            let r: BTreeMap<String, u64> =
+                serde_json::from_value(case["reference"].clone()).unwrap();
+            let c: BTreeMap<String, u64> = serde_json::from_value(case["current"].clone()).unwrap();
+            let keys: std::collections::BTreeSet<&String> = r.keys().chain(c.keys()).collect();
+            let rc: Vec<u64> = keys
+                .iter()
+                .map(|k| r.get(*k).copied().unwrap_or(0))
+                .collect();
+            let cc: Vec<u64> = keys
+                .iter()
+                .map(|k| c.get(*k).copied().unwrap_or(0))
+                .collect();
+            let props = Proportions::from_counts(&rc, &cc);
+            for (test, want) in &tests {
+                let got = match test.as_str() {
+                    "psi" => props.clone().map(|p| binned::psi(&p)),
+                    "kl" => props.clone().map(|p| binned::kl(&p)),
+                    "hellinger" => props.clone().map(|p| binned::hellinger(&p)),
+                    "jensenshannon" => props.clone().map(|p| binned::jensenshannon(&p)),
+                    "tvd" => props.clone().map(|p| binned::tvd(&p)),
+                    "chisquare" => binned::chisquare(&rc, &cc),
+                    "ztest" => binned::ztest(&rc, &cc),
+                    other => panic!("{name}: no driftwatch test for {other}"),
+                };
+                compare(name, test, got, want, &mut failures);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} reference values checked");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} values differ from SciPy:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

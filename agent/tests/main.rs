@@ -1,0 +1,2 @@
+//! The integration-test binary: golden statistics, properties, the command line.
+mod golden;
