@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::profile::{
-    FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileError, ProfileSpec, Sample,
-    observe_column, quantile_edges,
+    FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileError, ProfileSpec, Sample, observe_column,
+    quantile_edges,
 };
 
 /// Version of the artefact layout; bumped on any incompatible change.
@@ -49,13 +49,8 @@ pub const TABLE: &str = "reference";
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
     #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}: not a Parquet file (no PAR1 magic); use .csv, .ndjson/.jsonl/.json or .parquet"
-    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a Parquet file (no PAR1 magic); use .csv, .ndjson/.jsonl/.json or .parquet")]
     NotParquet { path: PathBuf },
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
@@ -118,9 +113,7 @@ impl Format {
         })?;
         let is_parquet = n == 4 && &head == b"PAR1";
         match ext.as_str() {
-            "parquet" | "pq" | "dwb" if !is_parquet => {
-                Err(BaselineError::NotParquet { path: path.into() })
-            }
+            "parquet" | "pq" | "dwb" if !is_parquet => Err(BaselineError::NotParquet { path: path.into() }),
             "csv" | "tsv" => Ok(Format::Csv),
             "ndjson" | "jsonl" | "json" => Ok(Format::NdJson),
             _ if is_parquet => Ok(if is_artefact(path) {
@@ -160,11 +153,7 @@ impl Table {
 
 /// Reads a Parquet, CSV or NDJSON file, optionally through a SQL query over table
 /// `reference`.
-pub async fn read_table(
-    path: &Path,
-    format: Format,
-    sql: Option<&str>,
-) -> Result<Table, BaselineError> {
+pub async fn read_table(path: &Path, format: Format, sql: Option<&str>) -> Result<Table, BaselineError> {
     let df = open(path, format, sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(|e| BaselineError::Read {
@@ -208,36 +197,24 @@ async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFram
         .unwrap_or_default();
     match format {
         Format::Parquet | Format::Artefact => {
-            ctx.register_parquet(
-                TABLE,
-                location,
-                ParquetReadOptions::default().file_extension(&ext),
-            )
-            .await
-            .map_err(read_err)?;
+            ctx.register_parquet(TABLE, location, ParquetReadOptions::default().file_extension(&ext))
+                .await
+                .map_err(read_err)?;
         }
         Format::Csv => {
-            let delimiter = if ext.eq_ignore_ascii_case(".tsv") {
-                b'\t'
-            } else {
-                b','
-            };
+            let delimiter = if ext.eq_ignore_ascii_case(".tsv") { b'\t' } else { b',' };
             let options = CsvReadOptions::new()
                 .has_header(true)
                 .delimiter(delimiter)
                 .file_extension(&ext)
                 .schema_infer_max_records(100_000);
-            ctx.register_csv(TABLE, location, options)
-                .await
-                .map_err(read_err)?;
+            ctx.register_csv(TABLE, location, options).await.map_err(read_err)?;
         }
         Format::NdJson => {
             let options = JsonReadOptions::default()
                 .file_extension(&ext)
                 .schema_infer_max_records(100_000);
-            ctx.register_json(TABLE, location, options)
-                .await
-                .map_err(read_err)?;
+            ctx.register_json(TABLE, location, options).await.map_err(read_err)?;
         }
     }
     let df = match sql {
@@ -286,12 +263,7 @@ impl FeatureSelection {
                 .map(|s| format!("; did you mean \"{s}\"?"))
                 .unwrap_or_else(|| format!("; columns are: {}", names.join(", "))),
         };
-        for c in self
-            .columns
-            .iter()
-            .chain(&self.exclude)
-            .chain(self.declared.keys())
-        {
+        for c in self.columns.iter().chain(&self.exclude).chain(self.declared.keys()) {
             if !names.contains(&c.as_str()) {
                 return Err(unknown(c));
             }
@@ -380,16 +352,15 @@ impl Default for BuildOptions {
 }
 
 impl Baseline {
-    /// Builds a baseline from a data table: profiles the selected features, then fixes the
-    /// bin edges of numerical features at the reference quantiles and fills the reference
-    /// histograms from the sorted sample.
-    pub fn from_table(
-        table: &Table,
+    /// The spec for a table's schema and a selection: names and kinds, edges not yet fixed.
+    pub fn spec_for(
+        schema: &Schema,
+        path: &Path,
         selection: &FeatureSelection,
         options: BuildOptions,
-    ) -> Result<Baseline, BaselineError> {
-        let (features, _skipped) = selection.resolve(&table.schema, &table.path)?;
-        let mut spec = ProfileSpec {
+    ) -> Result<ProfileSpec, BaselineError> {
+        let (features, _skipped) = selection.resolve(schema, path)?;
+        Ok(ProfileSpec {
             features: features
                 .into_iter()
                 .map(|(name, kind)| FeatureSpec {
@@ -401,20 +372,41 @@ impl Baseline {
             bins: options.bins,
             max_samples: options.max_samples,
             max_categories: options.max_categories,
-        };
-        let mut profile = profile_table(table, &spec)?;
+        })
+    }
+
+    /// Completes a reference profile: fixes the bin edges of numerical features at the
+    /// reference quantiles (`bins` per feature, default the spec's) and fills the reference
+    /// histograms from the sorted sample.
+    pub fn from_profile(
+        mut spec: ProfileSpec,
+        mut profile: Profile,
+        source: &Path,
+        bins: &BTreeMap<String, usize>,
+    ) -> Baseline {
         for (fspec, prof) in spec.features.iter_mut().zip(&mut profile.features) {
             if fspec.kind == FeatureKind::Numerical {
                 let sorted = prof.sample.sorted();
-                fspec.edges = quantile_edges(sorted, options.bins);
+                fspec.edges = quantile_edges(sorted, bins.get(&fspec.name).copied().unwrap_or(spec.bins));
                 prof.histogram = crate::stats::histogram_of_sorted(sorted, &fspec.edges);
             }
         }
-        Ok(Baseline {
+        Baseline {
             spec,
             profile,
-            source: table.path.clone(),
-        })
+            source: source.into(),
+        }
+    }
+
+    /// Builds a baseline from a data table (see [`Baseline::from_profile`]).
+    pub fn from_table(
+        table: &Table,
+        selection: &FeatureSelection,
+        options: BuildOptions,
+    ) -> Result<Baseline, BaselineError> {
+        let spec = Baseline::spec_for(&table.schema, &table.path, selection, options)?;
+        let profile = profile_table(table, &spec)?;
+        Ok(Baseline::from_profile(spec, profile, &table.path, &BTreeMap::new()))
     }
 
     /// An Arrow schema with one column per feature (Float64 or Utf8 by kind).
@@ -504,9 +496,7 @@ impl Baseline {
             message: e.to_string(),
         })?;
         let props = WriterProperties::builder()
-            .set_compression(datafusion::parquet::basic::Compression::ZSTD(
-                Default::default(),
-            ))
+            .set_compression(datafusion::parquet::basic::Compression::ZSTD(Default::default()))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(KEY_VERSION.into(), ARTEFACT_VERSION.to_string()),
                 KeyValue::new(KEY_HEADER.into(), header_json),
@@ -536,8 +526,7 @@ impl Baseline {
             path: path.into(),
             source,
         })?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(e.to_string()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(e.to_string()))?;
         let kv: HashMap<String, String> = builder
             .metadata()
             .file_metadata()
@@ -548,10 +537,7 @@ impl Baseline {
                     .collect()
             })
             .unwrap_or_default();
-        let version = kv
-            .get(KEY_VERSION)
-            .cloned()
-            .unwrap_or_else(|| "(none)".into());
+        let version = kv.get(KEY_VERSION).cloned().unwrap_or_else(|| "(none)".into());
         if version != ARTEFACT_VERSION.to_string() {
             return Err(BaselineError::Version {
                 path: path.into(),
@@ -564,24 +550,18 @@ impl Baseline {
         let expected = kv
             .get(KEY_SHA)
             .ok_or_else(|| corrupt("the checksum is missing".into()))?;
-        let header: Header =
-            serde_json::from_str(header_json).map_err(|e| corrupt(format!("bad header: {e}")))?;
+        let header: Header = serde_json::from_str(header_json).map_err(|e| corrupt(format!("bad header: {e}")))?;
         let (mut ids, mut values) = (Vec::new(), Vec::new());
         for batch in builder.build().map_err(|e| corrupt(e.to_string()))? {
             let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            let (Some(id), Some(v)) = (
-                batch.column_by_name("feature"),
-                batch.column_by_name("value"),
-            ) else {
+            let (Some(id), Some(v)) = (batch.column_by_name("feature"), batch.column_by_name("value")) else {
                 return Err(corrupt("expected columns feature and value".into()));
             };
             let (Some(id), Some(v)) = (
                 id.as_primitive_opt::<UInt32Type>(),
                 v.as_any().downcast_ref::<Float64Array>(),
             ) else {
-                return Err(corrupt(
-                    "columns feature and value have the wrong types".into(),
-                ));
+                return Err(corrupt("columns feature and value have the wrong types".into()));
             };
             ids.extend_from_slice(id.values());
             values.extend_from_slice(v.values());

@@ -8,16 +8,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::baseline::{
-    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, Table, profile_table,
-    read_table,
+    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, Table, profile_table, read_schema, read_table,
 };
 use crate::config::Model;
-use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec};
+use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
 use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
 
 /// Input problems a check reports (exit code 2).
@@ -27,6 +27,10 @@ pub enum CheckError {
     Data(#[from] BaselineError),
     #[error("{path}: has no rows to compare")]
     EmptyCurrent { path: PathBuf },
+    #[error("{path}: the reference has no rows (check the file and the SQL filter)")]
+    EmptyReference { path: PathBuf },
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(
         "{path}: column \"{column}\" is missing; the reference {reference} has it (exclude it with --exclude, or add it to the data)"
     )]
@@ -35,9 +39,7 @@ pub enum CheckError {
         column: String,
         reference: PathBuf,
     },
-    #[error(
-        "{path}: column \"{column}\" is not in the reference {reference} (exclude it with --exclude {column})"
-    )]
+    #[error("{path}: column \"{column}\" is not in the reference {reference} (exclude it with --exclude {column})")]
     MissingInReference {
         path: PathBuf,
         column: String,
@@ -56,11 +58,7 @@ pub enum CheckError {
     #[error(
         "{path}: this baseline artefact was built with {built} bins; rebuild it with --bins {asked} or drop --bins"
     )]
-    BinsDiffer {
-        path: PathBuf,
-        built: usize,
-        asked: usize,
-    },
+    BinsDiffer { path: PathBuf, built: usize, asked: usize },
 }
 
 /// Everything that decides how a check runs.
@@ -126,95 +124,129 @@ impl Plan {
     }
 }
 
-/// Loads the reference side: an artefact as stored, or data profiled now.
-pub async fn load_reference(path: &Path, plan: &Plan) -> Result<Baseline, CheckError> {
-    let format = Format::detect(path)?;
-    if format == Format::Artefact {
-        let baseline = Baseline::read_artefact(path)?;
+/// Runs a whole check. A data reference and the current data are read and profiled at the
+/// same time (the spec — names and kinds — comes from the reference schema first; bin
+/// edges are fixed afterwards and the current histogram is taken from its sorted sample);
+/// an artefact reference is loaded as stored and the current data profiled with its spec.
+pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report, CheckError> {
+    let ref_format = Format::detect(reference)?;
+    let cur_format = Format::detect(current)?;
+    if cur_format == Format::Artefact {
+        return Err(CheckError::Data(BaselineError::Read {
+            path: current.into(),
+            message: "is a baseline artefact; the current data must be Parquet, CSV or NDJSON".into(),
+        }));
+    }
+    let (mut baseline, mut current_profile, current_rows) = if ref_format == Format::Artefact {
+        let baseline = Baseline::read_artefact(reference)?;
         if plan.bins_explicit && baseline.spec.bins != plan.build.bins {
             return Err(CheckError::BinsDiffer {
-                path: path.into(),
+                path: reference.into(),
                 built: baseline.spec.bins,
                 asked: plan.build.bins,
             });
         }
-        return Ok(baseline.select(&plan.selection)?);
-    }
-    let table = read_table(path, format, plan.filter.as_deref()).await?;
-    let mut baseline = Baseline::from_table(&table, &plan.selection, plan.build)?;
-    rebin(&mut baseline, &plan.feature_bins);
-    Ok(baseline)
+        let baseline = baseline.select(&plan.selection)?;
+        let spec = Arc::new(baseline.spec.clone());
+        let (profile, rows) =
+            read_and_profile(current.into(), cur_format, spec, reference.into(), plan.clone()).await?;
+        (baseline, profile, rows)
+    } else {
+        let schema = read_schema(reference, plan.filter.as_deref()).await?;
+        let spec = Arc::new(Baseline::spec_for(&schema, reference, &plan.selection, plan.build)?);
+        let reference_side = tokio::spawn(read_reference(
+            reference.into(),
+            ref_format,
+            plan.filter.clone(),
+            spec.clone(),
+        ));
+        let current_side = tokio::spawn(read_and_profile(
+            current.into(),
+            cur_format,
+            spec.clone(),
+            reference.into(),
+            plan.clone(),
+        ));
+        let reference_profile = join(reference_side).await?;
+        let (profile, rows) = join(current_side).await?;
+        let spec = Arc::try_unwrap(spec).unwrap_or_else(|s| (*s).clone());
+        (
+            Baseline::from_profile(spec, reference_profile, reference, &plan.feature_bins),
+            profile,
+            rows,
+        )
+    };
+    let started = std::time::Instant::now();
+    let report = compare(&mut baseline, &mut current_profile.features, current_rows, plan);
+    tracing::debug!(elapsed = ?started.elapsed(), "compared");
+    Ok(report)
 }
 
-/// Applies per-feature bin counts (configured form).
-fn rebin(baseline: &mut Baseline, bins: &BTreeMap<String, usize>) {
-    for (spec, prof) in baseline
-        .spec
-        .features
-        .iter_mut()
-        .zip(&mut baseline.profile.features)
-    {
-        if let (Some(&b), FeatureKind::Numerical) = (bins.get(&spec.name), spec.kind) {
-            let sorted = prof.sample.sorted();
-            spec.edges = crate::profile::quantile_edges(sorted, b);
-            prof.histogram = crate::stats::histogram_of_sorted(sorted, &spec.edges);
-        }
-    }
+async fn join<T>(handle: tokio::task::JoinHandle<Result<T, CheckError>>) -> Result<T, CheckError> {
+    handle
+        .await
+        .unwrap_or_else(|e| Err(CheckError::Internal(e.to_string())))
 }
 
-/// Runs a whole check: reads the current data, profiles it with the baseline's spec, and
-/// compares every feature.
-pub async fn run(
-    baseline: &mut Baseline,
-    current: &Path,
-    plan: &Plan,
-) -> Result<Report, CheckError> {
-    let format = Format::detect(current)?;
-    if format == Format::Artefact {
-        return Err(CheckError::Data(BaselineError::Read {
-            path: current.into(),
-            message: "is a baseline artefact; the current data must be Parquet, CSV or NDJSON"
-                .into(),
-        }));
-    }
-    let table = read_table(current, format, None).await?;
+async fn read_reference(
+    path: PathBuf,
+    format: Format,
+    filter: Option<String>,
+    spec: Arc<ProfileSpec>,
+) -> Result<Profile, CheckError> {
+    let started = std::time::Instant::now();
+    let table = read_table(&path, format, filter.as_deref()).await?;
+    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "reference read");
     if table.rows() == 0 {
-        return Err(CheckError::EmptyCurrent {
-            path: current.into(),
-        });
+        return Err(CheckError::EmptyReference { path });
     }
-    check_columns(baseline, &table, plan)?;
-    let mut profile = profile_table(&table, &baseline.spec)?;
-    Ok(compare(
-        baseline,
-        &mut profile.features,
-        table.rows() as u64,
-        plan,
-    ))
+    let profile = tokio::task::spawn_blocking(move || profile_table(&table, &spec))
+        .await
+        .map_err(|e| CheckError::Internal(e.to_string()))??;
+    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "reference profiled");
+    Ok(profile)
 }
 
-fn check_columns(baseline: &Baseline, table: &Table, plan: &Plan) -> Result<(), CheckError> {
-    for f in &baseline.spec.features {
+async fn read_and_profile(
+    path: PathBuf,
+    format: Format,
+    spec: Arc<ProfileSpec>,
+    reference: PathBuf,
+    plan: Plan,
+) -> Result<(Profile, u64), CheckError> {
+    let started = std::time::Instant::now();
+    let table = read_table(&path, format, None).await?;
+    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "current read");
+    if table.rows() == 0 {
+        return Err(CheckError::EmptyCurrent { path });
+    }
+    check_columns(&spec, &reference, &table, &plan)?;
+    let rows = table.rows() as u64;
+    let profile = tokio::task::spawn_blocking(move || profile_table(&table, &spec))
+        .await
+        .map_err(|e| CheckError::Internal(e.to_string()))??;
+    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "current profiled");
+    Ok((profile, rows))
+}
+
+fn check_columns(spec: &ProfileSpec, reference: &Path, table: &Table, plan: &Plan) -> Result<(), CheckError> {
+    for f in &spec.features {
         let Some(field) = table.schema.fields().iter().find(|c| c.name() == &f.name) else {
             return Err(CheckError::MissingInCurrent {
                 path: table.path.clone(),
                 column: f.name.clone(),
-                reference: baseline.source.clone(),
+                reference: reference.into(),
             });
         };
         let inferred = FeatureKind::infer(field.data_type());
         let declared = plan.selection.declared.contains_key(&f.name);
-        if !declared
-            && inferred != Some(f.kind)
-            && field.data_type() != &datafusion::arrow::datatypes::DataType::Null
-        {
+        if !declared && inferred != Some(f.kind) && field.data_type() != &datafusion::arrow::datatypes::DataType::Null {
             return Err(CheckError::TypeDiffers {
                 path: table.path.clone(),
                 column: f.name.clone(),
-                found: inferred
-                    .map_or_else(|| field.data_type().to_string(), |k| k.as_str().to_string()),
+                found: inferred.map_or_else(|| field.data_type().to_string(), |k| k.as_str().to_string()),
                 expected: f.kind.as_str(),
-                reference: baseline.source.clone(),
+                reference: reference.into(),
             });
         }
     }
@@ -223,11 +255,11 @@ fn check_columns(baseline: &Baseline, table: &Table, plan: &Plan) -> Result<(), 
             let name = field.name();
             let excluded = plan.selection.exclude.contains(name)
                 || (!plan.selection.columns.is_empty() && !plan.selection.columns.contains(name));
-            if !excluded && !baseline.spec.features.iter().any(|f| &f.name == name) {
+            if !excluded && !spec.features.iter().any(|f| &f.name == name) {
                 return Err(CheckError::MissingInReference {
                     path: table.path.clone(),
                     column: name.clone(),
-                    reference: baseline.source.clone(),
+                    reference: reference.into(),
                 });
             }
         }
@@ -236,12 +268,7 @@ fn check_columns(baseline: &Baseline, table: &Table, plan: &Plan) -> Result<(), 
 }
 
 /// Compares a current profile with the baseline and applies the plan's decisions.
-pub fn compare(
-    baseline: &mut Baseline,
-    current: &mut [FeatureProfile],
-    current_rows: u64,
-    plan: &Plan,
-) -> Report {
+pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_rows: u64, plan: &Plan) -> Report {
     let reference_rows = baseline.profile.rows();
     let mut features: Vec<FeatureReport> = baseline
         .spec
@@ -271,10 +298,7 @@ pub fn compare(
         })
         .collect();
     if let Some(q) = plan.fdr {
-        let mut all: Vec<&mut TestResult> = features
-            .iter_mut()
-            .flat_map(|f| f.tests.iter_mut())
-            .collect();
+        let mut all: Vec<&mut TestResult> = features.iter_mut().flat_map(|f| f.tests.iter_mut()).collect();
         benjamini_hochberg(&mut all, q);
     }
     for f in &mut features {
@@ -282,16 +306,10 @@ pub fn compare(
     }
     let total = features.len();
     let drifted = features.iter().filter(|f| f.drift).count();
-    let share = if total == 0 {
-        0.0
-    } else {
-        drifted as f64 / total as f64
-    };
+    let share = if total == 0 { 0.0 } else { drifted as f64 / total as f64 };
     Report {
         model: plan.model.clone(),
-        reference: Rows {
-            rows: reference_rows,
-        },
+        reference: Rows { rows: reference_rows },
         current: Rows { rows: current_rows },
         drift: DatasetDrift {
             detected: total > 0 && share >= plan.drift_share,
@@ -353,11 +371,7 @@ pub struct Quality {
 }
 
 impl Quality {
-    fn of(
-        spec: &FeatureSpec,
-        reference: &mut FeatureProfile,
-        current: &mut FeatureProfile,
-    ) -> Quality {
+    fn of(spec: &FeatureSpec, reference: &mut FeatureProfile, current: &mut FeatureProfile) -> Quality {
         let rows = current.rows;
         let rate = |n: u64| (rows > 0).then(|| n as f64 / rows as f64);
         match spec.kind {
@@ -446,10 +460,7 @@ impl Report {
         let mut order: Vec<&FeatureReport> = self.features.iter().collect();
         order.sort_by_key(|f| !f.drift); // stable: drifted first, otherwise as in the data
         for f in order {
-            let nulls = f
-                .quality
-                .null_rate
-                .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+            let nulls = f.quality.null_rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
             if f.tests.is_empty() {
                 let _ = writeln!(
                     out,

@@ -175,10 +175,7 @@ impl Reporter<'_> {
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<&'c str> {
+pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
@@ -260,6 +257,31 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Validates configuration text; `path` is used in messages and to resolve relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    match parse_partial(path, text) {
+        (Some(config), errors) if errors.is_empty() => Ok(config),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
+/// Every validation finding up to phase 3 for a whole file (phase 4, [`check_baselines`],
+/// needs the baselines), sorted by position, plus the models as far as they could be read:
+/// `None` only when syntax or value types leave nothing to build on.
+pub fn validate_file(path: &Path) -> (Option<Config>, Vec<Diagnostic>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_partial(path, &text),
+        Err(e) => {
+            let d = Diagnostic {
+                file: path.into(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read the file: {e}"),
+            };
+            (None, vec![d])
+        }
+    }
+}
+
+fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     let mut r = Reporter {
         file: path,
         text,
@@ -272,19 +294,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         r.at(e.span().unwrap_or(0..0), first_line(e.message()));
     }
     if !r.out.is_empty() {
-        return Err(ConfigErrors(r.out));
+        return (None, r.out);
     }
 
-    // Phase 2: unknown keys everywhere, then types.
-    check_keys(&mut r, table.get_ref(), AGENT_KEYS, "");
-    if !r.out.is_empty() {
-        return Err(ConfigErrors(r.out));
-    }
-    let raw: AgentConfig = match toml::from_str(text) {
+    // Phase 2: unknown keys everywhere, then types. Unknown entries are blanked out (same
+    // length, newlines kept, so positions do not move) so that the remaining phases still run
+    // and report their findings in the same pass.
+    let mut unknown = Vec::new();
+    check_keys(&mut r, table.get_ref(), AGENT_KEYS, "", &mut unknown);
+    let cleaned = blank_out(text, &unknown);
+    let raw: AgentConfig = match toml::from_str(&cleaned) {
         Ok(c) => c,
         Err(e) => {
             r.at(e.span().unwrap_or(0..0), first_line(e.message()));
-            return Err(ConfigErrors(r.out));
+            return (None, r.out);
         }
     };
 
@@ -293,19 +316,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut ids = HashSet::new();
     let mut models = Vec::new();
     if raw.model.is_empty() {
-        r.at(
-            0..0,
-            "no [[model]] table: add one with at least `id` and `baseline`",
-        );
+        r.at(0..0, "no [[model]] table: add one with at least `id` and `baseline`");
     }
     for m in raw.model {
         if !ids.insert(m.id.get_ref().clone()) {
             r.at(
                 m.id.span(),
-                format!(
-                    "model id \"{}\" is used twice; ids must be unique",
-                    m.id.get_ref()
-                ),
+                format!("model id \"{}\" is used twice; ids must be unique", m.id.get_ref()),
             );
         }
         if m.id.get_ref().trim().is_empty() {
@@ -335,18 +352,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             }
             v
         });
-        let positive =
-            |r: &mut Reporter, v: &Option<Spanned<i64>>, name: &str, default: usize| match v {
-                Some(s) if *s.get_ref() < 1 => {
-                    r.at(
-                        s.span(),
-                        format!("{name} must be at least 1, got {}", s.get_ref()),
-                    );
-                    default
-                }
-                Some(s) => *s.get_ref() as usize,
-                None => default,
-            };
+        let positive = |r: &mut Reporter, v: &Option<Spanned<i64>>, name: &str, default: usize| match v {
+            Some(s) if *s.get_ref() < 1 => {
+                r.at(s.span(), format!("{name} must be at least 1, got {}", s.get_ref()));
+                default
+            }
+            Some(s) => *s.get_ref() as usize,
+            None => default,
+        };
         let max_samples = positive(
             &mut r,
             &m.max_samples,
@@ -398,9 +411,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             });
             let ftests = tests_of(&mut r, f.tests.as_ref());
             let mut fopts = options.clone();
-            fopts
-                .thresholds
-                .extend(thresholds_of(&mut r, &f.thresholds));
+            fopts.thresholds.extend(thresholds_of(&mut r, &f.thresholds));
             let fbins = f.bins.as_ref().map(|b| bins_of(&mut r, b));
             if let (Some(kind), Some(list)) = (kind, &ftests) {
                 for (t, s) in list.iter().zip(f.tests.iter().flat_map(|l| l.get_ref())) {
@@ -408,10 +419,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                         if !t.applies_to(kind) {
                             r.at(
                                 s.span(),
-                                format!(
-                                    "test \"{t}\" does not apply to a {} feature",
-                                    kind.as_str()
-                                ),
+                                format!("test \"{t}\" does not apply to a {} feature", kind.as_str()),
                             );
                         }
                     }
@@ -427,11 +435,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             });
         }
         let baseline_pos = r.pos(m.baseline.span());
-        let filter_pos = m
-            .filter
-            .as_ref()
-            .map(|f| r.pos(f.span()))
-            .unwrap_or_default();
+        let filter_pos = m.filter.as_ref().map(|f| r.pos(f.span())).unwrap_or_default();
         let exclude = m
             .exclude
             .iter()
@@ -454,14 +458,33 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             features,
         });
     }
-    if r.out.is_empty() {
-        Ok(Config {
+    r.out.sort_by_key(|d| (d.line, d.col));
+    (
+        Some(Config {
             path: path.into(),
             models,
-        })
-    } else {
-        Err(ConfigErrors(r.out))
+        }),
+        r.out,
+    )
+}
+
+/// Replaces the given byte ranges with spaces, keeping newlines, so positions do not move.
+fn blank_out(text: &str, ranges: &[Range<usize>]) -> String {
+    let mut out = text.to_string();
+    for range in ranges {
+        let (start, end) = (range.start.min(text.len()), range.end.min(text.len()));
+        if !(text.is_char_boundary(start) && text.is_char_boundary(end)) {
+            continue;
+        }
+        let blank: String = text[start..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        // Multi-byte characters become one space each: pad to keep later byte offsets.
+        let pad = (end - start) - blank.len();
+        out.replace_range(start..end, &(blank + &" ".repeat(pad)));
     }
+    out
 }
 
 fn first_line(message: &str) -> String {
@@ -469,7 +492,7 @@ fn first_line(message: &str) -> String {
 }
 
 /// Reports unknown keys in a table (and, recursively, in the tables the schema knows).
-fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str) {
+fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str, unknown: &mut Vec<Range<usize>>) {
     for (key, value) in table {
         let name: &str = key.get_ref();
         if !allowed.contains(&name) {
@@ -480,11 +503,9 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             };
             r.at(
                 key.span(),
-                format!(
-                    "unknown key \"{name}\" {where_}{}",
-                    suggestion(name, allowed)
-                ),
+                format!("unknown key \"{name}\" {where_}{}", suggestion(name, allowed)),
             );
+            unknown.push(key.span().start..value.span().end);
             continue;
         }
         let nested = match (context, name) {
@@ -505,7 +526,7 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
                 _ => Vec::new(),
             };
             for t in tables {
-                check_keys(r, t, keys, ctx);
+                check_keys(r, t, keys, ctx, unknown);
             }
         }
         if name == "thresholds" {
@@ -528,10 +549,7 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
     }
 }
 
-fn tests_of(
-    r: &mut Reporter,
-    spanned: Option<&Spanned<Vec<Spanned<String>>>>,
-) -> Option<Vec<TestChoice>> {
+fn tests_of(r: &mut Reporter, spanned: Option<&Spanned<Vec<Spanned<String>>>>) -> Option<Vec<TestChoice>> {
     let spanned = spanned?;
     let list = spanned.get_ref();
     let names = TestChoice::names();
@@ -541,11 +559,7 @@ fn tests_of(
             Some(t) => out.push(t),
             None => r.at(
                 s.span(),
-                format!(
-                    "unknown test \"{}\"{}",
-                    s.get_ref(),
-                    suggestion(s.get_ref(), &names)
-                ),
+                format!("unknown test \"{}\"{}", s.get_ref(), suggestion(s.get_ref(), &names)),
             ),
         }
     }
@@ -559,10 +573,7 @@ fn tests_of(
     Some(out)
 }
 
-fn thresholds_of(
-    r: &mut Reporter,
-    map: &BTreeMap<Spanned<String>, Spanned<f64>>,
-) -> BTreeMap<TestKind, f64> {
+fn thresholds_of(r: &mut Reporter, map: &BTreeMap<Spanned<String>, Spanned<f64>>) -> BTreeMap<TestKind, f64> {
     let mut out = BTreeMap::new();
     for (k, v) in map {
         // Unknown names were reported with the other unknown keys.
@@ -594,10 +605,7 @@ fn thresholds_of(
 fn bins_of(r: &mut Reporter, b: &Spanned<i64>) -> usize {
     let v = *b.get_ref();
     if !(2..=1000).contains(&v) {
-        r.at(
-            b.span(),
-            format!("bins must be between 2 and 1000, got {v}"),
-        );
+        r.at(b.span(), format!("bins must be between 2 and 1000, got {v}"));
         return crate::profile::DEFAULT_BINS;
     }
     v as usize
@@ -609,10 +617,7 @@ mod tests {
 
     #[test]
     fn suggestions_find_close_names() {
-        assert_eq!(
-            did_you_mean("incme", ["age", "income", "country"]),
-            Some("income")
-        );
+        assert_eq!(did_you_mean("incme", ["age", "income", "country"]), Some("income"));
         assert_eq!(did_you_mean("zzz", ["age", "income"]), None);
     }
 
@@ -640,10 +645,7 @@ mod tests {
             bins = 5
         "#;
         let cfg = parse(Path::new("t.toml"), text).unwrap();
-        assert_eq!(
-            cfg.models[0].features[0].options.threshold(TestKind::Ks),
-            0.01
-        );
+        assert_eq!(cfg.models[0].features[0].options.threshold(TestKind::Ks), 0.01);
         assert_eq!(cfg.models[0].options.ks_method, KsMethod::Asymp);
         assert_eq!(MODEL_KEYS.len(), 13);
         assert_eq!(FEATURE_KEYS.len(), 5);
@@ -681,10 +683,7 @@ pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
             let hint = did_you_mean(name, columns.iter().copied())
                 .map(|s| format!("did you mean \"{s}\"?"))
                 .unwrap_or_else(|| format!("columns are: {}", columns.join(", ")));
-            format!(
-                "model \"{}\": the baseline has no column \"{name}\"; {hint}",
-                m.id
-            )
+            format!("model \"{}\": the baseline has no column \"{name}\"; {hint}", m.id)
         };
         for f in &m.features {
             match schema.field_with_name(&f.name) {
@@ -702,8 +701,7 @@ pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
                             ),
                         ),
                         (Some(FeatureKind::Numerical), k)
-                            if k != Some(FeatureKind::Numerical)
-                                && field.data_type() != &DataType::Null =>
+                            if k != Some(FeatureKind::Numerical) && field.data_type() != &DataType::Null =>
                         {
                             at(
                                 &f.pos,

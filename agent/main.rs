@@ -99,13 +99,8 @@ impl FeatureArgs {
             declared.insert(c.clone(), FeatureKind::Numerical);
         }
         for c in &self.categorical {
-            if declared
-                .insert(c.clone(), FeatureKind::Categorical)
-                .is_some()
-            {
-                return Err(format!(
-                    "column \"{c}\" is given both --numerical and --categorical"
-                ));
+            if declared.insert(c.clone(), FeatureKind::Categorical).is_some() {
+                return Err(format!("column \"{c}\" is given both --numerical and --categorical"));
             }
         }
         Ok(FeatureSelection {
@@ -181,16 +176,12 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("driftwatch: cannot start the runtime: {e}");
@@ -209,27 +200,22 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Check(args) => run_check(args).await,
-        Command::Validate {
-            config,
-            no_baselines,
-        } => {
-            let cfg = config::load(&config)?;
-            if !no_baselines {
-                let problems = config::check_baselines(&cfg).await;
-                if !problems.is_empty() {
-                    return Err(Failure(config::ConfigErrors(problems).to_string()));
-                }
+        Command::Validate { config, no_baselines } => {
+            let (cfg, mut problems) = config::validate_file(&config);
+            if let (Some(cfg), false) = (&cfg, no_baselines) {
+                problems.extend(config::check_baselines(cfg).await);
+                problems.sort_by_key(|d| (d.line, d.col));
             }
-            let what = if no_baselines {
-                ""
-            } else {
-                ", baselines checked"
-            };
-            println!(
-                "{}: valid ({} model(s){what})",
-                config.display(),
-                cfg.models.len()
-            );
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{}: {} problem(s)", config.display(), problems.len());
+                return Ok(2);
+            }
+            let models = cfg.map_or(0, |c| c.models.len());
+            let what = if no_baselines { "" } else { ", baselines checked" };
+            println!("{}: valid ({models} model(s){what})", config.display());
             Ok(0)
         }
         Command::Baseline(BaselineCommand::Build {
@@ -250,9 +236,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             }
             let table = read_table(&reference, format, filter.as_deref()).await?;
             let options = BuildOptions {
-                bins: features
-                    .bins
-                    .map_or(driftwatch::profile::DEFAULT_BINS, |b| b as usize),
+                bins: features.bins.map_or(driftwatch::profile::DEFAULT_BINS, |b| b as usize),
                 max_samples: max_samples.max(1),
                 max_categories: max_categories.max(1),
             };
@@ -283,15 +267,9 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
                 Failure(format!("{}: no model \"{id}\"; {hint}", path.display()))
             })?;
             let mut plan = Plan::from_model(model);
-            plan.selection
-                .columns
-                .extend(args.features.columns.iter().cloned());
-            plan.selection
-                .exclude
-                .extend(args.features.exclude.iter().cloned());
-            plan.selection
-                .declared
-                .extend(args.features.selection()?.declared);
+            plan.selection.columns.extend(args.features.columns.iter().cloned());
+            plan.selection.exclude.extend(args.features.exclude.iter().cloned());
+            plan.selection.declared.extend(args.features.selection()?.declared);
             (plan, Some(model.baseline.clone()))
         }
         _ => (zero_config_plan(&args)?, None),
@@ -303,20 +281,19 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
         .clone()
         .or(configured_reference)
         .ok_or_else(|| Failure("--reference is required".into()))?;
-    let mut baseline = check::load_reference(&reference, &plan).await?;
-    let report = check::run(&mut baseline, &args.current, &plan).await?;
+    let report = check::run(&reference, &args.current, &plan).await?;
     let text = match args.format {
         OutputFormat::Json => report.to_json() + "\n",
         OutputFormat::Table => {
-            let colour = args.output.is_none()
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none();
+            let colour =
+                args.output.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             report.to_table(colour)
         }
     };
     match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| Failure(format!("{}: cannot write: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| Failure(format!("{}: cannot write: {e}", path.display())))?
+        }
         None => {
             let mut out = std::io::stdout().lock();
             // A closed pipe (`| head`) is not an error worth a message.
@@ -371,19 +348,15 @@ fn apply_overrides(plan: &mut Plan, args: &CheckArgs) -> Result<(), Failure> {
         }
     }
     for spec in &args.thresholds {
-        let (name, value) = spec.split_once('=').ok_or_else(|| {
-            Failure(format!(
-                "--threshold {spec}: expected TEST=VALUE, e.g. psi=0.2"
-            ))
-        })?;
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| Failure(format!("--threshold {spec}: expected TEST=VALUE, e.g. psi=0.2")))?;
         let test = TestKind::parse(name.trim()).ok_or_else(|| {
             let names: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
             let hint = config::did_you_mean(name, names.iter().copied())
                 .map(|s| format!("did you mean \"{s}\"?"))
                 .unwrap_or_else(|| format!("valid tests: {}", names.join(", ")));
-            Failure(format!(
-                "--threshold {spec}: unknown test \"{name}\"; {hint}"
-            ))
+            Failure(format!("--threshold {spec}: unknown test \"{name}\"; {hint}"))
         })?;
         let value: f64 = value
             .trim()

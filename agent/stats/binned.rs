@@ -37,10 +37,7 @@ impl Proportions {
     }
 
     fn pairs(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
-        self.reference
-            .iter()
-            .copied()
-            .zip(self.current.iter().copied())
+        self.reference.iter().copied().zip(self.current.iter().copied())
     }
 
     fn smoothed(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
@@ -67,10 +64,7 @@ pub fn kl(p: &Proportions) -> Outcome {
 /// Hellinger distance √(½ Σ (√r − √c)²), on the zero-filled proportions. Written as a sum
 /// of squares it is never negative and exactly 0 for identical inputs.
 pub fn hellinger(p: &Proportions) -> Outcome {
-    let s: Sum = p
-        .smoothed()
-        .map(|(r, c)| (r.sqrt() - c.sqrt()).powi(2))
-        .collect();
+    let s: Sum = p.smoothed().map(|(r, c)| (r.sqrt() - c.sqrt()).powi(2)).collect();
     Outcome::distance((s.value() / 2.0).sqrt())
 }
 

@@ -10,9 +10,8 @@ use super::kolmogorov::{gcd, ks_2samp_exact_sf, kstwo_sf};
 use super::special::{Sum, cvm_inf_cdf, quadratic_fit};
 use super::{Outcome, Undefined};
 
-/// One distinct value of the pooled sample and how often it occurs on each side.
+/// How often one distinct value of the pooled sample occurs on each side.
 struct Group {
-    value: f64,
     a: u64,
     b: u64,
 }
@@ -35,7 +34,6 @@ fn groups<'s>(a: &'s [f64], b: &'s [f64]) -> impl Iterator<Item = Group> + 's {
             j += 1;
         }
         Some(Group {
-            value,
             a: (i - i0) as u64,
             b: (j - j0) as u64,
         })
@@ -103,33 +101,77 @@ pub fn ks(reference: &[f64], current: &[f64], method: KsMethod) -> Result<Outcom
     Ok(Outcome::with_p(d, kstwo_sf(en, d)))
 }
 
-/// Σ over the pooled distinct values of `f(F_ref − F_cur) · (next value − value)`: the
-/// integral of a function of the ECDF gap, as SciPy's `_cdf_distance`.
+/// Σ over the pooled values of `f(F_ref − F_cur) · (next value − value)`: the integral of a
+/// function of the ECDF gap, as SciPy's `_cdf_distance`. One merge of the two sorted
+/// samples with a data-independent select instead of a branch; between tied values the width
+/// is 0, so the gap there (which has not yet counted every tie) contributes nothing. Summed
+/// in blocks of 256 terms with a compensated total: near one rounding at 10^6 terms.
 fn cdf_gap_integral(a: &[f64], b: &[f64], f: impl Fn(f64) -> f64) -> f64 {
-    let (fa, fb) = (a.len() as f64, b.len() as f64);
-    let (mut ca, mut cb) = (0_u64, 0_u64);
-    let mut acc = Sum::default();
-    let mut prev: Option<(f64, f64)> = None; // (value, gap) at the previous distinct value
-    for g in groups(a, b) {
-        if let Some((v, gap)) = prev {
-            acc.add(f(gap) * (g.value - v));
-        }
-        ca += g.a;
-        cb += g.b;
-        prev = Some((g.value, ca as f64 / fa - cb as f64 / fb));
+    let (n, m) = (a.len(), b.len());
+    let (inv_n, inv_m) = (1.0 / n as f64, 1.0 / m as f64);
+    let mut acc = BlockSum::default();
+    // Take the first value, then close one interval per further value.
+    let (mut i, mut j) = if a[0] <= b[0] { (1, 0) } else { (0, 1) };
+    let mut prev = a[0].min(b[0]);
+    let mut gap = i as f64 * inv_n - j as f64 * inv_m;
+    while i < n && j < m {
+        let (x, y) = (a[i], b[j]);
+        let take_a = x <= y;
+        let v = if take_a { x } else { y };
+        acc.add(f(gap) * (v - prev));
+        i += usize::from(take_a);
+        j += usize::from(!take_a);
+        gap = i as f64 * inv_n - j as f64 * inv_m;
+        prev = v;
+    }
+    // One side is used up; the other's remaining values close the remaining intervals.
+    for &v in &a[i..] {
+        acc.add(f(gap) * (v - prev));
+        i += 1;
+        gap = i as f64 * inv_n - j as f64 * inv_m;
+        prev = v;
+    }
+    for &v in &b[j..] {
+        acc.add(f(gap) * (v - prev));
+        j += 1;
+        gap = i as f64 * inv_n - j as f64 * inv_m;
+        prev = v;
     }
     acc.value()
+}
+
+/// Plain sums of 256 terms folded into a compensated total: the speed of a plain loop with
+/// an error bound of about (256 + n/256) roundings.
+#[derive(Default)]
+struct BlockSum {
+    total: Sum,
+    block: f64,
+    len: u32,
+}
+
+impl BlockSum {
+    #[inline]
+    fn add(&mut self, x: f64) {
+        self.block += x;
+        self.len += 1;
+        if self.len == 256 {
+            self.total.add(self.block);
+            self.block = 0.0;
+            self.len = 0;
+        }
+    }
+
+    fn value(mut self) -> f64 {
+        self.total.add(self.block);
+        self.total.value()
+    }
 }
 
 /// Population (ddof 0) standard deviation, two-pass like NumPy's `std`.
 pub fn population_std(x: &[f64]) -> f64 {
     let n = x.len() as f64;
     let mean = x.iter().copied().collect::<Sum>().value() / n;
-    let ss = x
-        .iter()
-        .map(|v| (v - mean).powi(2))
-        .collect::<Sum>()
-        .value();
+    let ss = x.iter().map(|v| (v - mean).powi(2)).collect::<Sum>().value();
     (ss / n).sqrt()
 }
 
@@ -145,9 +187,7 @@ pub fn wasserstein(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefi
 pub fn energy(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined> {
     need_both(reference, current)?;
     let integral = cdf_gap_integral(reference, current, |g| g * g);
-    Ok(Outcome::distance(
-        std::f64::consts::SQRT_2 * integral.sqrt(),
-    ))
+    Ok(Outcome::distance(std::f64::consts::SQRT_2 * integral.sqrt()))
 }
 
 /// Anderson–Darling k-sample test (k = 2), midrank variant of Scholz & Stephens (1987), with
@@ -158,9 +198,7 @@ pub fn anderson(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined
     let ns = [reference.len() as f64, current.len() as f64];
     let n_total = ns[0] + ns[1];
     if n_total < 4.0 {
-        return Err(Undefined::TooFewValues(
-            "anderson needs at least 4 values in total",
-        ));
+        return Err(Undefined::TooFewValues("anderson needs at least 4 values in total"));
     }
     let mut inner = [Sum::default(), Sum::default()];
     let mut below = 0.0; // pooled values strictly below the current distinct value
@@ -196,17 +234,11 @@ pub fn anderson(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined
     }
     let h = hs + 1.0;
     let a = (4.0 * g - 6.0) * (k - 1.0) + (10.0 - 6.0 * g) * h_big;
-    let b = (2.0 * g - 4.0) * k * k + 8.0 * h * k + (2.0 * g - 14.0 * h - 4.0) * h_big - 8.0 * h
-        + 4.0 * g
-        - 6.0;
-    let c = (6.0 * h + 2.0 * g - 2.0) * k * k
-        + (4.0 * h - 4.0 * g + 6.0) * k
-        + (2.0 * h - 6.0) * h_big
-        + 4.0 * h;
+    let b = (2.0 * g - 4.0) * k * k + 8.0 * h * k + (2.0 * g - 14.0 * h - 4.0) * h_big - 8.0 * h + 4.0 * g - 6.0;
+    let c = (6.0 * h + 2.0 * g - 2.0) * k * k + (4.0 * h - 4.0 * g + 6.0) * k + (2.0 * h - 6.0) * h_big + 4.0 * h;
     let d = (2.0 * h + 6.0) * k * k - 4.0 * h * k;
     let nf = n_total;
-    let sigmasq =
-        (a * nf.powi(3) + b * nf * nf + c * nf + d) / ((nf - 1.0) * (nf - 2.0) * (nf - 3.0));
+    let sigmasq = (a * nf.powi(3) + b * nf * nf + c * nf + d) / ((nf - 1.0) * (nf - 2.0) * (nf - 3.0));
     let m = k - 1.0;
     let a2 = (a2akn - m) / sigmasq.sqrt();
 
@@ -214,9 +246,7 @@ pub fn anderson(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined
     const B1: [f64; 7] = [-0.245, 0.25, 0.678, 1.149, 1.822, 2.364, 3.615];
     const B2: [f64; 7] = [-0.105, -0.305, -0.362, -0.391, -0.396, -0.345, -0.154];
     const SIG: [f64; 7] = [0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001];
-    let critical: Vec<f64> = (0..7)
-        .map(|i| B0[i] + B1[i] / m.sqrt() + B2[i] / m)
-        .collect();
+    let critical: Vec<f64> = (0..7).map(|i| B0[i] + B1[i] / m.sqrt() + B2[i] / m).collect();
     let cmin = critical.iter().copied().fold(f64::INFINITY, f64::min);
     let cmax = critical.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let p = if a2 < cmin {
@@ -235,9 +265,7 @@ pub fn anderson(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined
 pub fn cvm(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined> {
     need_both(reference, current)?;
     if reference.len() < 2 || current.len() < 2 {
-        return Err(Undefined::TooFewValues(
-            "cvm needs at least 2 values on each side",
-        ));
+        return Err(Undefined::TooFewValues("cvm needs at least 2 values on each side"));
     }
     let (nx, ny) = (reference.len() as f64, current.len() as f64);
     let (mut sx, mut sy) = (Sum::default(), Sum::default());
@@ -263,8 +291,7 @@ pub fn cvm(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined> {
         cvm_exact_sf(u, reference.len() as u64, current.len() as u64)
     } else {
         let et = (1.0 + 1.0 / n) / 6.0;
-        let vt = (n + 1.0) * (4.0 * k * n - 3.0 * (nx * nx + ny * ny) - 2.0 * k)
-            / (45.0 * n * n * 4.0 * k);
+        let vt = (n + 1.0) * (4.0 * k * n - 3.0 * (nx * nx + ny * ny) - 2.0 * k) / (45.0 * n * n * 4.0 * k);
         let tn = 1.0 / 6.0 + (t - et) / (45.0 * vt).sqrt();
         if tn < 0.003 {
             1.0
@@ -283,9 +310,7 @@ fn cvm_exact_sf(u_stat: f64, m: u64, n: u64) -> f64 {
     let a = lcm / m;
     let b = lcm / n;
     let mn = (m * n) as f64;
-    let zeta = ((lcm * lcm * (m + n)) as f64 * (6.0 * u_stat - mn * (4.0 * mn - 1.0))
-        / (6.0 * mn * mn))
-        .floor();
+    let zeta = ((lcm * lcm * (m + n)) as f64 * (6.0 * u_stat - mn * (4.0 * mn - 1.0)) / (6.0 * mn * mn)).floor();
     let mut gs: Vec<BTreeMap<u64, f64>> = vec![BTreeMap::new(); m as usize + 1];
     gs[0].insert(0, 1.0);
     for u in 0..=n {
@@ -312,9 +337,7 @@ fn cvm_exact_sf(u_stat: f64, m: u64, n: u64) -> f64 {
 
 fn binomial(n: u64, k: u64) -> f64 {
     let k = k.min(n - k);
-    (0..k)
-        .fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
-        .round()
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64).round()
 }
 
 /// Mann–Whitney U test, two-sided. SciPy's `auto`: the exact distribution when one sample has
@@ -404,19 +427,12 @@ fn mwu_exact_sf(k: u64, n1: u64, n2: u64) -> f64 {
 pub fn ttest(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined> {
     need_both(reference, current)?;
     if reference.len() < 2 || current.len() < 2 {
-        return Err(Undefined::TooFewValues(
-            "ttest needs at least 2 values on each side",
-        ));
+        return Err(Undefined::TooFewValues("ttest needs at least 2 values on each side"));
     }
     let moments = |x: &[f64]| {
         let n = x.len() as f64;
         let mean = x.iter().copied().collect::<Sum>().value() / n;
-        let var = x
-            .iter()
-            .map(|v| (v - mean).powi(2))
-            .collect::<Sum>()
-            .value()
-            / (n - 1.0);
+        let var = x.iter().map(|v| (v - mean).powi(2)).collect::<Sum>().value() / (n - 1.0);
         (n, mean, var)
     };
     let (n1, m1, v1) = moments(reference);
@@ -442,10 +458,8 @@ mod tests {
 
     #[test]
     fn groups_walk_merged_distinct_values() {
-        let g: Vec<(f64, u64, u64)> = groups(&[1.0, 1.0, 3.0], &[1.0, 2.0])
-            .map(|g| (g.value, g.a, g.b))
-            .collect();
-        assert_eq!(g, vec![(1.0, 2, 1), (2.0, 0, 1), (3.0, 1, 0)]);
+        let g: Vec<(u64, u64)> = groups(&[1.0, 1.0, 3.0], &[1.0, 2.0]).map(|g| (g.a, g.b)).collect();
+        assert_eq!(g, vec![(2, 1), (0, 1), (1, 0)]);
     }
 
     #[test]
@@ -462,17 +476,8 @@ mod tests {
             ks(&[], &[1.0], KsMethod::Auto),
             Err(Undefined::EmptyReference)
         ));
-        assert!(matches!(
-            anderson(&[1.0], &[]),
-            Err(Undefined::EmptyCurrent)
-        ));
-        assert!(matches!(
-            anderson(&[2.0; 5], &[2.0; 5]),
-            Err(Undefined::Constant)
-        ));
-        assert!(matches!(
-            ttest(&[2.0; 5], &[2.0; 5]),
-            Err(Undefined::Constant)
-        ));
+        assert!(matches!(anderson(&[1.0], &[]), Err(Undefined::EmptyCurrent)));
+        assert!(matches!(anderson(&[2.0; 5], &[2.0; 5]), Err(Undefined::Constant)));
+        assert!(matches!(ttest(&[2.0; 5], &[2.0; 5]), Err(Undefined::Constant)));
     }
 }

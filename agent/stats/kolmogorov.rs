@@ -134,9 +134,7 @@ pub fn kstwo_sf(n: u64, x: f64) -> f64 {
             return 1.0;
         }
         let cdf = if n <= 140 {
-            (1..=n).fold(1.0, |acc, i| {
-                acc * (i as f64 * (1.0 / nf) * (2.0 * t - 1.0))
-            })
+            (1..=n).fold(1.0, |acc, i| acc * (i as f64 * (1.0 / nf) * (2.0 * t - 1.0)))
         } else {
             (log_nfactorial_div_n_pow_n(nf) + nf * (2.0 * t - 1.0).ln()).exp()
         };
@@ -449,10 +447,7 @@ fn pelz_good_cdf(n: u64, x: f64) -> f64 {
     kk[2] += k2extra * pi2 * sqrt2pi / (-36.0 * z3);
     kk[3] += k3extra * pi2 * sqrt2pi / (216.0 * z6);
     let nf = n as f64;
-    kk.iter()
-        .enumerate()
-        .map(|(i, k)| k / nf.powf(i as f64 / 2.0))
-        .sum()
+    kk.iter().enumerate().map(|(i, k)| k / nf.powf(i as f64 / 2.0)).sum()
 }
 
 // ---------------------------------------------------------------------------------------------

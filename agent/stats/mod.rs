@@ -111,9 +111,7 @@ impl TestKind {
         match self {
             Psi | JensenShannon | Kl | Hellinger => true,
             ChiSquare | Tvd | ZTest => kind == FeatureKind::Categorical,
-            Ks | Wasserstein | Anderson | Cvm | MannWhitney | TTest | Energy => {
-                kind == FeatureKind::Numerical
-            }
+            Ks | Wasserstein | Anderson | Cvm | MannWhitney | TTest | Energy => kind == FeatureKind::Numerical,
         }
     }
 }
@@ -240,8 +238,7 @@ impl FeaturePair<'_> {
             if !seen.insert(test) {
                 continue;
             }
-            let value_bins =
-                matches!(choice, TestChoice::Auto) && self.spec.kind == FeatureKind::Numerical;
+            let value_bins = matches!(choice, TestChoice::Auto) && self.spec.kind == FeatureKind::Numerical;
             let outcome = self.outcome(test, value_bins, options);
             out.push(verdict(test, outcome, options.threshold(test)));
         }
@@ -259,16 +256,10 @@ impl FeaturePair<'_> {
                 let (r, c) = (self.reference.sample.sorted(), self.current.sample.sorted());
                 distinct_at_most(r, c, 6)
             }
-            FeatureKind::Categorical => {
-                union_keys(&self.reference.categories, &self.current.categories).len()
-            }
+            FeatureKind::Categorical => union_keys(&self.reference.categories, &self.current.categories).len(),
         };
         if self.spec.kind == FeatureKind::Numerical && distinct > 5 {
-            return if small {
-                TestKind::Ks
-            } else {
-                TestKind::Wasserstein
-            };
+            return if small { TestKind::Ks } else { TestKind::Wasserstein };
         }
         match (small, distinct <= 2) {
             (true, true) => TestKind::ZTest,
@@ -277,18 +268,10 @@ impl FeaturePair<'_> {
         }
     }
 
-    fn outcome(
-        &mut self,
-        test: TestKind,
-        value_bins: bool,
-        o: &TestOptions,
-    ) -> Result<Outcome, Undefined> {
+    fn outcome(&mut self, test: TestKind, value_bins: bool, o: &TestOptions) -> Result<Outcome, Undefined> {
         use TestKind::*;
         if self.spec.kind == FeatureKind::Numerical
-            && !matches!(
-                test,
-                Psi | JensenShannon | Kl | Hellinger | ChiSquare | Tvd | ZTest
-            )
+            && !matches!(test, Psi | JensenShannon | Kl | Hellinger | ChiSquare | Tvd | ZTest)
         {
             let (r, c) = (self.reference.sample.sorted(), self.current.sample.sorted());
             return match test {
@@ -329,16 +312,9 @@ impl FeaturePair<'_> {
         match self.spec.kind {
             FeatureKind::Categorical => {
                 let keys = union_keys(&self.reference.categories, &self.current.categories);
-                let get = |m: &std::collections::HashMap<String, u64>, k: &str| {
-                    m.get(k).copied().unwrap_or(0)
-                };
+                let get = |m: &crate::profile::CategoryCounts, k: &str| m.get(k).copied().unwrap_or(0);
                 keys.iter()
-                    .map(|k| {
-                        (
-                            get(&self.reference.categories, k),
-                            get(&self.current.categories, k),
-                        )
-                    })
+                    .map(|k| (get(&self.reference.categories, k), get(&self.current.categories, k)))
                     .unzip()
             }
             FeatureKind::Numerical if value_bins => {
@@ -439,10 +415,7 @@ fn distinct_at_most(a: &[f64], b: &[f64], limit: usize) -> usize {
     seen.len()
 }
 
-fn union_keys<'m>(
-    a: &'m std::collections::HashMap<String, u64>,
-    b: &'m std::collections::HashMap<String, u64>,
-) -> BTreeSet<&'m str> {
+fn union_keys<'m>(a: &'m crate::profile::CategoryCounts, b: &'m crate::profile::CategoryCounts) -> BTreeSet<&'m str> {
     a.keys().chain(b.keys()).map(String::as_str).collect()
 }
 

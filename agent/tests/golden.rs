@@ -16,8 +16,7 @@ use serde_json::Value;
 
 fn cases() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden/cases.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixtures/golden/cases.json"))
-        .expect("valid JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixtures/golden/cases.json")).expect("valid JSON")
 }
 
 /// SplitMix64 uniforms in [0, 1): must match `uniforms` in generate.py.
@@ -93,22 +92,12 @@ fn close_p(actual: f64, expected: f64, abs_tol: f64) -> bool {
         || (actual - expected).abs() <= abs_tol
 }
 
-fn compare(
-    case: &str,
-    test: &str,
-    got: Result<Outcome, Undefined>,
-    want: &Value,
-    failures: &mut Vec<String>,
-) {
+fn compare(case: &str, test: &str, got: Result<Outcome, Undefined>, want: &Value, failures: &mut Vec<String>) {
     let p_abs = if test == "cvm" { 1e-14 } else { 0.0 };
     match (got, want.get("undefined")) {
         (Err(_), Some(_)) => {}
-        (Err(e), None) => failures.push(format!(
-            "{case}/{test}: driftwatch undefined ({e}), SciPy {want}"
-        )),
-        (Ok(o), Some(why)) => failures.push(format!(
-            "{case}/{test}: driftwatch {o:?}, SciPy undefined ({why})"
-        )),
+        (Err(e), None) => failures.push(format!("{case}/{test}: driftwatch undefined ({e}), SciPy {want}")),
+        (Ok(o), Some(why)) => failures.push(format!("{case}/{test}: driftwatch {o:?}, SciPy undefined ({why})")),
         (Ok(o), None) => {
             let stat = want["statistic"].as_f64().unwrap();
             if !close_stat(o.statistic, stat) {
@@ -147,10 +136,7 @@ fn statistics_match_scipy() {
             if edges != want_edges {
                 failures.push(format!("{name}: edges {edges:?} vs NumPy {want_edges:?}"));
             }
-            let props = Proportions::from_counts(
-                &histogram_of_sorted(&x, &edges),
-                &histogram_of_sorted(&y, &edges),
-            );
+            let props = Proportions::from_counts(&histogram_of_sorted(&x, &edges), &histogram_of_sorted(&y, &edges));
             for (test, want) in &tests {
                 let got = match test.as_str() {
                     "ks" => continuous::ks(&x, &y, KsMethod::Auto),
@@ -172,18 +158,11 @@ fn statistics_match_scipy() {
                 checked += 1;
             }
         } else {
-            let r: BTreeMap<String, u64> =
-                serde_json::from_value(case["reference"].clone()).unwrap();
+            let r: BTreeMap<String, u64> = serde_json::from_value(case["reference"].clone()).unwrap();
             let c: BTreeMap<String, u64> = serde_json::from_value(case["current"].clone()).unwrap();
             let keys: std::collections::BTreeSet<&String> = r.keys().chain(c.keys()).collect();
-            let rc: Vec<u64> = keys
-                .iter()
-                .map(|k| r.get(*k).copied().unwrap_or(0))
-                .collect();
-            let cc: Vec<u64> = keys
-                .iter()
-                .map(|k| c.get(*k).copied().unwrap_or(0))
-                .collect();
+            let rc: Vec<u64> = keys.iter().map(|k| r.get(*k).copied().unwrap_or(0)).collect();
+            let cc: Vec<u64> = keys.iter().map(|k| c.get(*k).copied().unwrap_or(0)).collect();
             let props = Proportions::from_counts(&rc, &cc);
             for (test, want) in &tests {
                 let got = match test.as_str() {
