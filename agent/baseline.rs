@@ -446,6 +446,10 @@ impl Baseline {
             }
         }
         undeclared.declared.clear();
+        // Columns the artefact never had are excluded already.
+        undeclared
+            .exclude
+            .retain(|c| schema.fields().iter().any(|f| f.name() == c));
         let (keep, _) = undeclared.resolve(&schema, &self.source)?;
         let keep: Vec<String> = keep.into_iter().map(|(n, _)| n).collect();
         let (mut specs, mut profs) = (Vec::new(), Vec::new());

@@ -306,7 +306,12 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     let raw: AgentConfig = match toml::from_str(&cleaned) {
         Ok(c) => c,
         Err(e) => {
-            r.at(e.span().unwrap_or(0..0), first_line(e.message()));
+            let span = e.span().unwrap_or(0..0);
+            let message = type_message(e.message());
+            match key_at(table.get_ref(), &span, "") {
+                Some(key) => r.at(span, format!("{key}: {message}")),
+                None => r.at(span, message),
+            }
             return (None, r.out);
         }
     };
@@ -485,6 +490,42 @@ fn blank_out(text: &str, ranges: &[Range<usize>]) -> String {
         out.replace_range(start..end, &(blank + &" ".repeat(pad)));
     }
     out
+}
+
+/// serde's type messages in the words of a configuration file.
+fn type_message(message: &str) -> String {
+    first_line(message)
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected a sequence", "expected a list such as [\"auto\"]")
+}
+
+/// Dotted name of the key whose value covers `span` (for type errors, which carry only a span).
+fn key_at(table: &DeTable, span: &Range<usize>, prefix: &str) -> Option<String> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", &**key.get_ref())
+        };
+        // Array-of-tables spans cover only their headers, so look inside tables first.
+        let inner = match value.get_ref() {
+            DeValue::Table(t) => key_at(t, span, &name),
+            DeValue::Array(items) => items.iter().find_map(|v| match v.get_ref() {
+                DeValue::Table(t) => key_at(t, span, &name),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if inner.is_some() {
+            return inner;
+        }
+        let vspan = value.span();
+        if vspan.start <= span.start && span.end <= vspan.end {
+            return Some(name);
+        }
+    }
+    None
 }
 
 fn first_line(message: &str) -> String {

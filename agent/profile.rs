@@ -446,6 +446,12 @@ pub fn observe_column(
         found: column.data_type().clone(),
         kind: fspec.kind.as_str(),
     };
+    if column.data_type() == &DataType::Null {
+        // A column with no value at all (CSV/JSON inference gives it the Null type).
+        prof.rows += column.len() as u64;
+        prof.nulls += column.len() as u64;
+        return Ok(());
+    }
     match fspec.kind {
         FeatureKind::Numerical => {
             if FeatureKind::infer(column.data_type()) != Some(FeatureKind::Numerical) {
@@ -457,11 +463,6 @@ pub fn observe_column(
         FeatureKind::Categorical => {
             let strings = match column.data_type() {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => None,
-                DataType::Null => {
-                    prof.rows += column.len() as u64;
-                    prof.nulls += column.len() as u64;
-                    return Ok(());
-                }
                 _ => Some(cast(column, &DataType::Utf8).map_err(|_| type_error())?),
             };
             let column = strings.as_deref().unwrap_or(column);

@@ -1,2 +1,6 @@
-//! The integration-test binary: golden statistics, properties, the command line.
+//! The integration-test binary: golden statistics, properties, configuration fixtures and
+//! the command line.
+mod cli;
+mod config_fixtures;
 mod golden;
+mod properties;

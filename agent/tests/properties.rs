@@ -1,0 +1,122 @@
+//! Property tests of the invariants the engine relies on.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use driftwatch::profile::{FeatureKind, FeatureSpec, Profile, ProfileSpec, sort_f64};
+use driftwatch::stats::binned::{self, Proportions};
+use proptest::prelude::*;
+
+fn spec() -> ProfileSpec {
+    ProfileSpec {
+        features: vec![
+            FeatureSpec {
+                name: "x".into(),
+                kind: FeatureKind::Numerical,
+                edges: vec![-1.0, 0.0, 2.5],
+            },
+            FeatureSpec {
+                name: "c".into(),
+                kind: FeatureKind::Categorical,
+                edges: vec![],
+            },
+        ],
+        bins: 4,
+        max_samples: 10_000,
+        max_categories: 5,
+    }
+}
+
+fn profile_of(rows: &[(Option<f64>, Option<u8>)]) -> Profile {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Float64, true),
+        Field::new("c", DataType::Utf8, true),
+    ]));
+    let x: ArrayRef = Arc::new(Float64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>()));
+    let c: ArrayRef = Arc::new(StringArray::from(
+        rows.iter().map(|r| r.1.map(|v| format!("k{v}"))).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema, vec![x, c]).expect("batch");
+    let spec = spec();
+    let mut p = Profile::new(&spec);
+    p.observe(&spec, &batch).expect("observe");
+    p
+}
+
+/// Everything but floating-point sums must be equal; the sample as a multiset.
+fn assert_same(mut a: Profile, mut b: Profile) {
+    for (fa, fb) in a.features.iter_mut().zip(b.features.iter_mut()) {
+        assert_eq!((fa.rows, fa.nulls, fa.non_finite), (fb.rows, fb.nulls, fb.non_finite));
+        assert_eq!((fa.min, fa.max), (fb.min, fb.max));
+        assert!((fa.sum - fb.sum).abs() <= 1e-9 * (1.0 + fa.sum.abs()));
+        assert_eq!(fa.histogram, fb.histogram);
+        assert_eq!(fa.categories, fb.categories);
+        assert_eq!(fa.sample.seen, fb.sample.seen);
+        assert_eq!(fa.sample.sorted(), fb.sample.sorted());
+    }
+}
+
+fn value() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        8 => (-5.0f64..5.0).prop_map(Some),
+        1 => Just(None),
+        1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY)].prop_map(Some),
+    ]
+}
+
+fn rows() -> impl Strategy<Value = Vec<(Option<f64>, Option<u8>)>> {
+    prop::collection::vec((value(), prop::option::weighted(0.9, 0u8..4)), 0..60)
+}
+
+proptest! {
+    #[test]
+    fn merge_is_associative_commutative_and_equals_one_pass(a in rows(), b in rows(), c in rows()) {
+        let spec = spec();
+        let (pa, pb, pc) = (profile_of(&a), profile_of(&b), profile_of(&c));
+        let mut left = pa.clone();
+        left.merge(&pb, &spec);
+        left.merge(&pc, &spec);
+        let mut bc = pb.clone();
+        bc.merge(&pc, &spec);
+        let mut right = pa.clone();
+        right.merge(&bc, &spec);
+        let mut swapped = pc.clone();
+        swapped.merge(&pb, &spec);
+        swapped.merge(&pa, &spec);
+        let all: Vec<_> = a.iter().chain(&b).chain(&c).cloned().collect();
+        assert_same(left.clone(), right);
+        assert_same(left.clone(), swapped);
+        assert_same(left, profile_of(&all));
+    }
+
+    #[test]
+    fn distances_are_zero_on_identical_and_never_negative(
+        r in prop::collection::vec(0u64..50, 1..12),
+        scale in 1u64..5,
+        c in prop::collection::vec(0u64..50, 1..12),
+    ) {
+        prop_assume!(r.iter().sum::<u64>() > 0);
+        let same: Vec<u64> = r.iter().map(|v| v * scale).collect();
+        let p = Proportions::from_counts(&r, &same).expect("non-empty");
+        for o in [binned::psi(&p), binned::kl(&p), binned::hellinger(&p), binned::jensenshannon(&p)] {
+            prop_assert!(o.statistic.abs() < 1e-12, "{o:?}");
+        }
+        let mut c = c;
+        c.resize(r.len(), 0);
+        prop_assume!(c.iter().sum::<u64>() > 0);
+        let p = Proportions::from_counts(&r, &c).expect("non-empty");
+        for o in [binned::psi(&p), binned::kl(&p), binned::hellinger(&p), binned::jensenshannon(&p), binned::tvd(&p)] {
+            prop_assert!(o.statistic >= 0.0 && o.statistic.is_finite(), "{o:?}");
+        }
+        prop_assert!(binned::jensenshannon(&p).statistic <= std::f64::consts::LN_2.sqrt() + 1e-12);
+    }
+
+    #[test]
+    fn radix_sort_agrees_with_comparison_sort(mut v in prop::collection::vec(-1e300f64..1e300, 4096..6000)) {
+        let mut expected = v.clone();
+        expected.sort_by(f64::total_cmp);
+        sort_f64(&mut v);
+        prop_assert_eq!(v, expected);
+    }
+}
