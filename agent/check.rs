@@ -85,6 +85,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The zero-config plan: `auto` on every feature the selection gives, default thresholds,
+    /// drift share 0.5, and the current data's columns must match the reference's.
+    pub fn zero_config(model: String, selection: FeatureSelection) -> Plan {
+        Plan {
+            model,
+            tests: vec![TestChoice::Auto],
+            options: TestOptions::default(),
+            per_feature: BTreeMap::new(),
+            drift_share: 0.5,
+            fdr: None,
+            build: BuildOptions::default(),
+            feature_bins: BTreeMap::new(),
+            selection,
+            filter: None,
+            bins_explicit: false,
+            strict_columns: true,
+        }
+    }
+
     /// A plan for the configured form, from a validated model.
     pub fn from_model(m: &Model) -> Plan {
         let mut selection = FeatureSelection {
@@ -304,6 +323,20 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
     for f in &mut features {
         f.drift = f.tests.iter().any(|t| t.drift);
     }
+    let notes: Vec<String> = baseline
+        .spec
+        .features
+        .iter()
+        .zip(&baseline.profile.features)
+        .filter(|(_, p)| p.categories.contains_key(crate::profile::OTHER_CATEGORY))
+        .map(|(f, _)| {
+            format!(
+                "feature \"{}\" has more than {} distinct values in the reference (an identifier?); \
+                 exclude it, or raise max_categories if the categories matter",
+                f.name, baseline.spec.max_categories
+            )
+        })
+        .collect();
     let total = features.len();
     let drifted = features.iter().filter(|f| f.drift).count();
     let share = if total == 0 { 0.0 } else { drifted as f64 / total as f64 };
@@ -320,6 +353,7 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
         },
         features,
         performance: BTreeMap::new(),
+        notes,
     }
 }
 
@@ -333,6 +367,9 @@ pub struct Report {
     pub features: Vec<FeatureReport>,
     /// Performance metrics (needs ground truth; empty in a plain drift check).
     pub performance: BTreeMap<String, f64>,
+    /// Advice about the input (for example an identifier-like column), for people.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -12,7 +12,7 @@ use driftwatch::baseline::{Baseline, BuildOptions, FeatureSelection, Format, rea
 use driftwatch::check::{self, Plan};
 use driftwatch::config;
 use driftwatch::profile::FeatureKind;
-use driftwatch::stats::{KsMethod, TestChoice, TestKind, TestOptions};
+use driftwatch::stats::{KsMethod, TestChoice, TestKind};
 
 #[derive(Parser)]
 #[command(
@@ -290,6 +290,9 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
             report.to_table(colour)
         }
     };
+    for note in &report.notes {
+        eprintln!("driftwatch: note: {note}");
+    }
     match &args.output {
         Some(path) => {
             std::fs::write(path, text).map_err(|e| Failure(format!("{}: cannot write: {e}", path.display())))?
@@ -310,20 +313,7 @@ fn zero_config_plan(args: &CheckArgs) -> Result<Plan, Failure> {
         .and_then(Path::file_stem)
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "reference".into());
-    Ok(Plan {
-        model: name,
-        tests: vec![TestChoice::Auto],
-        options: TestOptions::default(),
-        per_feature: BTreeMap::new(),
-        drift_share: 0.5,
-        fdr: None,
-        build: BuildOptions::default(),
-        feature_bins: BTreeMap::new(),
-        selection: args.features.selection()?,
-        filter: None,
-        bins_explicit: false,
-        strict_columns: true,
-    })
+    Ok(Plan::zero_config(name, args.features.selection()?))
 }
 
 /// Command-line options that replace the plan's (both forms).

@@ -6,13 +6,11 @@
 //!
 //! or point DRIFTWATCH_BENCH_DATA at a folder that has it. Run: `cargo bench --bench check`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use driftwatch::baseline::{BuildOptions, FeatureSelection};
+use driftwatch::baseline::FeatureSelection;
 use driftwatch::check::{Plan, run};
-use driftwatch::stats::{TestChoice, TestOptions};
 
 fn data_dir() -> PathBuf {
     std::env::var_os("DRIFTWATCH_BENCH_DATA")
@@ -21,20 +19,7 @@ fn data_dir() -> PathBuf {
 }
 
 fn plan() -> Plan {
-    Plan {
-        model: "bench".into(),
-        tests: vec![TestChoice::Auto],
-        options: TestOptions::default(),
-        per_feature: BTreeMap::new(),
-        drift_share: 0.5,
-        fdr: None,
-        build: BuildOptions::default(),
-        feature_bins: BTreeMap::new(),
-        selection: FeatureSelection::default(),
-        filter: None,
-        bins_explicit: false,
-        strict_columns: true,
-    }
+    Plan::zero_config("bench".into(), FeatureSelection::default())
 }
 
 fn check(c: &mut Criterion) {

@@ -21,6 +21,21 @@ fn driftwatch(args: &[&str]) -> Output {
         .expect("driftwatch runs")
 }
 
+/// `check` of a credit batch against the credit reference, event ids excluded, plus `extra`.
+fn check_credit(current: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "check",
+        "--reference",
+        REFERENCE,
+        "--current",
+        current,
+        "--exclude",
+        "event_id",
+    ];
+    args.extend_from_slice(extra);
+    driftwatch(&args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -53,25 +68,9 @@ fn write_parquet(file: &Path, columns: Vec<(&str, ArrayRef)>) {
 
 #[test]
 fn zero_config_check_exit_codes_follow_dataset_drift() {
-    let ok = driftwatch(&[
-        "check",
-        "--reference",
-        REFERENCE,
-        "--current",
-        CURRENT_OK,
-        "--exclude",
-        "event_id",
-    ]);
+    let ok = check_credit(CURRENT_OK, &[]);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
-    let drift = driftwatch(&[
-        "check",
-        "--reference",
-        REFERENCE,
-        "--current",
-        CURRENT_DRIFT,
-        "--exclude",
-        "event_id",
-    ]);
+    let drift = check_credit(CURRENT_DRIFT, &[]);
     assert_eq!(drift.status.code(), Some(1), "{}", stderr(&drift));
     let table = String::from_utf8_lossy(&drift.stdout);
     assert!(table.contains("DATASET DRIFT"), "{table}");
@@ -86,21 +85,10 @@ fn zero_config_check_exit_codes_follow_dataset_drift() {
 
 #[test]
 fn json_report_has_the_contract_shape() {
-    let o = driftwatch(&[
-        "check",
-        "--reference",
-        REFERENCE,
-        "--current",
+    let o = check_credit(
         CURRENT_DRIFT,
-        "--exclude",
-        "event_id",
-        "--format",
-        "json",
-        "--test",
-        "ks,psi",
-        "--threshold",
-        "psi=0.2",
-    ]);
+        &["--format", "json", "--test", "ks,psi", "--threshold", "psi=0.2"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["model"], "reference");
@@ -138,21 +126,10 @@ fn json_report_has_the_contract_shape() {
 
 #[test]
 fn fdr_replaces_per_test_thresholds_for_p_values() {
-    let o = driftwatch(&[
-        "check",
-        "--reference",
-        REFERENCE,
-        "--current",
+    let o = check_credit(
         CURRENT_DRIFT,
-        "--exclude",
-        "event_id",
-        "--format",
-        "json",
-        "--test",
-        "ks,cvm",
-        "--fdr",
-        "0.01",
-    ]);
+        &["--format", "json", "--test", "ks,cvm", "--fdr", "0.01"],
+    );
     let r = json(&o);
     for f in r["features"].as_array().unwrap() {
         for t in f["tests"].as_array().unwrap() {
