@@ -342,7 +342,7 @@ fn binomial(n: u64, k: u64) -> f64 {
 
 /// Mann–Whitney U test, two-sided. SciPy's `auto`: the exact distribution when one sample has
 /// at most 8 values and there are no ties, else the normal approximation with tie and
-/// continuity correction. The exact distribution is only built while n1·n2 ≤ 40 000 (beyond
+/// continuity correction. The exact distribution is only built while n1·n2 ≤ 20 000 (beyond
 /// that the normal approximation is used; SciPy would spend minutes there).
 /// The statistic is U of the reference sample.
 pub fn mannwhitney(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined> {
@@ -367,7 +367,7 @@ pub fn mannwhitney(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefi
     let u2 = n1 * n2 - u1;
     let u = u1.max(u2);
     let small = reference.len() <= 8 || current.len() <= 8;
-    let exact = small && !ties && n1 * n2 <= 40_000.0;
+    let exact = small && !ties && n1 * n2 <= 20_000.0;
     let p = if exact {
         2.0 * mwu_exact_sf(u as u64, reference.len() as u64, current.len() as u64)
     } else {

@@ -541,6 +541,23 @@ mod tests {
     }
 
     #[test]
+    fn kstwo_sf_is_a_survival_function_on_every_branch() {
+        // Every n up to 200 covers the Ruben–Gambino, Durbin, Pomeranz and Smirnov branches;
+        // the large n reach Pelz–Good and the n > 10^6 approximation.
+        let ns = (1..=200).chain([1_000, 10_000, 100_000, 100_001, 500_000, 2_000_000]);
+        for n in ns {
+            let mut last = 1.0;
+            for i in 1..400 {
+                let x = i as f64 / 400.0;
+                let p = kstwo_sf(n, x);
+                assert!((0.0..=1.0).contains(&p), "n={n} x={x} p={p}");
+                assert!(p <= last + 1e-9, "not decreasing at n={n} x={x}: {p} > {last}");
+                last = p;
+            }
+        }
+    }
+
+    #[test]
     fn exact_two_sample_small_case() {
         // n1 = n2 = 2, D = 1: only the 2 of 6 paths that go straight along an edge.
         let (d, p) = ks_2samp_exact_sf(2, 2, 1.0).unwrap();

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use driftwatch::profile::{quantile_edges, sort_f64};
 use driftwatch::stats::binned::{self, Proportions};
 use driftwatch::stats::continuous::{self, KsMethod};
+use driftwatch::stats::kolmogorov::{kstwo_sf, smirnov_sf};
 use driftwatch::stats::{Outcome, Undefined, histogram_of_sorted};
 use serde_json::Value;
 
@@ -184,6 +185,36 @@ fn statistics_match_scipy() {
     assert!(
         failures.is_empty(),
         "{} of {checked} values differ from SciPy:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn kolmogorov_distributions_match_scipy_on_a_grid() {
+    let all = cases();
+    let mut failures = Vec::new();
+    for (key, f) in [
+        ("kstwo_sf", kstwo_sf as fn(u64, f64) -> f64),
+        ("smirnov_sf", smirnov_sf),
+    ] {
+        let grid = all[key].as_array().expect("grid");
+        assert!(grid.len() > 300);
+        for point in grid {
+            let (n, x, want) = (
+                point[0].as_u64().unwrap(),
+                point[1].as_f64().unwrap(),
+                point[2].as_f64().unwrap(),
+            );
+            let got = f(n, x);
+            if !close_p(got, want, 0.0) {
+                failures.push(format!("{key}({n}, {x}) = {got:e}, SciPy {want:e}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
         failures.len(),
         failures.join("\n")
     );
