@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, golden statistics against SciPy, property tests and the
-# command-line tests. Tests and benches share the release profile, so the (large)
-# dependency graph is built once. Set CARGO_TARGET_DIR to reuse a build cache.
+# The whole test suite: unit tests, golden statistics against SciPy, property tests,
+# configuration fixtures and the command-line tests. Tests and benches share the release
+# profile, so the (large) dependency graph is built once. Set CARGO_TARGET_DIR to reuse a
+# build cache. Ends with one line "N passed, N failed" over every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 2; }
-cargo test --release --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --locked "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "$passed passed, $failed failed"
+exit "$status"
