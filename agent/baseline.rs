@@ -352,15 +352,16 @@ impl Default for BuildOptions {
 }
 
 impl Baseline {
-    /// The spec for a table's schema and a selection: names and kinds, edges not yet fixed.
+    /// The spec for a table's schema and a selection (names and kinds, edges not yet fixed),
+    /// and the columns left out because their type is neither numerical nor categorical.
     pub fn spec_for(
         schema: &Schema,
         path: &Path,
         selection: &FeatureSelection,
         options: BuildOptions,
-    ) -> Result<ProfileSpec, BaselineError> {
-        let (features, _skipped) = selection.resolve(schema, path)?;
-        Ok(ProfileSpec {
+    ) -> Result<(ProfileSpec, Vec<String>), BaselineError> {
+        let (features, skipped) = selection.resolve(schema, path)?;
+        let spec = ProfileSpec {
             features: features
                 .into_iter()
                 .map(|(name, kind)| FeatureSpec {
@@ -372,7 +373,8 @@ impl Baseline {
             bins: options.bins,
             max_samples: options.max_samples,
             max_categories: options.max_categories,
-        })
+        };
+        Ok((spec, skipped))
     }
 
     /// Completes a reference profile: fixes the bin edges of numerical features at the
@@ -404,7 +406,7 @@ impl Baseline {
         selection: &FeatureSelection,
         options: BuildOptions,
     ) -> Result<Baseline, BaselineError> {
-        let spec = Baseline::spec_for(&table.schema, &table.path, selection, options)?;
+        let (spec, _) = Baseline::spec_for(&table.schema, &table.path, selection, options)?;
         let profile = profile_table(table, &spec)?;
         Ok(Baseline::from_profile(spec, profile, &table.path, &BTreeMap::new()))
     }

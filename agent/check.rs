@@ -156,6 +156,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
             message: "is a baseline artefact; the current data must be Parquet, CSV or NDJSON".into(),
         }));
     }
+    let mut notes = Vec::new();
     let (mut baseline, mut current_profile, current_rows) = if ref_format == Format::Artefact {
         let baseline = Baseline::read_artefact(reference)?;
         if plan.bins_explicit && baseline.spec.bins != plan.build.bins {
@@ -167,12 +168,27 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         }
         let baseline = baseline.select(&plan.selection)?;
         let spec = Arc::new(baseline.spec.clone());
-        let (profile, rows) =
-            read_and_profile(current.into(), cur_format, spec, reference.into(), plan.clone()).await?;
+        let columns = spec.features.iter().map(|f| f.name.clone()).collect();
+        let side = ReferenceColumns {
+            path: reference.into(),
+            columns,
+        };
+        let (profile, rows) = read_and_profile(current.into(), cur_format, spec, side, plan.clone()).await?;
         (baseline, profile, rows)
     } else {
         let schema = read_schema(reference, plan.filter.as_deref()).await?;
-        let spec = Arc::new(Baseline::spec_for(&schema, reference, &plan.selection, plan.build)?);
+        let (spec, skipped) = Baseline::spec_for(&schema, reference, &plan.selection, plan.build)?;
+        notes.extend(
+            skipped
+                .iter()
+                .map(|c| format!("column \"{c}\" is not compared: its type is neither numerical nor categorical")),
+        );
+        let spec = Arc::new(spec);
+        let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let side = ReferenceColumns {
+            path: reference.into(),
+            columns,
+        };
         let reference_side = tokio::spawn(read_reference(
             reference.into(),
             ref_format,
@@ -183,7 +199,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
             current.into(),
             cur_format,
             spec.clone(),
-            reference.into(),
+            side,
             plan.clone(),
         ));
         let reference_profile = join(reference_side).await?;
@@ -196,7 +212,8 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         )
     };
     let started = std::time::Instant::now();
-    let report = compare(&mut baseline, &mut current_profile.features, current_rows, plan);
+    let mut report = compare(&mut baseline, &mut current_profile.features, current_rows, plan);
+    report.notes.extend(notes);
     tracing::debug!(elapsed = ?started.elapsed(), "compared");
     Ok(report)
 }
@@ -226,11 +243,18 @@ async fn read_reference(
     Ok(profile)
 }
 
+/// The reference's file and all of its columns (features or not), for matching the current
+/// data's columns against.
+struct ReferenceColumns {
+    path: PathBuf,
+    columns: Vec<String>,
+}
+
 async fn read_and_profile(
     path: PathBuf,
     format: Format,
     spec: Arc<ProfileSpec>,
-    reference: PathBuf,
+    reference: ReferenceColumns,
     plan: Plan,
 ) -> Result<(Profile, u64), CheckError> {
     let started = std::time::Instant::now();
@@ -248,13 +272,18 @@ async fn read_and_profile(
     Ok((profile, rows))
 }
 
-fn check_columns(spec: &ProfileSpec, reference: &Path, table: &Table, plan: &Plan) -> Result<(), CheckError> {
+fn check_columns(
+    spec: &ProfileSpec,
+    reference: &ReferenceColumns,
+    table: &Table,
+    plan: &Plan,
+) -> Result<(), CheckError> {
     for f in &spec.features {
         let Some(field) = table.schema.fields().iter().find(|c| c.name() == &f.name) else {
             return Err(CheckError::MissingInCurrent {
                 path: table.path.clone(),
                 column: f.name.clone(),
-                reference: reference.into(),
+                reference: reference.path.clone(),
             });
         };
         let inferred = FeatureKind::infer(field.data_type());
@@ -265,7 +294,7 @@ fn check_columns(spec: &ProfileSpec, reference: &Path, table: &Table, plan: &Pla
                 column: f.name.clone(),
                 found: inferred.map_or_else(|| field.data_type().to_string(), |k| k.as_str().to_string()),
                 expected: f.kind.as_str(),
-                reference: reference.into(),
+                reference: reference.path.clone(),
             });
         }
     }
@@ -274,11 +303,11 @@ fn check_columns(spec: &ProfileSpec, reference: &Path, table: &Table, plan: &Pla
             let name = field.name();
             let excluded = plan.selection.exclude.contains(name)
                 || (!plan.selection.columns.is_empty() && !plan.selection.columns.contains(name));
-            if !excluded && !spec.features.iter().any(|f| &f.name == name) {
+            if !excluded && !reference.columns.contains(name) {
                 return Err(CheckError::MissingInReference {
                     path: table.path.clone(),
                     column: name.clone(),
-                    reference: reference.into(),
+                    reference: reference.path.clone(),
                 });
             }
         }

@@ -413,3 +413,20 @@ fn help_explains_the_commands() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+#[test]
+fn columns_of_other_types_are_skipped_with_a_note() {
+    let dir = tmp();
+    let (reference, current) = (path(dir.path(), "ref.ndjson"), path(dir.path(), "cur.ndjson"));
+    let rows = |shift: f64| -> String {
+        (0..50).map(|i| format!("{{\"x\": {}, \"tags\": [1, 2]}}\n", i as f64 + shift)).collect()
+    };
+    std::fs::write(&reference, rows(0.0)).expect("write");
+    std::fs::write(&current, rows(0.5)).expect("write");
+    let o = driftwatch(&["check", "--reference", &reference, "--current", &current, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("column \"tags\" is not compared"), "{}", stderr(&o));
+    let r = json(&o);
+    assert_eq!(r["drift"]["total_features"], 1);
+    assert!(r["notes"][0].as_str().unwrap().contains("tags"));
+}
