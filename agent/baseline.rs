@@ -59,19 +59,11 @@ pub enum BaselineError {
     )]
     Sql { path: PathBuf, message: String },
     #[error("{path}: no column named \"{column}\"{hint}")]
-    UnknownColumn {
-        path: PathBuf,
-        column: String,
-        hint: String,
-    },
+    UnknownColumn { path: PathBuf, column: String, hint: String },
     #[error(
         "{path}: column \"{column}\" has type {data_type}, which is neither numerical nor categorical; exclude it or declare it with --numerical/--categorical"
     )]
-    UnsupportedType {
-        path: PathBuf,
-        column: String,
-        data_type: DataType,
-    },
+    UnsupportedType { path: PathBuf, column: String, data_type: DataType },
     #[error("{path}: {source}")]
     Profile { path: PathBuf, source: ProfileError },
     #[error("{path}: no feature columns to compare")]
@@ -97,30 +89,16 @@ pub enum Format {
 impl Format {
     /// Format from the file extension, else from the first bytes.
     pub fn detect(path: &Path) -> Result<Format, BaselineError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let mut head = [0_u8; 4];
-        let mut file = File::open(path).map_err(|source| BaselineError::Io {
-            path: path.into(),
-            source,
-        })?;
-        let n = file.read(&mut head).map_err(|source| BaselineError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let mut file = File::open(path).map_err(|source| BaselineError::Io { path: path.into(), source })?;
+        let n = file.read(&mut head).map_err(|source| BaselineError::Io { path: path.into(), source })?;
         let is_parquet = n == 4 && &head == b"PAR1";
         match ext.as_str() {
             "parquet" | "pq" | "dwb" if !is_parquet => Err(BaselineError::NotParquet { path: path.into() }),
             "csv" | "tsv" => Ok(Format::Csv),
             "ndjson" | "jsonl" | "json" => Ok(Format::NdJson),
-            _ if is_parquet => Ok(if is_artefact(path) {
-                Format::Artefact
-            } else {
-                Format::Parquet
-            }),
+            _ if is_parquet => Ok(if is_artefact(path) { Format::Artefact } else { Format::Parquet }),
             _ if head.first() == Some(&b'{') => Ok(Format::NdJson),
             _ => Ok(Format::Csv),
         }
@@ -156,15 +134,8 @@ impl Table {
 pub async fn read_table(path: &Path, format: Format, sql: Option<&str>) -> Result<Table, BaselineError> {
     let df = open(path, format, sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(|e| BaselineError::Read {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
-    Ok(Table {
-        path: path.into(),
-        schema,
-        batches,
-    })
+    let batches = df.collect().await.map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })?;
+    Ok(Table { path: path.into(), schema, batches })
 }
 
 /// The schema a file (through an optional SQL query) would produce, without reading rows.
@@ -180,21 +151,14 @@ pub async fn read_schema(path: &Path, sql: Option<&str>) -> Result<SchemaRef, Ba
 }
 
 async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFrame, BaselineError> {
-    let read_err = |e: datafusion::error::DataFusionError| BaselineError::Read {
-        path: path.into(),
-        message: e.to_string(),
-    };
+    let read_err =
+        |e: datafusion::error::DataFusionError| BaselineError::Read { path: path.into(), message: e.to_string() };
     let config = SessionConfig::new().with_target_partitions(rayon::current_num_threads().max(1));
     let ctx = SessionContext::new_with_config(config);
-    let location = path.to_str().ok_or_else(|| BaselineError::Read {
-        path: path.into(),
-        message: "path is not valid UTF-8".into(),
-    })?;
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| format!(".{e}"))
-        .unwrap_or_default();
+    let location = path
+        .to_str()
+        .ok_or_else(|| BaselineError::Read { path: path.into(), message: "path is not valid UTF-8".into() })?;
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
     match format {
         Format::Parquet | Format::Artefact => {
             ctx.register_parquet(TABLE, location, ParquetReadOptions::default().file_extension(&ext))
@@ -211,24 +175,16 @@ async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFram
             ctx.register_csv(TABLE, location, options).await.map_err(read_err)?;
         }
         Format::NdJson => {
-            let options = JsonReadOptions::default()
-                .file_extension(&ext)
-                .schema_infer_max_records(100_000);
+            let options = JsonReadOptions::default().file_extension(&ext).schema_infer_max_records(100_000);
             ctx.register_json(TABLE, location, options).await.map_err(read_err)?;
         }
     }
     let df = match sql {
         Some(sql) => {
-            let options = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
+            let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
             ctx.sql_with_options(sql, options)
                 .await
-                .map_err(|e| BaselineError::Sql {
-                    path: path.into(),
-                    message: e.to_string(),
-                })?
+                .map_err(|e| BaselineError::Sql { path: path.into(), message: e.to_string() })?
         }
         None => ctx.table(TABLE).await.map_err(read_err)?,
     };
@@ -308,19 +264,15 @@ pub fn profile_table(table: &Table, spec: &ProfileSpec) -> Result<Profile, Basel
         .zip(spec.features.par_iter())
         .try_for_each(|(prof, fspec)| -> Result<(), ProfileError> {
             for batch in &table.batches {
-                let column = batch
-                    .column_by_name(&fspec.name)
-                    .ok_or_else(|| ProfileError::MissingColumn(fspec.name.clone()))?;
+                let column =
+                    batch.column_by_name(&fspec.name).ok_or_else(|| ProfileError::MissingColumn(fspec.name.clone()))?;
                 observe_column(prof, fspec, spec, column.as_ref())?;
             }
             // Sort while still in parallel: every numerical test needs the sorted sample.
             prof.sample.sorted();
             Ok(())
         })
-        .map_err(|source| BaselineError::Profile {
-            path: table.path.clone(),
-            source,
-        })?;
+        .map_err(|source| BaselineError::Profile { path: table.path.clone(), source })?;
     Ok(profile)
 }
 
@@ -362,14 +314,7 @@ impl Baseline {
     ) -> Result<(ProfileSpec, Vec<String>), BaselineError> {
         let (features, skipped) = selection.resolve(schema, path)?;
         let spec = ProfileSpec {
-            features: features
-                .into_iter()
-                .map(|(name, kind)| FeatureSpec {
-                    name,
-                    kind,
-                    edges: Vec::new(),
-                })
-                .collect(),
+            features: features.into_iter().map(|(name, kind)| FeatureSpec { name, kind, edges: Vec::new() }).collect(),
             bins: options.bins,
             max_samples: options.max_samples,
             max_categories: options.max_categories,
@@ -393,11 +338,7 @@ impl Baseline {
                 prof.histogram = crate::stats::histogram_of_sorted(sorted, &fspec.edges);
             }
         }
-        Baseline {
-            spec,
-            profile,
-            source: source.into(),
-        }
+        Baseline { spec, profile, source: source.into() }
     }
 
     /// Builds a baseline from a data table (see [`Baseline::from_profile`]).
@@ -449,9 +390,7 @@ impl Baseline {
         }
         undeclared.declared.clear();
         // Columns the artefact never had are excluded already.
-        undeclared
-            .exclude
-            .retain(|c| schema.fields().iter().any(|f| f.name() == c));
+        undeclared.exclude.retain(|c| schema.fields().iter().any(|f| f.name() == c));
         let (keep, _) = undeclared.resolve(&schema, &self.source)?;
         let keep: Vec<String> = keep.into_iter().map(|(n, _)| n).collect();
         let (mut specs, mut profs) = (Vec::new(), Vec::new());
@@ -468,15 +407,10 @@ impl Baseline {
 
     /// Writes the artefact and returns its SHA-256 (hex).
     pub fn write_artefact(&self, path: &Path) -> Result<String, BaselineError> {
-        let io = |source: std::io::Error| BaselineError::Io {
-            path: path.into(),
-            source,
-        };
+        let io = |source: std::io::Error| BaselineError::Io { path: path.into(), source };
         let header = Header::of(self);
-        let header_json = serde_json::to_string(&header).map_err(|e| BaselineError::Read {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let header_json = serde_json::to_string(&header)
+            .map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })?;
         let mut feature_ids = Vec::new();
         let mut values = Vec::new();
         for (i, f) in self.profile.features.iter().enumerate() {
@@ -492,15 +426,9 @@ impl Baseline {
         ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![
-                Arc::new(UInt32Array::from(feature_ids)),
-                Arc::new(Float64Array::from(values)),
-            ],
+            vec![Arc::new(UInt32Array::from(feature_ids)), Arc::new(Float64Array::from(values))],
         )
-        .map_err(|e| BaselineError::Read {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })?;
         let props = WriterProperties::builder()
             .set_compression(datafusion::parquet::basic::Compression::ZSTD(Default::default()))
             .set_key_value_metadata(Some(vec![
@@ -524,38 +452,21 @@ impl Baseline {
 
     /// Loads an artefact, verifying version and content hash.
     pub fn read_artefact(path: &Path) -> Result<Baseline, BaselineError> {
-        let corrupt = |message: String| BaselineError::Corrupt {
-            path: path.into(),
-            message,
-        };
-        let file = File::open(path).map_err(|source| BaselineError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let corrupt = |message: String| BaselineError::Corrupt { path: path.into(), message };
+        let file = File::open(path).map_err(|source| BaselineError::Io { path: path.into(), source })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(e.to_string()))?;
         let kv: HashMap<String, String> = builder
             .metadata()
             .file_metadata()
             .key_value_metadata()
-            .map(|kv| {
-                kv.iter()
-                    .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                    .collect()
-            })
+            .map(|kv| kv.iter().filter_map(|k| Some((k.key.clone(), k.value.clone()?))).collect())
             .unwrap_or_default();
         let version = kv.get(KEY_VERSION).cloned().unwrap_or_else(|| "(none)".into());
         if version != ARTEFACT_VERSION.to_string() {
-            return Err(BaselineError::Version {
-                path: path.into(),
-                found: version,
-            });
+            return Err(BaselineError::Version { path: path.into(), found: version });
         }
-        let header_json = kv
-            .get(KEY_HEADER)
-            .ok_or_else(|| corrupt("the header is missing".into()))?;
-        let expected = kv
-            .get(KEY_SHA)
-            .ok_or_else(|| corrupt("the checksum is missing".into()))?;
+        let header_json = kv.get(KEY_HEADER).ok_or_else(|| corrupt("the header is missing".into()))?;
+        let expected = kv.get(KEY_SHA).ok_or_else(|| corrupt("the checksum is missing".into()))?;
         let header: Header = serde_json::from_str(header_json).map_err(|e| corrupt(format!("bad header: {e}")))?;
         let (mut ids, mut values) = (Vec::new(), Vec::new());
         for batch in builder.build().map_err(|e| corrupt(e.to_string()))? {
@@ -563,10 +474,8 @@ impl Baseline {
             let (Some(id), Some(v)) = (batch.column_by_name("feature"), batch.column_by_name("value")) else {
                 return Err(corrupt("expected columns feature and value".into()));
             };
-            let (Some(id), Some(v)) = (
-                id.as_primitive_opt::<UInt32Type>(),
-                v.as_any().downcast_ref::<Float64Array>(),
-            ) else {
+            let (Some(id), Some(v)) = (id.as_primitive_opt::<UInt32Type>(), v.as_any().downcast_ref::<Float64Array>())
+            else {
                 return Err(corrupt("columns feature and value have the wrong types".into()));
             };
             ids.extend_from_slice(id.values());
@@ -574,9 +483,7 @@ impl Baseline {
         }
         let actual = content_hash(header_json, &ids, &values);
         if &actual != expected {
-            return Err(corrupt(format!(
-                "checksum mismatch (stored {expected}, computed {actual})"
-            )));
+            return Err(corrupt(format!("checksum mismatch (stored {expected}, computed {actual})")));
         }
         header.into_baseline(path, &ids, values).map_err(corrupt)
     }
@@ -646,10 +553,7 @@ impl Header {
         }
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); self.features.len()];
         for (id, v) in ids.iter().zip(values) {
-            samples
-                .get_mut(*id as usize)
-                .ok_or("sample value for an unknown feature")?
-                .push(v);
+            samples.get_mut(*id as usize).ok_or("sample value for an unknown feature")?.push(v);
         }
         let features = self
             .features
@@ -668,10 +572,6 @@ impl Header {
                 sample: Sample::from_sorted(h.sample_seen, values),
             })
             .collect();
-        Ok(Baseline {
-            spec: self.spec,
-            profile: Profile { features },
-            source: path.into(),
-        })
+        Ok(Baseline { spec: self.spec, profile: Profile { features }, source: path.into() })
     }
 }

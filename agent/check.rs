@@ -34,27 +34,13 @@ pub enum CheckError {
     #[error(
         "{path}: column \"{column}\" is missing; the reference {reference} has it (exclude it with --exclude, or add it to the data)"
     )]
-    MissingInCurrent {
-        path: PathBuf,
-        column: String,
-        reference: PathBuf,
-    },
+    MissingInCurrent { path: PathBuf, column: String, reference: PathBuf },
     #[error("{path}: column \"{column}\" is not in the reference {reference} (exclude it with --exclude {column})")]
-    MissingInReference {
-        path: PathBuf,
-        column: String,
-        reference: PathBuf,
-    },
+    MissingInReference { path: PathBuf, column: String, reference: PathBuf },
     #[error(
         "{path}: column \"{column}\" is {found} here but {expected} in the reference {reference}; declare its type with --numerical/--categorical if that is intended"
     )]
-    TypeDiffers {
-        path: PathBuf,
-        column: String,
-        found: String,
-        expected: &'static str,
-        reference: PathBuf,
-    },
+    TypeDiffers { path: PathBuf, column: String, found: String, expected: &'static str, reference: PathBuf },
     #[error(
         "{path}: this baseline artefact was built with {built} bins; rebuild it with --bins {asked} or drop --bins"
     )]
@@ -129,11 +115,7 @@ impl Plan {
             per_feature,
             drift_share: m.drift_share,
             fdr: m.fdr,
-            build: BuildOptions {
-                bins: m.bins,
-                max_samples: m.max_samples,
-                max_categories: m.max_categories,
-            },
+            build: BuildOptions { bins: m.bins, max_samples: m.max_samples, max_categories: m.max_categories },
             feature_bins,
             selection,
             filter: m.filter.clone(),
@@ -169,10 +151,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         let baseline = baseline.select(&plan.selection)?;
         let spec = Arc::new(baseline.spec.clone());
         let columns = spec.features.iter().map(|f| f.name.clone()).collect();
-        let side = ReferenceColumns {
-            path: reference.into(),
-            columns,
-        };
+        let side = ReferenceColumns { path: reference.into(), columns };
         let (profile, rows) = read_and_profile(current.into(), cur_format, spec, side, plan.clone()).await?;
         (baseline, profile, rows)
     } else {
@@ -185,31 +164,14 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         );
         let spec = Arc::new(spec);
         let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let side = ReferenceColumns {
-            path: reference.into(),
-            columns,
-        };
-        let reference_side = tokio::spawn(read_reference(
-            reference.into(),
-            ref_format,
-            plan.filter.clone(),
-            spec.clone(),
-        ));
-        let current_side = tokio::spawn(read_and_profile(
-            current.into(),
-            cur_format,
-            spec.clone(),
-            side,
-            plan.clone(),
-        ));
+        let side = ReferenceColumns { path: reference.into(), columns };
+        let reference_side =
+            tokio::spawn(read_reference(reference.into(), ref_format, plan.filter.clone(), spec.clone()));
+        let current_side = tokio::spawn(read_and_profile(current.into(), cur_format, spec.clone(), side, plan.clone()));
         let reference_profile = join(reference_side).await?;
         let (profile, rows) = join(current_side).await?;
         let spec = Arc::try_unwrap(spec).unwrap_or_else(|s| (*s).clone());
-        (
-            Baseline::from_profile(spec, reference_profile, reference, &plan.feature_bins),
-            profile,
-            rows,
-        )
+        (Baseline::from_profile(spec, reference_profile, reference, &plan.feature_bins), profile, rows)
     };
     let started = std::time::Instant::now();
     let mut report = compare(&mut baseline, &mut current_profile.features, current_rows, plan);
@@ -219,9 +181,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
 }
 
 async fn join<T>(handle: tokio::task::JoinHandle<Result<T, CheckError>>) -> Result<T, CheckError> {
-    handle
-        .await
-        .unwrap_or_else(|e| Err(CheckError::Internal(e.to_string())))
+    handle.await.unwrap_or_else(|e| Err(CheckError::Internal(e.to_string())))
 }
 
 async fn read_reference(
@@ -330,19 +290,8 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
                 None => (plan.tests.as_slice(), &plan.options),
             };
             let quality = Quality::of(spec, reference, current);
-            let tests = FeaturePair {
-                spec,
-                reference,
-                current,
-            }
-            .run(tests, options);
-            FeatureReport {
-                name: spec.name.clone(),
-                kind: spec.kind,
-                drift: false,
-                tests,
-                quality,
-            }
+            let tests = FeaturePair { spec, reference, current }.run(tests, options);
+            FeatureReport { name: spec.name.clone(), kind: spec.kind, drift: false, tests, quality }
         })
         .collect();
     if let Some(q) = plan.fdr {
@@ -491,19 +440,11 @@ impl Report {
     /// A table for people: verdict first, drifted features first, one line per test.
     pub fn to_table(&self, colour: bool) -> String {
         let paint = |code: &str, s: &str| {
-            if colour {
-                format!("\x1b[{code}m{s}\x1b[0m")
-            } else {
-                s.to_string()
-            }
+            if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
         };
         let mut out = String::new();
         let d = &self.drift;
-        let verdict = if d.detected {
-            paint("1;31", "DATASET DRIFT")
-        } else {
-            paint("1;32", "no dataset drift")
-        };
+        let verdict = if d.detected { paint("1;31", "DATASET DRIFT") } else { paint("1;32", "no dataset drift") };
         let _ = writeln!(
             out,
             "{}: {verdict} — {} of {} features drifted ({:.1}%, threshold {:.0}%)",
@@ -513,11 +454,7 @@ impl Report {
             d.share * 100.0,
             d.drift_share * 100.0
         );
-        let _ = writeln!(
-            out,
-            "reference {} rows, current {} rows\n",
-            self.reference.rows, self.current.rows
-        );
+        let _ = writeln!(out, "reference {} rows, current {} rows\n", self.reference.rows, self.current.rows);
         let header = format!(
             "{:<24} {:<12} {:<14} {:>12} {:>11} {:>9} {:>7}  {}",
             "feature", "type", "test", "statistic", "p-value", "threshold", "nulls", "verdict"
@@ -571,11 +508,7 @@ impl Report {
 }
 
 fn fmt_num(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
-        format!("{x:.3e}")
-    } else {
-        format!("{x:.4}")
-    }
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) { format!("{x:.3e}") } else { format!("{x:.4}") }
 }
 
 fn truncate(s: &str, width: usize) -> String {

@@ -72,19 +72,8 @@ pub struct ModelConfig {
 }
 
 const MODEL_KEYS: &[&str] = &[
-    "id",
-    "baseline",
-    "filter",
-    "tests",
-    "thresholds",
-    "bins",
-    "drift_share",
-    "fdr",
-    "ks_method",
-    "exclude",
-    "max_samples",
-    "max_categories",
-    "feature",
+    "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
+    "max_samples", "max_categories", "feature",
 ];
 
 /// One monitored feature.
@@ -118,14 +107,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
     }
 }
 
@@ -165,12 +147,7 @@ impl Reporter<'_> {
 
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let Pos { line, col } = self.pos(span);
-        self.out.push(Diagnostic {
-            file: self.file.into(),
-            line,
-            col,
-            message: message.into(),
-        });
+        self.out.push(Diagnostic { file: self.file.into(), line, col, message: message.into() });
     }
 }
 
@@ -270,23 +247,14 @@ pub fn validate_file(path: &Path) -> (Option<Config>, Vec<Diagnostic>) {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_partial(path, &text),
         Err(e) => {
-            let d = Diagnostic {
-                file: path.into(),
-                line: 1,
-                col: 1,
-                message: format!("cannot read the file: {e}"),
-            };
+            let d = Diagnostic { file: path.into(), line: 1, col: 1, message: format!("cannot read the file: {e}") };
             (None, vec![d])
         }
     }
 }
 
 fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
-    let mut r = Reporter {
-        file: path,
-        text,
-        out: Vec::new(),
-    };
+    let mut r = Reporter { file: path, text, out: Vec::new() };
 
     // Phase 1: syntax.
     let (table, syntax) = DeTable::parse_recoverable(text);
@@ -325,10 +293,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     }
     for m in raw.model {
         if !ids.insert(m.id.get_ref().clone()) {
-            r.at(
-                m.id.span(),
-                format!("model id \"{}\" is used twice; ids must be unique", m.id.get_ref()),
-            );
+            r.at(m.id.span(), format!("model id \"{}\" is used twice; ids must be unique", m.id.get_ref()));
         }
         if m.id.get_ref().trim().is_empty() {
             r.at(m.id.span(), "model id must not be empty");
@@ -338,11 +303,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             thresholds: thresholds_of(&mut r, &m.thresholds),
             ks_method: m.ks_method.unwrap_or_default(),
         };
-        let bins = m
-            .bins
-            .as_ref()
-            .map(|b| bins_of(&mut r, b))
-            .unwrap_or(crate::profile::DEFAULT_BINS);
+        let bins = m.bins.as_ref().map(|b| bins_of(&mut r, b)).unwrap_or(crate::profile::DEFAULT_BINS);
         let drift_share = m.drift_share.as_ref().map_or(0.5, |s| {
             let v = *s.get_ref();
             if !(v > 0.0 && v <= 1.0) {
@@ -365,40 +326,22 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             Some(s) => *s.get_ref() as usize,
             None => default,
         };
-        let max_samples = positive(
-            &mut r,
-            &m.max_samples,
-            "max_samples",
-            crate::profile::DEFAULT_MAX_SAMPLES,
-        );
-        let max_categories = positive(
-            &mut r,
-            &m.max_categories,
-            "max_categories",
-            crate::profile::DEFAULT_MAX_CATEGORIES,
-        );
+        let max_samples = positive(&mut r, &m.max_samples, "max_samples", crate::profile::DEFAULT_MAX_SAMPLES);
+        let max_categories =
+            positive(&mut r, &m.max_categories, "max_categories", crate::profile::DEFAULT_MAX_CATEGORIES);
         if let Some(f) = &m.filter {
             if f.get_ref().trim().is_empty() {
-                r.at(
-                    f.span(),
-                    "filter is empty: remove it or write a query such as `SELECT * FROM reference`",
-                );
+                r.at(f.span(), "filter is empty: remove it or write a query such as `SELECT * FROM reference`");
             }
         }
         let mut names = HashSet::new();
         let mut features = Vec::new();
         for f in &m.feature {
             if !names.insert(f.name.get_ref().clone()) {
-                r.at(
-                    f.name.span(),
-                    format!("feature \"{}\" is listed twice", f.name.get_ref()),
-                );
+                r.at(f.name.span(), format!("feature \"{}\" is listed twice", f.name.get_ref()));
             }
             if m.exclude.iter().any(|e| e.get_ref() == f.name.get_ref()) {
-                r.at(
-                    f.name.span(),
-                    format!("feature \"{}\" is also in `exclude`", f.name.get_ref()),
-                );
+                r.at(f.name.span(), format!("feature \"{}\" is also in `exclude`", f.name.get_ref()));
             }
             let kind = f.kind.as_ref().and_then(|k| match k.get_ref().as_str() {
                 "numerical" => Some(FeatureKind::Numerical),
@@ -406,10 +349,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 other => {
                     r.at(
                         k.span(),
-                        format!(
-                            "unknown feature type \"{other}\"{}",
-                            suggestion(other, &["numerical", "categorical"])
-                        ),
+                        format!("unknown feature type \"{other}\"{}", suggestion(other, &["numerical", "categorical"])),
                     );
                     None
                 }
@@ -422,10 +362,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 for (t, s) in list.iter().zip(f.tests.iter().flat_map(|l| l.get_ref())) {
                     if let TestChoice::Test(t) = t {
                         if !t.applies_to(kind) {
-                            r.at(
-                                s.span(),
-                                format!("test \"{t}\" does not apply to a {} feature", kind.as_str()),
-                            );
+                            r.at(s.span(), format!("test \"{t}\" does not apply to a {} feature", kind.as_str()));
                         }
                     }
                 }
@@ -441,11 +378,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         }
         let baseline_pos = r.pos(m.baseline.span());
         let filter_pos = m.filter.as_ref().map(|f| r.pos(f.span())).unwrap_or_default();
-        let exclude = m
-            .exclude
-            .iter()
-            .map(|e| (e.get_ref().clone(), r.pos(e.span())))
-            .collect();
+        let exclude = m.exclude.iter().map(|e| (e.get_ref().clone(), r.pos(e.span()))).collect();
         models.push(Model {
             id: m.id.get_ref().clone(),
             baseline: base.join(m.baseline.get_ref()),
@@ -464,13 +397,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         });
     }
     r.out.sort_by_key(|d| (d.line, d.col));
-    (
-        Some(Config {
-            path: path.into(),
-            models,
-        }),
-        r.out,
-    )
+    (Some(Config { path: path.into(), models }), r.out)
 }
 
 /// Replaces the given byte ranges with spaces, keeping newlines, so positions do not move.
@@ -481,10 +408,7 @@ fn blank_out(text: &str, ranges: &[Range<usize>]) -> String {
         if !(text.is_char_boundary(start) && text.is_char_boundary(end)) {
             continue;
         }
-        let blank: String = text[start..end]
-            .chars()
-            .map(|c| if c == '\n' { '\n' } else { ' ' })
-            .collect();
+        let blank: String = text[start..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
         // Multi-byte characters become one space each: pad to keep later byte offsets.
         let pad = (end - start) - blank.len();
         out.replace_range(start..end, &(blank + &" ".repeat(pad)));
@@ -503,11 +427,7 @@ fn type_message(message: &str) -> String {
 /// Dotted name of the key whose value covers `span` (for type errors, which carry only a span).
 fn key_at(table: &DeTable, span: &Range<usize>, prefix: &str) -> Option<String> {
     for (key, value) in table {
-        let name = if prefix.is_empty() {
-            key.get_ref().to_string()
-        } else {
-            format!("{prefix}.{}", &**key.get_ref())
-        };
+        let name = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", &**key.get_ref()) };
         // Array-of-tables spans cover only their headers, so look inside tables first.
         let inner = match value.get_ref() {
             DeValue::Table(t) => key_at(t, span, &name),
@@ -537,15 +457,8 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
     for (key, value) in table {
         let name: &str = key.get_ref();
         if !allowed.contains(&name) {
-            let where_ = if context.is_empty() {
-                "at the top level".to_string()
-            } else {
-                format!("in {context}")
-            };
-            r.at(
-                key.span(),
-                format!("unknown key \"{name}\" {where_}{}", suggestion(name, allowed)),
-            );
+            let where_ = if context.is_empty() { "at the top level".to_string() } else { format!("in {context}") };
+            r.at(key.span(), format!("unknown key \"{name}\" {where_}{}", suggestion(name, allowed)));
             unknown.push(key.span().start..value.span().end);
             continue;
         }
@@ -598,18 +511,12 @@ fn tests_of(r: &mut Reporter, spanned: Option<&Spanned<Vec<Spanned<String>>>>) -
     for s in list {
         match TestChoice::parse(s.get_ref()) {
             Some(t) => out.push(t),
-            None => r.at(
-                s.span(),
-                format!("unknown test \"{}\"{}", s.get_ref(), suggestion(s.get_ref(), &names)),
-            ),
+            None => r.at(s.span(), format!("unknown test \"{}\"{}", s.get_ref(), suggestion(s.get_ref(), &names))),
         }
     }
     if list.is_empty() {
         // An empty list would silently monitor nothing.
-        r.at(
-            spanned.span(),
-            "the `tests` list is empty; remove it to use the default [\"auto\"]",
-        );
+        r.at(spanned.span(), "the `tests` list is empty; remove it to use the default [\"auto\"]");
     }
     Some(out)
 }
@@ -622,21 +529,10 @@ fn thresholds_of(r: &mut Reporter, map: &BTreeMap<Spanned<String>, Spanned<f64>>
             continue;
         };
         let value = *v.get_ref();
-        let ok = if test.uses_p_value() {
-            value > 0.0 && value < 1.0
-        } else {
-            value.is_finite() && value > 0.0
-        };
+        let ok = if test.uses_p_value() { value > 0.0 && value < 1.0 } else { value.is_finite() && value > 0.0 };
         if !ok {
-            let valid = if test.uses_p_value() {
-                "a p-value threshold in (0, 1)"
-            } else {
-                "a positive distance"
-            };
-            r.at(
-                v.span(),
-                format!("threshold for \"{test}\" must be {valid}, got {value}"),
-            );
+            let valid = if test.uses_p_value() { "a p-value threshold in (0, 1)" } else { "a positive distance" };
+            r.at(v.span(), format!("threshold for \"{test}\" must be {valid}, got {value}"));
         }
         out.insert(test, value);
     }
@@ -699,12 +595,7 @@ pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
     use datafusion::arrow::datatypes::DataType;
     let mut out = Vec::new();
     let mut at = |pos: &Pos, message: String| {
-        out.push(Diagnostic {
-            file: config.path.clone(),
-            line: pos.line,
-            col: pos.col,
-            message,
-        });
+        out.push(Diagnostic { file: config.path.clone(), line: pos.line, col: pos.col, message });
     };
     for m in &config.models {
         let schema = match crate::baseline::read_schema(&m.baseline, m.filter.as_deref()).await {

@@ -103,11 +103,7 @@ impl FeatureArgs {
                 return Err(format!("column \"{c}\" is given both --numerical and --categorical"));
             }
         }
-        Ok(FeatureSelection {
-            columns: self.columns.clone(),
-            exclude: self.exclude.clone(),
-            declared,
-        })
+        Ok(FeatureSelection { columns: self.columns.clone(), exclude: self.exclude.clone(), declared })
     }
 }
 
@@ -229,10 +225,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let selection = features.selection()?;
             let format = Format::detect(&reference)?;
             if format == Format::Artefact {
-                return Err(Failure(format!(
-                    "{}: is already a baseline artefact",
-                    reference.display()
-                )));
+                return Err(Failure(format!("{}: is already a baseline artefact", reference.display())));
             }
             let table = read_table(&reference, format, filter.as_deref()).await?;
             let options = BuildOptions {
@@ -276,11 +269,8 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
     };
     apply_overrides(&mut plan.0, &args)?;
     let (plan, configured_reference) = plan;
-    let reference = args
-        .reference
-        .clone()
-        .or(configured_reference)
-        .ok_or_else(|| Failure("--reference is required".into()))?;
+    let reference =
+        args.reference.clone().or(configured_reference).ok_or_else(|| Failure("--reference is required".into()))?;
     let report = check::run(&reference, &args.current, &plan).await?;
     let text = match args.format {
         OutputFormat::Json => report.to_json() + "\n",
@@ -348,23 +338,13 @@ fn apply_overrides(plan: &mut Plan, args: &CheckArgs) -> Result<(), Failure> {
                 .unwrap_or_else(|| format!("valid tests: {}", names.join(", ")));
             Failure(format!("--threshold {spec}: unknown test \"{name}\"; {hint}"))
         })?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .map_err(|_| Failure(format!("--threshold {spec}: \"{value}\" is not a number")))?;
-        let ok = if test.uses_p_value() {
-            value > 0.0 && value < 1.0
-        } else {
-            value.is_finite() && value > 0.0
-        };
+        let value: f64 =
+            value.trim().parse().map_err(|_| Failure(format!("--threshold {spec}: \"{value}\" is not a number")))?;
+        let ok = if test.uses_p_value() { value > 0.0 && value < 1.0 } else { value.is_finite() && value > 0.0 };
         if !ok {
             return Err(Failure(format!(
                 "--threshold {spec}: {test} needs {}",
-                if test.uses_p_value() {
-                    "a p-value threshold in (0, 1)"
-                } else {
-                    "a positive distance"
-                }
+                if test.uses_p_value() { "a p-value threshold in (0, 1)" } else { "a positive distance" }
             )));
         }
         plan.options.thresholds.insert(test, value);
@@ -373,10 +353,7 @@ fn apply_overrides(plan: &mut Plan, args: &CheckArgs) -> Result<(), Failure> {
         }
     }
     if !(args.drift_share > 0.0 && args.drift_share <= 1.0) {
-        return Err(Failure(format!(
-            "--drift-share {}: must be in (0, 1]",
-            args.drift_share
-        )));
+        return Err(Failure(format!("--drift-share {}: must be in (0, 1]", args.drift_share)));
     }
     if args.config.is_none() || args.drift_share != 0.5 {
         plan.drift_share = args.drift_share;

@@ -87,11 +87,7 @@ pub enum ProfileError {
     #[error("column \"{0}\" is missing")]
     MissingColumn(String),
     #[error("column \"{column}\" has type {found}, which cannot be read as a {kind} feature")]
-    ColumnType {
-        column: String,
-        found: DataType,
-        kind: &'static str,
-    },
+    ColumnType { column: String, found: DataType, kind: &'static str },
 }
 
 /// Uniform sample of the finite values of one numerical feature.
@@ -108,12 +104,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn from_sorted(seen: u64, values: Vec<f64>) -> Sample {
-        Sample {
-            seen,
-            values,
-            sorted: true,
-            rng: 0,
-        }
+        Sample { seen, values, sorted: true, rng: 0 }
     }
 
     /// True while every value seen is kept.
@@ -153,19 +144,12 @@ impl Sample {
             let (mut a, mut b) = (self.values.clone(), other.values.clone());
             shuffle(&mut a, &mut rng);
             shuffle(&mut b, &mut rng);
-            let (wa, wb) = (
-                self.seen as f64 / a.len().max(1) as f64,
-                other.seen as f64 / b.len().max(1) as f64,
-            );
+            let (wa, wb) = (self.seen as f64 / a.len().max(1) as f64, other.seen as f64 / b.len().max(1) as f64);
             let mut out = Vec::with_capacity(cap.min(a.len() + b.len()));
             while out.len() < cap && !(a.is_empty() && b.is_empty()) {
                 let (ra, rb) = (a.len() as f64 * wa, b.len() as f64 * wb);
                 let pick_a = (splitmix(&mut rng) as f64 / u64::MAX as f64) * (ra + rb) < ra;
-                let v = if (pick_a && !a.is_empty()) || b.is_empty() {
-                    a.pop()
-                } else {
-                    b.pop()
-                };
+                let v = if (pick_a && !a.is_empty()) || b.is_empty() { a.pop() } else { b.pop() };
                 out.extend(v);
             }
             self.values = out;
@@ -223,11 +207,7 @@ pub fn sort_f64(values: &mut [f64]) {
             offset += count;
         }
         let shift = 8 * p;
-        let (src, dst): (&[u64], &mut [u64]) = if in_keys {
-            (&*keys, &mut buf)
-        } else {
-            (&buf, &mut *keys)
-        };
+        let (src, dst): (&[u64], &mut [u64]) = if in_keys { (&*keys, &mut buf) } else { (&buf, &mut *keys) };
         for &k in src {
             let d = ((k >> shift) & 0xFF) as usize;
             dst[h[d]] = k;
@@ -282,16 +262,9 @@ impl FeatureProfile {
             max: f64::NEG_INFINITY,
             sum: 0.0,
             sum_sq: 0.0,
-            histogram: if spec.edges.is_empty() {
-                Vec::new()
-            } else {
-                vec![0; spec.edges.len() + 1]
-            },
+            histogram: if spec.edges.is_empty() { Vec::new() } else { vec![0; spec.edges.len() + 1] },
             categories: CategoryCounts::default(),
-            sample: Sample {
-                rng: 0x5EED_D41F_7A7C_0001,
-                ..Sample::default()
-            },
+            sample: Sample { rng: 0x5EED_D41F_7A7C_0001, ..Sample::default() },
         }
     }
 
@@ -404,9 +377,7 @@ pub struct Profile {
 
 impl Profile {
     pub fn new(spec: &ProfileSpec) -> Profile {
-        Profile {
-            features: spec.features.iter().map(FeatureProfile::new).collect(),
-        }
+        Profile { features: spec.features.iter().map(FeatureProfile::new).collect() }
     }
 
     /// Rows observed (the row count of any feature: every feature sees every row).
@@ -418,9 +389,8 @@ impl Profile {
     /// column, categorical ones read strings, booleans and integers as text.
     pub fn observe(&mut self, spec: &ProfileSpec, batch: &RecordBatch) -> Result<(), ProfileError> {
         for (fspec, prof) in spec.features.iter().zip(&mut self.features) {
-            let column = batch
-                .column_by_name(&fspec.name)
-                .ok_or_else(|| ProfileError::MissingColumn(fspec.name.clone()))?;
+            let column =
+                batch.column_by_name(&fspec.name).ok_or_else(|| ProfileError::MissingColumn(fspec.name.clone()))?;
             observe_column(prof, fspec, spec, column.as_ref())?;
         }
         Ok(())
@@ -468,18 +438,9 @@ pub fn observe_column(
             let column = strings.as_deref().unwrap_or(column);
             let cap = spec.max_categories;
             match column.data_type() {
-                DataType::Utf8 => column
-                    .as_string::<i32>()
-                    .iter()
-                    .for_each(|v| prof.observe_category(v, cap)),
-                DataType::LargeUtf8 => column
-                    .as_string::<i64>()
-                    .iter()
-                    .for_each(|v| prof.observe_category(v, cap)),
-                DataType::Utf8View => column
-                    .as_string_view()
-                    .iter()
-                    .for_each(|v| prof.observe_category(v, cap)),
+                DataType::Utf8 => column.as_string::<i32>().iter().for_each(|v| prof.observe_category(v, cap)),
+                DataType::LargeUtf8 => column.as_string::<i64>().iter().for_each(|v| prof.observe_category(v, cap)),
+                DataType::Utf8View => column.as_string_view().iter().for_each(|v| prof.observe_category(v, cap)),
                 _ => return Err(type_error()),
             }
         }
@@ -506,11 +467,7 @@ pub fn quantile_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
             let gamma = virtual_index - prev;
             let (a, b) = (sorted[prev as usize], sorted[prev as usize + 1]);
             let diff = b - a;
-            if gamma >= 0.5 {
-                b - diff * (1.0 - gamma)
-            } else {
-                a + diff * gamma
-            }
+            if gamma >= 0.5 { b - diff * (1.0 - gamma) } else { a + diff * gamma }
         })
         .collect();
     edges.dedup();

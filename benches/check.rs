@@ -24,17 +24,12 @@ fn plan() -> Plan {
 
 fn check(c: &mut Criterion) {
     let dir = data_dir();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut group = c.benchmark_group("check_parquet_25_columns");
     group.sample_size(10);
     for tag in ["100k", "1m"] {
-        let (reference, current) = (
-            dir.join(format!("reference_{tag}.parquet")),
-            dir.join(format!("current_{tag}.parquet")),
-        );
+        let (reference, current) =
+            (dir.join(format!("reference_{tag}.parquet")), dir.join(format!("current_{tag}.parquet")));
         if !reference.exists() || !current.exists() {
             eprintln!(
                 "skipping {tag}: {} missing; run `python3 fixtures/bench/generate.py {}`",

@@ -14,14 +14,10 @@ const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 fn sample(n: usize, seed: u64, shift: f64) -> Vec<f64> {
     let mut s = seed;
     let mut next = || {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (s >> 11) as f64 * 2f64.powi(-53)
     };
-    (0..n)
-        .map(|_| (0..12).map(|_| next()).sum::<f64>() - 6.0 + shift)
-        .collect()
+    (0..n).map(|_| (0..12).map(|_| next()).sum::<f64>() - 6.0 + shift).collect()
 }
 
 fn sorted(n: usize, seed: u64, shift: f64) -> Vec<f64> {
@@ -47,9 +43,7 @@ fn numerical(c: &mut Criterion) {
         for n in SIZES {
             let (a, b) = (sorted(n, 1, 0.0), sorted(n, 2, 0.05));
             group.throughput(Throughput::Elements(2 * n as u64));
-            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
-                bench.iter(|| test(&a, &b))
-            });
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| bench.iter(|| test(&a, &b)));
         }
         group.finish();
     }
@@ -88,9 +82,7 @@ fn binned_tests(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("binned/chisquare_ztest");
     let (r, k): (Vec<u64>, Vec<u64>) = (0..1000).map(|i| (100 + i % 17, 90 + i % 23)).unzip();
-    group.bench_function("chisquare_1000_categories", |bench| {
-        bench.iter(|| binned::chisquare(&r, &k))
-    });
+    group.bench_function("chisquare_1000_categories", |bench| bench.iter(|| binned::chisquare(&r, &k)));
     group.bench_function("ztest", |bench| bench.iter(|| binned::ztest(&[400, 600], &[450, 550])));
     group.finish();
 }

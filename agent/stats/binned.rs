@@ -96,12 +96,8 @@ pub fn tvd(p: &Proportions) -> Outcome {
 /// continuity correction: SciPy `chi2_contingency(correction=False)`. Categories that are
 /// empty on both sides are dropped first; a single category gives χ² = 0, p = 1.
 pub fn chisquare(reference: &[u64], current: &[u64]) -> Result<Outcome, Undefined> {
-    let cols: Vec<(f64, f64)> = reference
-        .iter()
-        .zip(current)
-        .filter(|(r, c)| **r + **c > 0)
-        .map(|(r, c)| (*r as f64, *c as f64))
-        .collect();
+    let cols: Vec<(f64, f64)> =
+        reference.iter().zip(current).filter(|(r, c)| **r + **c > 0).map(|(r, c)| (*r as f64, *c as f64)).collect();
     let nr: f64 = cols.iter().map(|c| c.0).sum();
     let nc: f64 = cols.iter().map(|c| c.1).sum();
     if nr == 0.0 {

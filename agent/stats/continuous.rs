@@ -33,10 +33,7 @@ fn groups<'s>(a: &'s [f64], b: &'s [f64]) -> impl Iterator<Item = Group> + 's {
         while j < b.len() && b[j] == value {
             j += 1;
         }
-        Some(Group {
-            a: (i - i0) as u64,
-            b: (j - j0) as u64,
-        })
+        Some(Group { a: (i - i0) as u64, b: (j - j0) as u64 })
     })
 }
 
@@ -94,9 +91,7 @@ pub fn ks(reference: &[f64], current: &[f64], method: KsMethod) -> Result<Outcom
     let en = (m * n / (m + n)).round_ties_even() as u64;
     if en == 0 {
         // n = m = 1 rounds en = 0.5 to 0: the asymptotic distribution is undefined (SciPy: NaN).
-        return Err(Undefined::TooFewValues(
-            "the asymptotic KS p-value needs n·m/(n+m) >= 1",
-        ));
+        return Err(Undefined::TooFewValues("the asymptotic KS p-value needs n·m/(n+m) >= 1"));
     }
     Ok(Outcome::with_p(d, kstwo_sf(en, d)))
 }
@@ -293,11 +288,7 @@ pub fn cvm(reference: &[f64], current: &[f64]) -> Result<Outcome, Undefined> {
         let et = (1.0 + 1.0 / n) / 6.0;
         let vt = (n + 1.0) * (4.0 * k * n - 3.0 * (nx * nx + ny * ny) - 2.0 * k) / (45.0 * n * n * 4.0 * k);
         let tn = 1.0 / 6.0 + (t - et) / (45.0 * vt).sqrt();
-        if tn < 0.003 {
-            1.0
-        } else {
-            (1.0 - cvm_inf_cdf(tn)).max(0.0)
-        }
+        if tn < 0.003 { 1.0 } else { (1.0 - cvm_inf_cdf(tn)).max(0.0) }
     };
     Ok(Outcome::with_p(t, p))
 }
@@ -327,11 +318,7 @@ fn cvm_exact_sf(u_stat: f64, m: u64, n: u64) -> f64 {
         gs = next;
     }
     let combinations = binomial(m + n, m);
-    let hit: f64 = gs[m as usize]
-        .iter()
-        .filter(|(v, _)| **v as f64 >= zeta)
-        .map(|(_, f)| f)
-        .sum();
+    let hit: f64 = gs[m as usize].iter().filter(|(v, _)| **v as f64 >= zeta).map(|(_, f)| f).sum();
     hit / combinations
 }
 
@@ -416,11 +403,7 @@ fn mwu_exact_sf(k: u64, n1: u64, n2: u64) -> f64 {
     }
     let total = binomial(n1 + n2, n1);
     let cdf: f64 = conf.iter().map(|c| c / total).sum();
-    if complement {
-        1.0 - cdf + conf[maxu] / total
-    } else {
-        cdf
-    }
+    if complement { 1.0 - cdf + conf[maxu] / total } else { cdf }
 }
 
 /// Welch's unequal-variance t-test (SciPy `ttest_ind(equal_var=False)`).
@@ -472,10 +455,7 @@ mod tests {
 
     #[test]
     fn empty_side_is_undefined_not_nan() {
-        assert!(matches!(
-            ks(&[], &[1.0], KsMethod::Auto),
-            Err(Undefined::EmptyReference)
-        ));
+        assert!(matches!(ks(&[], &[1.0], KsMethod::Auto), Err(Undefined::EmptyReference)));
         assert!(matches!(anderson(&[1.0], &[]), Err(Undefined::EmptyCurrent)));
         assert!(matches!(anderson(&[2.0; 5], &[2.0; 5]), Err(Undefined::Constant)));
         assert!(matches!(ttest(&[2.0; 5], &[2.0; 5]), Err(Undefined::Constant)));

@@ -37,11 +37,7 @@ pub fn ks_2samp_exact_sf(n1: u64, n2: u64, d: f64) -> Option<(f64, f64)> {
     if h == 0 {
         return Some((d, 1.0));
     }
-    let prob = if n1 == n2 {
-        prob_outside_square(n1, h)
-    } else {
-        outer_prob_inside_method(n1, n2, g, h)
-    };
+    let prob = if n1 == n2 { prob_outside_square(n1, h) } else { outer_prob_inside_method(n1, n2, g, h) };
     (prob.is_finite() && (0.0..=1.0).contains(&prob)).then_some((d, prob))
 }
 
@@ -176,14 +172,8 @@ pub fn kstwo_sf(n: u64, x: f64) -> f64 {
 /// ln(n!/n^n) by Stirling's series with the same coefficients as SciPy.
 fn log_nfactorial_div_n_pow_n(n: f64) -> f64 {
     const C: [f64; 8] = [
-        -2.955065359477124183e-2,
-        6.4102564102564102564e-3,
-        -1.9175269175269175269e-3,
-        8.4175084175084175084e-4,
-        -5.952380952380952381e-4,
-        7.9365079365079365079e-4,
-        -2.7777777777777777778e-3,
-        8.3333333333333333333e-2,
+        -2.955065359477124183e-2, 6.4102564102564102564e-3, -1.9175269175269175269e-3, 8.4175084175084175084e-4,
+        -5.952380952380952381e-4, 7.9365079365079365079e-4, -2.7777777777777777778e-3, 8.3333333333333333333e-2,
     ];
     let rn = 1.0 / n;
     let x = rn / n;
@@ -419,12 +409,7 @@ fn pelz_good_cdf(n: u64, x: f64) -> f64 {
         let m = (2 * k - 1) as f64;
         let (m2, m4, m6) = (m * m, m.powi(4), m.powi(6));
         let qpower = q.powf(8.0 * k as f64);
-        let coeffs = [
-            1.0,
-            k1a + k1b * m2,
-            k2a + k2b * m2 + k2c * m4,
-            k3a + k3b * m2 + k3c * m4 + k3d * m6,
-        ];
+        let coeffs = [1.0, k1a + k1b * m2, k2a + k2b * m2 + k2c * m4, k3a + k3b * m2 + k3c * m4 + k3d * m6];
         for (acc, c) in kk.iter_mut().zip(coeffs) {
             *acc = *acc * qpower + c;
         }
@@ -492,11 +477,7 @@ pub fn smirnov_sf(n: u64, x: f64) -> f64 {
     if n > 1_000_000 {
         let logp = -(6.0 * nx + 1.0).powi(2) / 18.0 / nf;
         // SciPy's approximation p ≈ exp(−(6nx + 1)² / 18n) for very large n.
-        return clip01(if logp < -std::f64::consts::LN_2 {
-            logp.exp()
-        } else {
-            1.0 + logp.exp_m1()
-        });
+        return clip01(if logp < -std::f64::consts::LN_2 { logp.exp() } else { 1.0 + logp.exp_m1() });
     }
     let mut last = n_i - nxfl - if alpha == 0.0 { 0 } else { 1 };
     if alpha == 0.0 {
@@ -510,11 +491,7 @@ pub fn smirnov_sf(n: u64, x: f64) -> f64 {
         let vf = v as f64;
         let a = (nf - vf) / nf - x; // 1 − x − v/n
         let b = vf / nf + x; // x + v/n
-        let term = if a <= 0.0 && n_i - v > 0 {
-            0.0
-        } else {
-            (log_c + (nf - vf) * a.ln() + (vf - 1.0) * b.ln()).exp()
-        };
+        let term = if a <= 0.0 && n_i - v > 0 { 0.0 } else { (log_c + (nf - vf) * a.ln() + (vf - 1.0) * b.ln()).exp() };
         sum += term;
         if term != 0.0 {
             if 4.0 * (n_terms - v) as f64 * term < f64::EPSILON * sum && v != n_terms - 1 {

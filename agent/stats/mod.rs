@@ -131,18 +131,12 @@ pub enum TestChoice {
 
 impl TestChoice {
     pub fn parse(name: &str) -> Option<TestChoice> {
-        if name == "auto" {
-            Some(TestChoice::Auto)
-        } else {
-            TestKind::parse(name).map(TestChoice::Test)
-        }
+        if name == "auto" { Some(TestChoice::Auto) } else { TestKind::parse(name).map(TestChoice::Test) }
     }
 
     /// Every accepted name, for error messages and `--help`.
     pub fn names() -> Vec<&'static str> {
-        std::iter::once("auto")
-            .chain(TestKind::ALL.iter().map(|t| t.name()))
-            .collect()
+        std::iter::once("auto").chain(TestKind::ALL.iter().map(|t| t.name())).collect()
     }
 }
 
@@ -155,17 +149,11 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn with_p(statistic: f64, p: f64) -> Outcome {
-        Outcome {
-            statistic,
-            p_value: Some(p),
-        }
+        Outcome { statistic, p_value: Some(p) }
     }
 
     pub fn distance(statistic: f64) -> Outcome {
-        Outcome {
-            statistic,
-            p_value: None,
-        }
+        Outcome { statistic, p_value: None }
     }
 }
 
@@ -210,10 +198,7 @@ pub struct TestOptions {
 
 impl TestOptions {
     pub fn threshold(&self, test: TestKind) -> f64 {
-        self.thresholds
-            .get(&test)
-            .copied()
-            .unwrap_or_else(|| test.default_threshold())
+        self.thresholds.get(&test).copied().unwrap_or_else(|| test.default_threshold())
     }
 }
 
@@ -313,9 +298,7 @@ impl FeaturePair<'_> {
             FeatureKind::Categorical => {
                 let keys = union_keys(&self.reference.categories, &self.current.categories);
                 let get = |m: &crate::profile::CategoryCounts, k: &str| m.get(k).copied().unwrap_or(0);
-                keys.iter()
-                    .map(|k| (get(&self.reference.categories, k), get(&self.current.categories, k)))
-                    .unzip()
+                keys.iter().map(|k| (get(&self.reference.categories, k), get(&self.current.categories, k))).unzip()
             }
             FeatureKind::Numerical if value_bins => {
                 value_counts(self.reference.sample.sorted(), self.current.sample.sorted())
@@ -422,15 +405,9 @@ fn union_keys<'m>(a: &'m crate::profile::CategoryCounts, b: &'m crate::profile::
 /// Benjamini–Hochberg step-up over every p-value test in `results`: sets each one's adjusted
 /// p-value (min over j ≥ i of m/j · p_(j), capped at 1) and `drift = p_adjusted < q`.
 pub fn benjamini_hochberg(results: &mut [&mut TestResult], q: f64) {
-    let mut idx: Vec<usize> = (0..results.len())
-        .filter(|&i| results[i].test.uses_p_value() && results[i].p_value.is_some())
-        .collect();
-    idx.sort_by(|&a, &b| {
-        results[a]
-            .p_value
-            .unwrap_or(1.0)
-            .total_cmp(&results[b].p_value.unwrap_or(1.0))
-    });
+    let mut idx: Vec<usize> =
+        (0..results.len()).filter(|&i| results[i].test.uses_p_value() && results[i].p_value.is_some()).collect();
+    idx.sort_by(|&a, &b| results[a].p_value.unwrap_or(1.0).total_cmp(&results[b].p_value.unwrap_or(1.0)));
     let m = idx.len() as f64;
     let mut running = 1.0_f64;
     for (rank, &i) in idx.iter().enumerate().rev() {
@@ -449,10 +426,7 @@ mod tests {
     #[test]
     fn histogram_counts_values_by_edges_at_or_below() {
         // edges [1, 2]: x < 1 → 0, 1 <= x < 2 → 1, x >= 2 → 2
-        assert_eq!(
-            histogram_of_sorted(&[0.5, 1.0, 1.5, 2.0, 9.0], &[1.0, 2.0]),
-            vec![1, 2, 2]
-        );
+        assert_eq!(histogram_of_sorted(&[0.5, 1.0, 1.5, 2.0, 9.0], &[1.0, 2.0]), vec![1, 2, 2]);
     }
 
     #[test]
@@ -466,9 +440,6 @@ mod tests {
         let adj: Vec<f64> = rs.iter().map(|r| r.p_adjusted.unwrap()).collect();
         assert!((adj[0] - 0.04).abs() < 1e-15 && (adj[1] - 0.16 / 3.0).abs() < 1e-15);
         assert!((adj[2] - 0.16 / 3.0).abs() < 1e-15 && (adj[3] - 0.2).abs() < 1e-15);
-        assert_eq!(
-            rs.iter().map(|r| r.drift).collect::<Vec<_>>(),
-            vec![true, false, false, false]
-        );
+        assert_eq!(rs.iter().map(|r| r.drift).collect::<Vec<_>>(), vec![true, false, false, false]);
     }
 }

@@ -109,9 +109,7 @@ pub fn quadratic_fit(xs: &[f64], ys: &[f64]) -> impl Fn(f64) -> f64 + use<> {
 /// Gaussian elimination with partial pivoting for a 3×3 system.
 fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> [f64; 3] {
     for col in 0..3 {
-        let pivot = (col..3)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .unwrap_or(col);
+        let pivot = (col..3).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap_or(col);
         a.swap(col, pivot);
         b.swap(col, pivot);
         for row in col + 1..3 {

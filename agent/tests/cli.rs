@@ -15,23 +15,12 @@ const CURRENT_OK: &str = "fixtures/credit/current_ok.csv";
 const CURRENT_DRIFT: &str = "fixtures/credit/current_drift.csv";
 
 fn driftwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .args(args)
-        .output()
-        .expect("driftwatch runs")
+    Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(args).output().expect("driftwatch runs")
 }
 
 /// `check` of a credit batch against the credit reference, event ids excluded, plus `extra`.
 fn check_credit(current: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "check",
-        "--reference",
-        REFERENCE,
-        "--current",
-        current,
-        "--exclude",
-        "event_id",
-    ];
+    let mut args = vec!["check", "--reference", REFERENCE, "--current", current, "--exclude", "event_id"];
     args.extend_from_slice(extra);
     driftwatch(&args)
 }
@@ -55,10 +44,7 @@ fn path(dir: &Path, name: &str) -> String {
 
 fn write_parquet(file: &Path, columns: Vec<(&str, ArrayRef)>) {
     let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-            .collect::<Vec<_>>(),
+        columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
     ));
     let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).expect("batch");
     let mut w = ArrowWriter::try_new(std::fs::File::create(file).expect("create"), schema, None).expect("writer");
@@ -77,18 +63,12 @@ fn zero_config_check_exit_codes_follow_dataset_drift() {
     assert!(!table.contains('\x1b'), "no colour when piped: {table}");
     // Drifted features are listed first.
     let first = table.lines().nth(4).unwrap_or_default();
-    assert!(
-        first.ends_with("DRIFT"),
-        "first feature row should be a drifted one: {first}"
-    );
+    assert!(first.ends_with("DRIFT"), "first feature row should be a drifted one: {first}");
 }
 
 #[test]
 fn json_report_has_the_contract_shape() {
-    let o = check_credit(
-        CURRENT_DRIFT,
-        &["--format", "json", "--test", "ks,psi", "--threshold", "psi=0.2"],
-    );
+    let o = check_credit(CURRENT_DRIFT, &["--format", "json", "--test", "ks,psi", "--threshold", "psi=0.2"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["model"], "reference");
@@ -101,12 +81,8 @@ fn json_report_has_the_contract_shape() {
     let features = r["features"].as_array().expect("features");
     let income = features.iter().find(|f| f["name"] == "income").expect("income");
     assert_eq!(income["type"], "numerical");
-    let tests: Vec<&str> = income["tests"]
-        .as_array()
-        .expect("tests")
-        .iter()
-        .map(|t| t["test"].as_str().unwrap())
-        .collect();
+    let tests: Vec<&str> =
+        income["tests"].as_array().expect("tests").iter().map(|t| t["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["ks", "psi"]);
     let psi = &income["tests"][1];
     assert_eq!(psi["threshold"], 0.2);
@@ -126,10 +102,7 @@ fn json_report_has_the_contract_shape() {
 
 #[test]
 fn fdr_replaces_per_test_thresholds_for_p_values() {
-    let o = check_credit(
-        CURRENT_DRIFT,
-        &["--format", "json", "--test", "ks,cvm", "--fdr", "0.01"],
-    );
+    let o = check_credit(CURRENT_DRIFT, &["--format", "json", "--test", "ks,cvm", "--fdr", "0.01"]);
     let r = json(&o);
     for f in r["features"].as_array().unwrap() {
         for t in f["tests"].as_array().unwrap() {
@@ -144,33 +117,16 @@ fn fdr_replaces_per_test_thresholds_for_p_values() {
 fn artefact_gives_the_same_report_as_the_training_data() {
     let dir = tmp();
     let artefact = path(dir.path(), "credit.dwb");
-    let built = driftwatch(&[
-        "baseline",
-        "build",
-        "--reference",
-        REFERENCE,
-        "--output",
-        &artefact,
-        "--exclude",
-        "event_id",
-    ]);
+    let built =
+        driftwatch(&["baseline", "build", "--reference", REFERENCE, "--output", &artefact, "--exclude", "event_id"]);
     assert_eq!(built.status.code(), Some(0), "{}", stderr(&built));
     let out = String::from_utf8_lossy(&built.stdout);
     assert!(out.contains("sha256 ") && out.contains("5000 rows"), "{out}");
     let all_tests = "ks,wasserstein,psi,jensenshannon,kl,hellinger,chisquare,tvd,anderson,cvm,mannwhitney,ttest,energy";
     let run = |reference: &str| {
         let o = driftwatch(&[
-            "check",
-            "--reference",
-            reference,
-            "--current",
-            CURRENT_DRIFT,
-            "--exclude",
-            "event_id",
-            "--format",
-            "json",
-            "--test",
-            all_tests,
+            "check", "--reference", reference, "--current", CURRENT_DRIFT, "--exclude", "event_id", "--format", "json",
+            "--test", all_tests,
         ]);
         let mut r = json(&o);
         r["model"] = Value::Null; // the name is taken from the file name
@@ -184,15 +140,7 @@ fn artefact_gives_the_same_report_as_the_training_data() {
     bytes[mid] ^= 0x55;
     let damaged = path(dir.path(), "damaged.dwb");
     std::fs::write(&damaged, bytes).expect("write");
-    let o = driftwatch(&[
-        "check",
-        "--reference",
-        &damaged,
-        "--current",
-        CURRENT_OK,
-        "--exclude",
-        "event_id",
-    ]);
+    let o = driftwatch(&["check", "--reference", &damaged, "--current", CURRENT_OK, "--exclude", "event_id"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("damaged.dwb"), "{}", stderr(&o));
 }
@@ -200,53 +148,25 @@ fn artefact_gives_the_same_report_as_the_training_data() {
 #[test]
 fn configured_form_uses_the_models_features_and_tests() {
     let o = driftwatch(&[
-        "check",
-        "--config",
-        "rules/agent.toml",
-        "--model",
-        "credit-risk",
-        "--current",
-        CURRENT_DRIFT,
-        "--format",
+        "check", "--config", "rules/agent.toml", "--model", "credit-risk", "--current", CURRENT_DRIFT, "--format",
         "json",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["model"], "credit-risk");
-    let names: Vec<&str> = r["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = r["features"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["age", "income", "debt_ratio", "country", "open_accounts"]);
     let income = &r["features"][1];
-    let tests: Vec<&str> = income["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["test"].as_str().unwrap())
-        .collect();
+    let tests: Vec<&str> = income["tests"].as_array().unwrap().iter().map(|t| t["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["ks", "psi", "wasserstein"]);
     assert_eq!(income["tests"][0]["threshold"], 0.01);
     let accounts = &r["features"][4];
     assert_eq!(accounts["type"], "categorical");
 
-    let unknown = driftwatch(&[
-        "check",
-        "--config",
-        "rules/agent.toml",
-        "--model",
-        "credit-risc",
-        "--current",
-        CURRENT_OK,
-    ]);
+    let unknown =
+        driftwatch(&["check", "--config", "rules/agent.toml", "--model", "credit-risc", "--current", CURRENT_OK]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(
-        stderr(&unknown).contains("did you mean \"credit-risk\"?"),
-        "{}",
-        stderr(&unknown)
-    );
+    assert!(stderr(&unknown).contains("did you mean \"credit-risk\"?"), "{}", stderr(&unknown));
 }
 
 #[test]
@@ -265,23 +185,11 @@ fn parquet_and_ndjson_inputs_with_declared_types() {
     );
     let mut nd = String::new();
     for i in 0..300 {
-        nd.push_str(&format!(
-            "{{\"label\": {}, \"value\": {}}}\n",
-            (i % 4).min(2),
-            (i as f64 * 0.37).sin() + 0.5
-        ));
+        nd.push_str(&format!("{{\"label\": {}, \"value\": {}}}\n", (i % 4).min(2), (i as f64 * 0.37).sin() + 0.5));
     }
     std::fs::write(&current, nd).expect("write");
     let o = driftwatch(&[
-        "check",
-        "--reference",
-        &reference,
-        "--current",
-        &current,
-        "--categorical",
-        "label",
-        "--format",
-        "json",
+        "check", "--reference", &reference, "--current", &current, "--categorical", "label", "--format", "json",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json(&o);
@@ -302,58 +210,24 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         let empty = path(dir.path(), "empty.csv");
         std::fs::write(&empty, "event_id,age,income,debt_ratio,country,open_accounts,score\n").expect("write");
         let extra = path(dir.path(), "extra.csv");
-        std::fs::write(
-            &extra,
-            "age,income,debt_ratio,country,open_accounts,score,segment\n40,1.0,0.1,DE,2,0.5,x\n",
-        )
-        .expect("write");
+        std::fs::write(&extra, "age,income,debt_ratio,country,open_accounts,score,segment\n40,1.0,0.1,DE,2,0.5,x\n")
+            .expect("write");
         let missing = path(dir.path(), "missing.csv");
-        std::fs::write(
-            &missing,
-            "age,debt_ratio,country,open_accounts,score\n40,0.1,DE,2,0.5\n",
-        )
-        .expect("write");
+        std::fs::write(&missing, "age,debt_ratio,country,open_accounts,score\n40,0.1,DE,2,0.5\n").expect("write");
         let retyped = path(dir.path(), "retyped.csv");
-        std::fs::write(
-            &retyped,
-            "age,income,debt_ratio,country,open_accounts,score\nforty,1.0,0.1,DE,2,0.5\n",
-        )
-        .expect("write");
+        std::fs::write(&retyped, "age,income,debt_ratio,country,open_accounts,score\nforty,1.0,0.1,DE,2,0.5\n")
+            .expect("write");
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         vec![
-            (
-                s(&["--current", "no/such/file.csv"]),
-                vec!["no/such/file.csv", "cannot read"],
-            ),
-            (
-                s(&["--current", &not_parquet]),
-                vec!["broken.parquet", "not a Parquet file"],
-            ),
+            (s(&["--current", "no/such/file.csv"]), vec!["no/such/file.csv", "cannot read"]),
+            (s(&["--current", &not_parquet]), vec!["broken.parquet", "not a Parquet file"]),
             (s(&["--current", &empty]), vec!["empty.csv", "no rows"]),
-            (
-                s(&["--current", &extra]),
-                vec!["extra.csv", "\"segment\"", "not in the reference"],
-            ),
-            (
-                s(&["--current", &missing]),
-                vec!["missing.csv", "\"income\"", "is missing"],
-            ),
-            (
-                s(&["--current", &retyped]),
-                vec!["retyped.csv", "\"age\"", "categorical here but numerical"],
-            ),
-            (
-                s(&["--current", CURRENT_OK, "--test", "psy"]),
-                vec!["did you mean \"psi\"?"],
-            ),
-            (
-                s(&["--current", CURRENT_OK, "--threshold", "ks=2"]),
-                vec!["ks=2", "(0, 1)"],
-            ),
-            (
-                s(&["--current", CURRENT_OK, "--columns", "incme"]),
-                vec!["\"incme\"", "did you mean \"income\"?"],
-            ),
+            (s(&["--current", &extra]), vec!["extra.csv", "\"segment\"", "not in the reference"]),
+            (s(&["--current", &missing]), vec!["missing.csv", "\"income\"", "is missing"]),
+            (s(&["--current", &retyped]), vec!["retyped.csv", "\"age\"", "categorical here but numerical"]),
+            (s(&["--current", CURRENT_OK, "--test", "psy"]), vec!["did you mean \"psi\"?"]),
+            (s(&["--current", CURRENT_OK, "--threshold", "ks=2"]), vec!["ks=2", "(0, 1)"]),
+            (s(&["--current", CURRENT_OK, "--columns", "incme"]), vec!["\"incme\"", "did you mean \"income\"?"]),
         ]
     };
     for (extra_args, needles) in cases {
@@ -377,17 +251,8 @@ fn degenerate_columns_give_null_with_a_reason_never_nan() {
     std::fs::write(&reference, "constant,empty\n1,\n1,\n1,\n1,\n").expect("write");
     std::fs::write(&current, "constant,empty\n1,\n1,\n1,\n").expect("write");
     let o = driftwatch(&[
-        "check",
-        "--reference",
-        &reference,
-        "--current",
-        &current,
-        "--numerical",
-        "constant,empty",
-        "--test",
-        "ks,anderson,ttest,psi",
-        "--format",
-        "json",
+        "check", "--reference", &reference, "--current", &current, "--numerical", "constant,empty", "--test",
+        "ks,anderson,ttest,psi", "--format", "json",
     ]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));

@@ -109,10 +109,8 @@ fn compare(case: &str, test: &str, got: Result<Outcome, Undefined>, want: &Value
                 ));
             }
             match (o.p_value, want["p_value"].as_f64()) {
-                (Some(p), Some(e)) if !close_p(p, e, p_abs) => failures.push(format!(
-                    "{case}/{test}: p-value {p:e} vs SciPy {e:e} (rel {:.2e})",
-                    (p - e).abs() / e.abs()
-                )),
+                (Some(p), Some(e)) if !close_p(p, e, p_abs) => failures
+                    .push(format!("{case}/{test}: p-value {p:e} vs SciPy {e:e} (rel {:.2e})", (p - e).abs() / e.abs())),
                 (None, Some(e)) => failures.push(format!("{case}/{test}: no p-value, SciPy {e}")),
                 _ => {}
             }
@@ -182,40 +180,23 @@ fn statistics_match_scipy() {
         }
     }
     assert!(checked > 300, "only {checked} reference values checked");
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} values differ from SciPy:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {checked} values differ from SciPy:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn kolmogorov_distributions_match_scipy_on_a_grid() {
     let all = cases();
     let mut failures = Vec::new();
-    for (key, f) in [
-        ("kstwo_sf", kstwo_sf as fn(u64, f64) -> f64),
-        ("smirnov_sf", smirnov_sf),
-    ] {
+    for (key, f) in [("kstwo_sf", kstwo_sf as fn(u64, f64) -> f64), ("smirnov_sf", smirnov_sf)] {
         let grid = all[key].as_array().expect("grid");
         assert!(grid.len() > 300);
         for point in grid {
-            let (n, x, want) = (
-                point[0].as_u64().unwrap(),
-                point[1].as_f64().unwrap(),
-                point[2].as_f64().unwrap(),
-            );
+            let (n, x, want) = (point[0].as_u64().unwrap(), point[1].as_f64().unwrap(), point[2].as_f64().unwrap());
             let got = f(n, x);
             if !close_p(got, want, 0.0) {
                 failures.push(format!("{key}({n}, {x}) = {got:e}, SciPy {want:e}"));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
 }

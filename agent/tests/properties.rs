@@ -11,16 +11,8 @@ use proptest::prelude::*;
 fn spec() -> ProfileSpec {
     ProfileSpec {
         features: vec![
-            FeatureSpec {
-                name: "x".into(),
-                kind: FeatureKind::Numerical,
-                edges: vec![-1.0, 0.0, 2.5],
-            },
-            FeatureSpec {
-                name: "c".into(),
-                kind: FeatureKind::Categorical,
-                edges: vec![],
-            },
+            FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![-1.0, 0.0, 2.5] },
+            FeatureSpec { name: "c".into(), kind: FeatureKind::Categorical, edges: vec![] },
         ],
         bins: 4,
         max_samples: 10_000,
@@ -29,14 +21,11 @@ fn spec() -> ProfileSpec {
 }
 
 fn profile_of(rows: &[(Option<f64>, Option<u8>)]) -> Profile {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("x", DataType::Float64, true),
-        Field::new("c", DataType::Utf8, true),
-    ]));
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true), Field::new("c", DataType::Utf8, true)]));
     let x: ArrayRef = Arc::new(Float64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>()));
-    let c: ArrayRef = Arc::new(StringArray::from(
-        rows.iter().map(|r| r.1.map(|v| format!("k{v}"))).collect::<Vec<_>>(),
-    ));
+    let c: ArrayRef =
+        Arc::new(StringArray::from(rows.iter().map(|r| r.1.map(|v| format!("k{v}"))).collect::<Vec<_>>()));
     let batch = RecordBatch::try_new(schema, vec![x, c]).expect("batch");
     let spec = spec();
     let mut p = Profile::new(&spec);
