@@ -423,6 +423,57 @@ pub fn benjamini_hochberg(results: &mut [&mut TestResult], q: f64) {
 mod tests {
     use super::*;
 
+    fn numerical_profile(values: &[f64]) -> FeatureProfile {
+        use datafusion::arrow::array::{Float64Array, RecordBatch};
+        use std::sync::Arc;
+        let spec = crate::profile::ProfileSpec {
+            features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![] }],
+            bins: 10,
+            max_samples: 1 << 20,
+            max_categories: 10,
+        };
+        let schema =
+            Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+                "x",
+                datafusion::arrow::datatypes::DataType::Float64,
+                true,
+            )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values.to_vec()))]).unwrap();
+        let mut p = crate::profile::Profile::new(&spec);
+        p.observe(&spec, &batch).unwrap();
+        p.features.remove(0)
+    }
+
+    fn auto_for(kind: FeatureKind, reference: &[f64], current: &[f64]) -> TestKind {
+        let spec = FeatureSpec { name: "x".into(), kind, edges: vec![] };
+        let (mut r, mut c) = (numerical_profile(reference), numerical_profile(current));
+        if kind == FeatureKind::Categorical {
+            for (p, values) in [(&mut r, reference), (&mut c, current)] {
+                for v in values {
+                    *p.categories.entry(v.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        FeaturePair { spec: &spec, reference: &mut r, current: &mut c }.auto_test()
+    }
+
+    #[test]
+    fn auto_follows_evidently_size_and_type_rule() {
+        let many = |n: usize| (0..n).map(|i| (i % 97) as f64).collect::<Vec<_>>();
+        let few = |n: usize, k: usize| (0..n).map(|i| (i % k) as f64).collect::<Vec<_>>();
+        use FeatureKind::*;
+        assert_eq!(auto_for(Numerical, &many(1000), &many(50)), TestKind::Ks);
+        assert_eq!(auto_for(Numerical, &many(1001), &many(50)), TestKind::Wasserstein);
+        assert_eq!(auto_for(Numerical, &few(500, 2), &few(50, 2)), TestKind::ZTest);
+        assert_eq!(auto_for(Numerical, &few(500, 5), &few(50, 5)), TestKind::ChiSquare);
+        assert_eq!(auto_for(Numerical, &few(5000, 5), &few(50, 5)), TestKind::JensenShannon);
+        // Distinct values count reference and current together: 5 + 1 new value > 5.
+        assert_eq!(auto_for(Numerical, &few(500, 5), &[7.0]), TestKind::Ks);
+        assert_eq!(auto_for(Categorical, &many(500), &many(50)), TestKind::ChiSquare);
+        assert_eq!(auto_for(Categorical, &few(500, 2), &few(50, 2)), TestKind::ZTest);
+        assert_eq!(auto_for(Categorical, &many(2000), &many(50)), TestKind::JensenShannon);
+    }
+
     #[test]
     fn histogram_counts_values_by_edges_at_or_below() {
         // edges [1, 2]: x < 1 → 0, 1 <= x < 2 → 1, x >= 2 → 2
