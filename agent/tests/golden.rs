@@ -200,3 +200,31 @@ fn kolmogorov_distributions_match_scipy_on_a_grid() {
     }
     assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The whole path — CSV through DataFusion, missing values, quantile bins, category union,
+/// JSON report — against SciPy on the shipped credit fixture.
+#[test]
+fn check_report_matches_scipy_end_to_end() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args([
+            "check", "--reference", "fixtures/credit/reference.csv", "--current", "fixtures/credit/current_drift.csv",
+        ])
+        .args(["--exclude", "event_id", "--format", "json", "--test", "ks,wasserstein,psi,chisquare,jensenshannon"])
+        .output()
+        .expect("driftwatch runs");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let want = &cases()["end_to_end"];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (feature, tests) in want.as_object().expect("features") {
+        let got = report["features"].as_array().unwrap().iter().find(|f| &f["name"] == feature).expect("feature");
+        for (test, expected) in tests.as_object().expect("tests") {
+            let t = got["tests"].as_array().unwrap().iter().find(|t| &t["test"] == test).expect("test ran");
+            let outcome = Outcome { statistic: t["statistic"].as_f64().unwrap(), p_value: t["p_value"].as_f64() };
+            compare(feature, test, Ok(outcome), expected, &mut failures);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
