@@ -149,8 +149,12 @@ struct CheckArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
+    /// Aligned text for people (colour on a terminal).
     Table,
+    /// The report contract for pipelines.
     Json,
+    /// A self-contained page, e.g. a CI artefact.
+    Html,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -274,6 +278,7 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
     let report = check::run(&reference, &args.current, &plan).await?;
     let text = match args.format {
         OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Html => report.to_html(),
         OutputFormat::Table => {
             let colour =
                 args.output.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -295,3 +295,17 @@ fn columns_of_other_types_are_skipped_with_a_note() {
     assert_eq!(r["drift"]["total_features"], 1);
     assert!(r["notes"][0].as_str().unwrap().contains("tags"));
 }
+
+#[test]
+fn html_report_is_a_self_contained_page() {
+    let dir = tmp();
+    let page = path(dir.path(), "report.html");
+    let o = check_credit(CURRENT_DRIFT, &["--format", "html", "--output", &page]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "the report goes to --output");
+    let html = std::fs::read_to_string(&page).expect("page written");
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    assert!(html.contains("DATASET DRIFT") && html.contains("<td>income</td>"), "{html}");
+    assert!(!html.contains("<script") && !html.contains("http"), "no scripts or external resources");
+    assert_eq!(html.matches("<tr class=").count(), 6, "one row per feature and test");
+}
