@@ -315,7 +315,9 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
             )
         })
         .collect();
-    let total = features.len();
+    // Features that no chosen test fits (say `--test ks` on a categorical column) are listed
+    // but do not dilute the share.
+    let total = features.iter().filter(|f| !f.tests.is_empty()).count();
     let drifted = features.iter().filter(|f| f.drift).count();
     let share = if total == 0 { 0.0 } else { drifted as f64 / total as f64 };
     Report {

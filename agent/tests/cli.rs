@@ -104,6 +104,9 @@ fn json_report_has_the_contract_shape() {
 fn fdr_replaces_per_test_thresholds_for_p_values() {
     let o = check_credit(CURRENT_DRIFT, &["--format", "json", "--test", "ks,cvm", "--fdr", "0.01"]);
     let r = json(&o);
+    // country is listed, but no numerical test fits it, so it does not count in the share.
+    assert_eq!(r["features"].as_array().unwrap().len(), 6);
+    assert_eq!(r["drift"]["total_features"], 5);
     for f in r["features"].as_array().unwrap() {
         for t in f["tests"].as_array().unwrap() {
             let adjusted = t["p_adjusted"].as_f64().expect("adjusted p-value with --fdr");
