@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 2; }
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check || { echo "code is not formatted: run cargo fmt --all" >&2; exit 1; }
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
