@@ -255,6 +255,81 @@ impl FeatureSelection {
     }
 }
 
+/// Reads a file (through an optional query) straight into a profile: batches are gathered
+/// into chunks of about 64 k rows, and each chunk is observed on the rayon pool (one feature
+/// per task) while the next chunk is being decoded. Only the summaries and two chunks stay
+/// in memory; the samples are sorted at the end. `validate` sees the schema before any row
+/// is read (to name missing or mistyped columns).
+pub async fn profile_file<E: From<BaselineError>>(
+    path: &Path,
+    format: Format,
+    sql: Option<&str>,
+    spec: &ProfileSpec,
+    validate: impl FnOnce(&Schema) -> Result<(), E>,
+) -> Result<(Profile, u64), E> {
+    use futures::StreamExt;
+    const CHUNK_ROWS: usize = 1 << 16;
+    let read_err =
+        |e: datafusion::error::DataFusionError| BaselineError::Read { path: path.into(), message: e.to_string() };
+    let join_err = |e: tokio::task::JoinError| BaselineError::Read { path: path.into(), message: e.to_string() };
+    let profile_err = |source| BaselineError::Profile { path: path.into(), source };
+    let df = open(path, format, sql).await?;
+    validate(df.schema().as_arrow())?;
+    let mut stream = df.execute_stream().await.map_err(read_err)?;
+    let spec = Arc::new(spec.clone());
+    // The profile is either here or inside the task observing the previous chunk.
+    let mut idle = Some(Profile::new(&spec));
+    let mut running: Option<tokio::task::JoinHandle<Result<Profile, ProfileError>>> = None;
+    let (mut chunk, mut chunk_rows, mut rows) = (Vec::new(), 0_usize, 0_u64);
+    loop {
+        let next = stream.next().await.transpose().map_err(read_err)?;
+        let done = next.is_none();
+        if let Some(batch) = next {
+            chunk_rows += batch.num_rows();
+            rows += batch.num_rows() as u64;
+            chunk.push(batch);
+        }
+        if chunk_rows >= CHUNK_ROWS || (done && !chunk.is_empty()) {
+            let mut profile = match (idle.take(), running.take()) {
+                (Some(p), _) => p,
+                (None, Some(task)) => task.await.map_err(join_err)?.map_err(profile_err)?,
+                (None, None) => Profile::new(&spec),
+            };
+            let (batches, spec) = (std::mem::take(&mut chunk), spec.clone());
+            chunk_rows = 0;
+            running = Some(tokio::task::spawn_blocking(move || {
+                profile.features.par_iter_mut().zip(spec.features.par_iter()).try_for_each(|(prof, fspec)| {
+                    for batch in &batches {
+                        let column = batch
+                            .column_by_name(&fspec.name)
+                            .ok_or_else(|| ProfileError::MissingColumn(fspec.name.clone()))?;
+                        observe_column(prof, fspec, &spec, column.as_ref())?;
+                    }
+                    Ok(())
+                })?;
+                Ok(profile)
+            }));
+        }
+        if done {
+            break;
+        }
+    }
+    let mut profile = match (idle, running) {
+        (Some(p), _) => p,
+        (None, Some(task)) => task.await.map_err(join_err)?.map_err(profile_err)?,
+        (None, None) => Profile::new(&spec),
+    };
+    let profile = tokio::task::spawn_blocking(move || {
+        profile.features.par_iter_mut().for_each(|p| {
+            p.sample.sorted();
+        });
+        profile
+    })
+    .await
+    .map_err(join_err)?;
+    Ok((profile, rows))
+}
+
 /// Profiles a table with a spec, one feature per task.
 pub fn profile_table(table: &Table, spec: &ProfileSpec) -> Result<Profile, BaselineError> {
     let mut profile = Profile::new(spec);

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::baseline::{
-    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, Table, profile_table, read_schema, read_table,
-};
+use datafusion::arrow::datatypes::Schema;
+
+use crate::baseline::{Baseline, BaselineError, BuildOptions, FeatureSelection, Format, profile_file, read_schema};
 use crate::config::Model;
 use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
 use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
@@ -191,15 +191,11 @@ async fn read_reference(
     spec: Arc<ProfileSpec>,
 ) -> Result<Profile, CheckError> {
     let started = std::time::Instant::now();
-    let table = read_table(&path, format, filter.as_deref()).await?;
-    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "reference read");
-    if table.rows() == 0 {
+    let (profile, rows) = profile_file(&path, format, filter.as_deref(), &spec, |_| Ok::<_, CheckError>(())).await?;
+    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "reference profiled");
+    if rows == 0 {
         return Err(CheckError::EmptyReference { path });
     }
-    let profile = tokio::task::spawn_blocking(move || profile_table(&table, &spec))
-        .await
-        .map_err(|e| CheckError::Internal(e.to_string()))??;
-    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "reference profiled");
     Ok(profile)
 }
 
@@ -218,30 +214,26 @@ async fn read_and_profile(
     plan: Plan,
 ) -> Result<(Profile, u64), CheckError> {
     let started = std::time::Instant::now();
-    let table = read_table(&path, format, None).await?;
-    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "current read");
-    if table.rows() == 0 {
+    let validate = |schema: &Schema| check_columns(&spec, &reference, &path, schema, &plan);
+    let (profile, rows) = profile_file(&path, format, None, &spec, validate).await?;
+    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "current profiled");
+    if rows == 0 {
         return Err(CheckError::EmptyCurrent { path });
     }
-    check_columns(&spec, &reference, &table, &plan)?;
-    let rows = table.rows() as u64;
-    let profile = tokio::task::spawn_blocking(move || profile_table(&table, &spec))
-        .await
-        .map_err(|e| CheckError::Internal(e.to_string()))??;
-    tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "current profiled");
     Ok((profile, rows))
 }
 
 fn check_columns(
     spec: &ProfileSpec,
     reference: &ReferenceColumns,
-    table: &Table,
+    path: &Path,
+    schema: &Schema,
     plan: &Plan,
 ) -> Result<(), CheckError> {
     for f in &spec.features {
-        let Some(field) = table.schema.fields().iter().find(|c| c.name() == &f.name) else {
+        let Some(field) = schema.fields().iter().find(|c| c.name() == &f.name) else {
             return Err(CheckError::MissingInCurrent {
-                path: table.path.clone(),
+                path: path.into(),
                 column: f.name.clone(),
                 reference: reference.path.clone(),
             });
@@ -250,7 +242,7 @@ fn check_columns(
         let declared = plan.selection.declared.contains_key(&f.name);
         if !declared && inferred != Some(f.kind) && field.data_type() != &datafusion::arrow::datatypes::DataType::Null {
             return Err(CheckError::TypeDiffers {
-                path: table.path.clone(),
+                path: path.into(),
                 column: f.name.clone(),
                 found: inferred.map_or_else(|| field.data_type().to_string(), |k| k.as_str().to_string()),
                 expected: f.kind.as_str(),
@@ -259,13 +251,13 @@ fn check_columns(
         }
     }
     if plan.strict_columns {
-        for field in table.schema.fields() {
+        for field in schema.fields() {
             let name = field.name();
             let excluded = plan.selection.exclude.contains(name)
                 || (!plan.selection.columns.is_empty() && !plan.selection.columns.contains(name));
             if !excluded && !reference.columns.contains(name) {
                 return Err(CheckError::MissingInReference {
-                    path: table.path.clone(),
+                    path: path.into(),
                     column: name.clone(),
                     reference: reference.path.clone(),
                 });
