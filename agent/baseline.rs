@@ -272,7 +272,6 @@ pub async fn profile_file<E: From<BaselineError>>(
     let read_err =
         |e: datafusion::error::DataFusionError| BaselineError::Read { path: path.into(), message: e.to_string() };
     let join_err = |e: tokio::task::JoinError| BaselineError::Read { path: path.into(), message: e.to_string() };
-    let profile_err = |source| BaselineError::Profile { path: path.into(), source };
     let df = open(path, format, sql).await?;
     validate(df.schema().as_arrow())?;
     let mut stream = df.execute_stream().await.map_err(read_err)?;
@@ -290,11 +289,7 @@ pub async fn profile_file<E: From<BaselineError>>(
             chunk.push(batch);
         }
         if chunk_rows >= CHUNK_ROWS || (done && !chunk.is_empty()) {
-            let mut profile = match (idle.take(), running.take()) {
-                (Some(p), _) => p,
-                (None, Some(task)) => task.await.map_err(join_err)?.map_err(profile_err)?,
-                (None, None) => Profile::new(&spec),
-            };
+            let mut profile = reclaim(idle.take(), running.take(), &spec).await.map_err(|e| e.at(path))?;
             let (batches, spec) = (std::mem::take(&mut chunk), spec.clone());
             chunk_rows = 0;
             running = Some(tokio::task::spawn_blocking(move || {
@@ -314,11 +309,7 @@ pub async fn profile_file<E: From<BaselineError>>(
             break;
         }
     }
-    let mut profile = match (idle, running) {
-        (Some(p), _) => p,
-        (None, Some(task)) => task.await.map_err(join_err)?.map_err(profile_err)?,
-        (None, None) => Profile::new(&spec),
-    };
+    let mut profile = reclaim(idle, running, &spec).await.map_err(|e| e.at(path))?;
     let profile = tokio::task::spawn_blocking(move || {
         profile.features.par_iter_mut().for_each(|p| {
             p.sample.sorted();
@@ -328,6 +319,34 @@ pub async fn profile_file<E: From<BaselineError>>(
     .await
     .map_err(join_err)?;
     Ok((profile, rows))
+}
+
+/// Why a chunk could not be observed; placed at a file by [`ChunkError::at`].
+enum ChunkError {
+    Join(tokio::task::JoinError),
+    Profile(ProfileError),
+}
+
+impl ChunkError {
+    fn at(self, path: &Path) -> BaselineError {
+        match self {
+            ChunkError::Join(e) => BaselineError::Read { path: path.into(), message: e.to_string() },
+            ChunkError::Profile(source) => BaselineError::Profile { path: path.into(), source },
+        }
+    }
+}
+
+/// The profile, from wherever it is: in hand, or inside the task observing the last chunk.
+async fn reclaim(
+    idle: Option<Profile>,
+    running: Option<tokio::task::JoinHandle<Result<Profile, ProfileError>>>,
+    spec: &ProfileSpec,
+) -> Result<Profile, ChunkError> {
+    match (idle, running) {
+        (Some(p), _) => Ok(p),
+        (None, Some(task)) => task.await.map_err(ChunkError::Join)?.map_err(ChunkError::Profile),
+        (None, None) => Ok(Profile::new(spec)),
+    }
 }
 
 /// Profiles a table with a spec, one feature per task.
