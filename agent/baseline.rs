@@ -116,28 +116,6 @@ fn is_artefact(path: &Path) -> bool {
     kv.is_some_and(|kv| kv.iter().any(|k| k.key == KEY_VERSION))
 }
 
-/// A table read into memory.
-pub struct Table {
-    pub path: PathBuf,
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-}
-
-impl Table {
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
-
-/// Reads a Parquet, CSV or NDJSON file, optionally through a SQL query over table
-/// `reference`.
-pub async fn read_table(path: &Path, format: Format, sql: Option<&str>) -> Result<Table, BaselineError> {
-    let df = open(path, format, sql).await?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })?;
-    Ok(Table { path: path.into(), schema, batches })
-}
-
 /// The schema a file (through an optional SQL query) would produce, without reading rows.
 /// For an artefact, the schema of its features.
 pub async fn read_schema(path: &Path, sql: Option<&str>) -> Result<SchemaRef, BaselineError> {
@@ -349,27 +327,6 @@ async fn reclaim(
     }
 }
 
-/// Profiles a table with a spec, one feature per task.
-pub fn profile_table(table: &Table, spec: &ProfileSpec) -> Result<Profile, BaselineError> {
-    let mut profile = Profile::new(spec);
-    profile
-        .features
-        .par_iter_mut()
-        .zip(spec.features.par_iter())
-        .try_for_each(|(prof, fspec)| -> Result<(), ProfileError> {
-            for batch in &table.batches {
-                let column =
-                    batch.column_by_name(&fspec.name).ok_or_else(|| ProfileError::MissingColumn(fspec.name.clone()))?;
-                observe_column(prof, fspec, spec, column.as_ref())?;
-            }
-            // Sort while still in parallel: every numerical test needs the sorted sample.
-            prof.sample.sorted();
-            Ok(())
-        })
-        .map_err(|source| BaselineError::Profile { path: table.path.clone(), source })?;
-    Ok(profile)
-}
-
 /// The reference side of a comparison: spec plus profile.
 #[derive(Clone, Debug)]
 pub struct Baseline {
@@ -435,15 +392,19 @@ impl Baseline {
         Baseline { spec, profile, source: source.into() }
     }
 
-    /// Builds a baseline from a data table (see [`Baseline::from_profile`]).
-    pub fn from_table(
-        table: &Table,
+    /// Builds a baseline from a data file (through an optional SQL query): profiles the
+    /// selected features, then fixes their bins (see [`Baseline::from_profile`]).
+    pub async fn build(
+        path: &Path,
+        format: Format,
+        sql: Option<&str>,
         selection: &FeatureSelection,
         options: BuildOptions,
     ) -> Result<Baseline, BaselineError> {
-        let (spec, _) = Baseline::spec_for(&table.schema, &table.path, selection, options)?;
-        let profile = profile_table(table, &spec)?;
-        Ok(Baseline::from_profile(spec, profile, &table.path, &BTreeMap::new()))
+        let schema = read_schema(path, sql).await?;
+        let (spec, _) = Baseline::spec_for(&schema, path, selection, options)?;
+        let (profile, _) = profile_file(path, format, sql, &spec, |_| Ok::<_, BaselineError>(())).await?;
+        Ok(Baseline::from_profile(spec, profile, path, &BTreeMap::new()))
     }
 
     /// An Arrow schema with one column per feature (Float64 or Utf8 by kind).

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use driftwatch::baseline::{Baseline, BuildOptions, FeatureSelection, Format, read_table};
+use driftwatch::baseline::{Baseline, BuildOptions, FeatureSelection, Format};
 use driftwatch::check::{self, Plan};
 use driftwatch::config;
 use driftwatch::profile::FeatureKind;
@@ -231,13 +231,12 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             if format == Format::Artefact {
                 return Err(Failure(format!("{}: is already a baseline artefact", reference.display())));
             }
-            let table = read_table(&reference, format, filter.as_deref()).await?;
             let options = BuildOptions {
                 bins: features.bins.map_or(driftwatch::profile::DEFAULT_BINS, |b| b as usize),
                 max_samples: max_samples.max(1),
                 max_categories: max_categories.max(1),
             };
-            let baseline = Baseline::from_table(&table, &selection, options)?;
+            let baseline = Baseline::build(&reference, format, filter.as_deref(), &selection, options).await?;
             let sha = baseline.write_artefact(&output)?;
             let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
             println!(

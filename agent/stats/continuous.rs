@@ -11,13 +11,13 @@ use super::special::{Sum, cvm_inf_cdf, quadratic_fit};
 use super::{Outcome, Undefined};
 
 /// How often one distinct value of the pooled sample occurs on each side.
-struct Group {
-    a: u64,
-    b: u64,
+pub(crate) struct Group {
+    pub(crate) a: u64,
+    pub(crate) b: u64,
 }
 
 /// Distinct values of two sorted samples in ascending order, with per-side multiplicities.
-fn groups<'s>(a: &'s [f64], b: &'s [f64]) -> impl Iterator<Item = Group> + 's {
+pub(crate) fn groups<'s>(a: &'s [f64], b: &'s [f64]) -> impl Iterator<Item = Group> + 's {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || {
         let value = match (a.get(i), b.get(j)) {

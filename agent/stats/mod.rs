@@ -362,26 +362,7 @@ pub fn histogram_of_sorted(sorted: &[f64], edges: &[f64]) -> Vec<u64> {
 
 /// Counts per distinct value of the union of two sorted samples.
 fn value_counts(a: &[f64], b: &[f64]) -> (Vec<u64>, Vec<u64>) {
-    let (mut i, mut j) = (0, 0);
-    let (mut ca, mut cb) = (Vec::new(), Vec::new());
-    while i < a.len() || j < b.len() {
-        let v = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        let (i0, j0) = (i, j);
-        while i < a.len() && a[i] == v {
-            i += 1;
-        }
-        while j < b.len() && b[j] == v {
-            j += 1;
-        }
-        ca.push((i - i0) as u64);
-        cb.push((j - j0) as u64);
-    }
-    (ca, cb)
+    continuous::groups(a, b).map(|g| (g.a, g.b)).unzip()
 }
 
 /// Distinct values of the union of two sorted samples, counting no further than `limit`.
