@@ -140,15 +140,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
     }
     let mut notes = Vec::new();
     let (mut baseline, mut current_profile, current_rows) = if ref_format == Format::Artefact {
-        let baseline = Baseline::read_artefact(reference)?;
-        if plan.bins_explicit && baseline.spec.bins != plan.build.bins {
-            return Err(CheckError::BinsDiffer {
-                path: reference.into(),
-                built: baseline.spec.bins,
-                asked: plan.build.bins,
-            });
-        }
-        let baseline = baseline.select(&plan.selection)?;
+        let baseline = load_baseline(reference, plan).await?;
         let spec = Arc::new(baseline.spec.clone());
         let columns = spec.features.iter().map(|f| f.name.clone()).collect();
         let side = ReferenceColumns { path: reference.into(), columns };
@@ -178,6 +170,28 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
     report.notes.extend(notes);
     tracing::debug!(elapsed = ?started.elapsed(), "compared");
     Ok(report)
+}
+
+/// Loads a baseline as the agent keeps it: an artefact as stored (its bins checked against
+/// an explicit `--bins`, its features narrowed to the plan's selection), or a data file
+/// profiled through the plan's SQL filter with bins fixed at its quantiles.
+pub async fn load_baseline(path: &Path, plan: &Plan) -> Result<Baseline, CheckError> {
+    let format = Format::detect(path)?;
+    if format == Format::Artefact {
+        let baseline = Baseline::read_artefact(path)?;
+        if plan.bins_explicit && baseline.spec.bins != plan.build.bins {
+            return Err(CheckError::BinsDiffer {
+                path: path.into(),
+                built: baseline.spec.bins,
+                asked: plan.build.bins,
+            });
+        }
+        return Ok(baseline.select(&plan.selection)?);
+    }
+    let schema = read_schema(path, plan.filter.as_deref()).await?;
+    let (spec, _) = Baseline::spec_for(&schema, path, &plan.selection, plan.build)?;
+    let profile = read_reference(path.into(), format, plan.filter.clone(), Arc::new(spec.clone())).await?;
+    Ok(Baseline::from_profile(spec, profile, path, &plan.feature_bins))
 }
 
 async fn join<T>(handle: tokio::task::JoinHandle<Result<T, CheckError>>) -> Result<T, CheckError> {

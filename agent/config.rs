@@ -18,19 +18,126 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use std::time::Duration;
+
+use crate::decode::{FieldPath, TimestampFormat};
 use crate::profile::FeatureKind;
 use crate::stats::{KsMethod, TestChoice, TestKind, TestOptions};
+use crate::window::WindowSpec;
 
 /// The agent file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// Process-wide settings of `driftwatch run`.
+    pub agent: Option<AgentSection>,
+    /// Where events come from (`driftwatch run` needs one).
+    pub source: Option<SourceConfig>,
     /// The monitored models.
     #[serde(default)]
     pub model: Vec<ModelConfig>,
 }
 
-const AGENT_KEYS: &[&str] = &["model"];
+const AGENT_KEYS: &[&str] = &["agent", "source", "model"];
+
+/// `[agent]`: process-wide settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Address of the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/api/v1/status`).
+    pub listen: Option<Spanned<String>>,
+    /// How long a graceful shutdown may take before the agent exits anyway (default "30s").
+    pub shutdown_timeout: Option<Spanned<String>>,
+}
+
+const AGENT_SECTION_KEYS: &[&str] = &["listen", "shutdown_timeout"];
+
+/// `[source]`: a Kafka consumer group or a replay of NDJSON events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `kafka` or `replay`.
+    pub kind: Spanned<String>,
+    /// Kafka: bootstrap servers, `host:port[,host:port]`.
+    pub brokers: Option<Spanned<String>>,
+    /// Kafka: consumer group (default "driftwatch").
+    pub group_id: Option<Spanned<String>>,
+    /// Kafka: client id (default "driftwatch").
+    pub client_id: Option<Spanned<String>>,
+    /// Kafka: `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: Option<Spanned<String>>,
+    /// Kafka: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<Spanned<String>>,
+    /// Kafka: SASL user name.
+    pub sasl_username: Option<Spanned<String>>,
+    /// Kafka: environment variable holding the SASL password.
+    pub sasl_password_env: Option<Spanned<String>>,
+    /// Kafka: file holding the SASL password (a mounted Secret).
+    pub sasl_password_file: Option<Spanned<String>>,
+    /// Kafka: CA certificate file (PEM).
+    pub ssl_ca: Option<Spanned<String>>,
+    /// Kafka: client certificate file (PEM), for mutual TLS.
+    pub ssl_cert: Option<Spanned<String>>,
+    /// Kafka: client key file (PEM), for mutual TLS.
+    pub ssl_key: Option<Spanned<String>>,
+    /// Kafka: topic that receives bad events with the reason in the `driftwatch-reason` header.
+    pub dead_letter_topic: Option<Spanned<String>>,
+    /// Kafka: further librdkafka properties, passed through as written.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Spanned<String>>,
+    /// Replay: NDJSON file to read, or "-" for standard input.
+    pub path: Option<Spanned<String>>,
+    /// Replay: 0 reads as fast as possible; otherwise event time runs this many times faster
+    /// than wall-clock time.
+    pub speed: Option<Spanned<f64>>,
+    /// Events decoded into one Arrow batch at most (default 8192).
+    pub batch_rows: Option<Spanned<i64>>,
+    /// Longest wait for a batch to fill before it is processed anyway (default "100ms").
+    pub linger: Option<Spanned<String>>,
+    /// Events larger than this many bytes are rejected as `too_large` (default 1 MiB).
+    pub max_event_bytes: Option<Spanned<i64>>,
+}
+
+const SOURCE_KEYS: &[&str] = &[
+    "kind", "brokers", "group_id", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
+    "sasl_password_env", "sasl_password_file", "ssl_ca", "ssl_cert", "ssl_key", "dead_letter_topic", "properties",
+    "path", "speed", "batch_rows", "linger", "max_event_bytes",
+];
+
+/// `[model.events]`: where an event keeps its fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Path of the model id (default "model_id").
+    pub model_id: Option<Spanned<String>>,
+    /// Path of the event time (default "timestamp").
+    pub timestamp: Option<Spanned<String>>,
+    /// `auto` (RFC 3339 string or epoch milliseconds), `rfc3339`, `epoch_ms`, `epoch_s`, or
+    /// `kafka` (the message timestamp only).
+    pub timestamp_format: Option<Spanned<String>>,
+    /// Object holding the features (default "features"; "" for top-level fields).
+    pub features: Option<Spanned<String>>,
+}
+
+const EVENTS_KEYS: &[&str] = &["model_id", "timestamp", "timestamp_format", "features"];
+
+/// `[model.window]`: event-time windows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Window length (default "5m").
+    pub size: Option<Spanned<String>>,
+    /// Distance between window starts (default: `size`, tumbling windows).
+    pub slide: Option<Spanned<String>>,
+    /// How far behind the newest event a window stays open for late events (default "0s").
+    pub allowed_lateness: Option<Spanned<String>>,
+    /// Wall-clock time without events after which open windows close (default: `size`).
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Windows with fewer events are reported as `insufficient_data`, not tested (default 0).
+    pub min_events: Option<Spanned<i64>>,
+}
+
+const WINDOW_KEYS: &[&str] = &["size", "slide", "allowed_lateness", "idle_timeout", "min_events"];
 
 /// One monitored model.
 #[derive(Debug, Deserialize)]
@@ -69,11 +176,18 @@ pub struct ModelConfig {
     /// Features to monitor. When absent, every baseline column except `exclude`.
     #[serde(default)]
     pub feature: Vec<FeatureConfig>,
+    /// Kafka topics carrying this model's events.
+    #[serde(default)]
+    pub topics: Vec<Spanned<String>>,
+    /// Field paths in the events.
+    pub events: Option<EventsConfig>,
+    /// Event-time windows.
+    pub window: Option<WindowConfig>,
 }
 
 const MODEL_KEYS: &[&str] = &[
     "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
-    "max_samples", "max_categories", "feature",
+    "max_samples", "max_categories", "feature", "topics", "events", "window",
 ];
 
 /// One monitored feature.
@@ -92,9 +206,12 @@ pub struct FeatureConfig {
     pub thresholds: BTreeMap<Spanned<String>, Spanned<f64>>,
     /// Bins for this feature's binned tests, replacing the model's.
     pub bins: Option<Spanned<i64>>,
+    /// Path of this feature in an event (default: the model's `events.features` object, then
+    /// `name`), e.g. `"payload.income"`.
+    pub field: Option<Spanned<String>>,
 }
 
-const FEATURE_KEYS: &[&str] = &["name", "type", "tests", "thresholds", "bins"];
+const FEATURE_KEYS: &[&str] = &["name", "type", "tests", "thresholds", "bins", "field"];
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +310,30 @@ pub struct Model {
     pub max_categories: usize,
     /// Explicit features; empty means all baseline columns except `exclude`.
     pub features: Vec<Feature>,
+    pub topics: Vec<String>,
+    pub events: Events,
+    pub window: WindowSpec,
+}
+
+/// Where a model's events keep their fields.
+#[derive(Clone, Debug)]
+pub struct Events {
+    pub model_id: FieldPath,
+    pub timestamp: FieldPath,
+    pub timestamp_format: TimestampFormat,
+    /// Prefix of feature paths (empty: top level).
+    pub features: FieldPath,
+}
+
+impl Default for Events {
+    fn default() -> Events {
+        Events {
+            model_id: FieldPath::parse("model_id"),
+            timestamp: FieldPath::parse("timestamp"),
+            timestamp_format: TimestampFormat::Auto,
+            features: FieldPath::parse("features"),
+        }
+    }
 }
 
 /// A feature after validation.
@@ -204,13 +345,70 @@ pub struct Feature {
     pub tests: Option<Vec<TestChoice>>,
     pub options: TestOptions,
     pub bins: Option<usize>,
+    /// Explicit path in the event, replacing `events.features` + `name`.
+    pub field: Option<FieldPath>,
 }
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub path: PathBuf,
+    pub agent: Agent,
+    /// `None` when the file has no `[source]` (enough for `check` and `validate`).
+    pub source: Option<Source>,
     pub models: Vec<Model>,
+}
+
+/// `[agent]` after validation.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub listen: std::net::SocketAddr,
+    pub shutdown_timeout: Duration,
+}
+
+/// Default address of the HTTP server (the OpenTelemetry Prometheus exporter's port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+impl Default for Agent {
+    fn default() -> Agent {
+        Agent {
+            listen: DEFAULT_LISTEN.parse().unwrap_or(([127, 0, 0, 1], 9464).into()),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[source]` after validation.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub batch_rows: usize,
+    pub linger: Duration,
+    pub max_event_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum SourceKind {
+    Kafka(Kafka),
+    Replay(Replay),
+}
+
+/// Kafka settings. Secrets are named here (variable or file) and read when the agent starts.
+#[derive(Clone, Debug, Default)]
+pub struct Kafka {
+    /// librdkafka properties, all but the secret ones.
+    pub properties: BTreeMap<String, String>,
+    pub sasl_password_env: Option<String>,
+    pub sasl_password_file: Option<PathBuf>,
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Replay {
+    /// `None` reads standard input.
+    pub path: Option<PathBuf>,
+    /// 0: as fast as possible; otherwise event time runs `speed` times wall-clock time.
+    pub speed: f64,
 }
 
 impl Config {
@@ -291,7 +489,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     if raw.model.is_empty() {
         r.at(0..0, "no [[model]] table: add one with at least `id` and `baseline`");
     }
-    for m in raw.model {
+    for m in &raw.model {
         if !ids.insert(m.id.get_ref().clone()) {
             r.at(m.id.span(), format!("model id \"{}\" is used twice; ids must be unique", m.id.get_ref()));
         }
@@ -374,7 +572,17 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 tests: ftests,
                 options: fopts,
                 bins: fbins,
+                field: f.field.as_ref().map(|p| path_of(&mut r, p)),
             });
+        }
+        let events = events_of(&mut r, m.events.as_ref());
+        let window = window_of(&mut r, m.window.as_ref());
+        let mut topics = Vec::new();
+        for t in &m.topics {
+            if t.get_ref().trim().is_empty() {
+                r.at(t.span(), "topic names must not be empty");
+            }
+            topics.push(t.get_ref().clone());
         }
         let baseline_pos = r.pos(m.baseline.span());
         let filter_pos = m.filter.as_ref().map(|f| r.pos(f.span())).unwrap_or_default();
@@ -384,7 +592,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             baseline: base.join(m.baseline.get_ref()),
             baseline_pos,
             filter_pos,
-            filter: m.filter.map(|f| f.into_inner()),
+            filter: m.filter.as_ref().map(|f| f.get_ref().clone()),
             tests,
             options,
             bins,
@@ -394,10 +602,21 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             max_samples,
             max_categories,
             features,
+            topics,
+            events,
+            window,
         });
     }
+    let agent = agent_of(&mut r, raw.agent.as_ref());
+    let source = raw.source.as_ref().map(|s| source_of(&mut r, s, base));
+    if let Some(Source { kind: SourceKind::Kafka(_), .. }) = &source {
+        let spans: Vec<_> = raw.model.iter().filter(|m| m.topics.is_empty()).map(|m| m.id.span()).collect();
+        for span in spans {
+            r.at(span, "with a kafka source every model needs `topics = [\"...\"]`");
+        }
+    }
     r.out.sort_by_key(|d| (d.line, d.col));
-    (Some(Config { path: path.into(), models }), r.out)
+    (Some(Config { path: path.into(), agent, source, models }), r.out)
 }
 
 /// Replaces the given byte ranges with spaces, keeping newlines, so positions do not move.
@@ -465,6 +684,10 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
         let nested = match (context, name) {
             ("", "model") => Some((MODEL_KEYS, "[[model]]")),
             ("[[model]]", "feature") => Some((FEATURE_KEYS, "[[model.feature]]")),
+            ("[[model]]", "events") => Some((EVENTS_KEYS, "[model.events]")),
+            ("[[model]]", "window") => Some((WINDOW_KEYS, "[model.window]")),
+            ("", "agent") => Some((AGENT_SECTION_KEYS, "[agent]")),
+            ("", "source") => Some((SOURCE_KEYS, "[source]")),
             _ => None,
         };
         if let Some((keys, ctx)) = nested {
@@ -539,6 +762,276 @@ fn thresholds_of(r: &mut Reporter, map: &BTreeMap<Spanned<String>, Spanned<f64>>
     out
 }
 
+/// Parses a duration such as `"250ms"`, `"30s"`, `"5m"`, `"1h30m"` or `"1d"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let help = "write a duration such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"1d\"";
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(format!("empty duration; {help}"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("\"{text}\" is not a duration; {help}"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| format!("\"{text}\" is out of range; {help}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            "" => return Err(format!("\"{text}\" has no unit; {help}")),
+            other => return Err(format!("unknown unit \"{other}\" in \"{text}\"; {help}")),
+        };
+        rest = &rest[unit_len..];
+        total +=
+            unit.checked_mul(n as u32).filter(|_| n <= u32::MAX as u64).ok_or(format!("\"{text}\" is too long"))?;
+    }
+    Ok(total)
+}
+
+fn duration_of(r: &mut Reporter, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+    match value {
+        None => default,
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            r.at(v.span(), e);
+            default
+        }),
+    }
+}
+
+fn path_of(r: &mut Reporter, value: &Spanned<String>) -> FieldPath {
+    let path = FieldPath::parse(value.get_ref());
+    if path.segments().iter().any(|s| s.is_empty()) && !value.get_ref().is_empty() {
+        r.at(
+            value.span(),
+            format!(
+                "\"{}\" is not a field path; write names joined by dots, e.g. \"features.income\"",
+                value.get_ref()
+            ),
+        );
+    }
+    path
+}
+
+fn events_of(r: &mut Reporter, e: Option<&EventsConfig>) -> Events {
+    let mut out = Events::default();
+    let Some(e) = e else {
+        return out;
+    };
+    for (value, slot) in [(&e.model_id, &mut out.model_id), (&e.timestamp, &mut out.timestamp)] {
+        if let Some(v) = value {
+            if v.get_ref().is_empty() {
+                r.at(v.span(), "the path must not be empty");
+            }
+            *slot = path_of(r, v);
+        }
+    }
+    if let Some(v) = &e.features {
+        out.features = if v.get_ref().is_empty() { FieldPath::default() } else { path_of(r, v) };
+    }
+    if let Some(v) = &e.timestamp_format {
+        match TimestampFormat::parse(v.get_ref()) {
+            Some(f) => out.timestamp_format = f,
+            None => r.at(
+                v.span(),
+                format!(
+                    "unknown timestamp_format \"{}\"{}",
+                    v.get_ref(),
+                    suggestion(v.get_ref(), TimestampFormat::NAMES)
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn window_of(r: &mut Reporter, w: Option<&WindowConfig>) -> WindowSpec {
+    let mut spec = WindowSpec::default();
+    let Some(w) = w else {
+        return spec;
+    };
+    let size = duration_of(r, w.size.as_ref(), spec.size);
+    if let Some(v) = &w.size {
+        if size.as_millis() == 0 {
+            r.at(v.span(), "window size must be at least 1ms");
+        }
+    }
+    spec.size = size.max(Duration::from_millis(1));
+    spec.slide = duration_of(r, w.slide.as_ref(), spec.size);
+    if let Some(v) = &w.slide {
+        if spec.slide.as_millis() == 0 || spec.slide > spec.size {
+            r.at(
+                v.span(),
+                format!(
+                    "slide must be between 1ms and the window size ({})",
+                    w.size.as_ref().map_or("5m", |s| s.get_ref())
+                ),
+            );
+            spec.slide = spec.size;
+        }
+    }
+    spec.allowed_lateness = duration_of(r, w.allowed_lateness.as_ref(), spec.allowed_lateness);
+    spec.idle_timeout = duration_of(r, w.idle_timeout.as_ref(), spec.size);
+    if let Some(v) = &w.min_events {
+        if *v.get_ref() < 0 {
+            r.at(v.span(), format!("min_events must be 0 or more, got {}", v.get_ref()));
+        }
+        spec.min_events = (*v.get_ref()).max(0) as u64;
+    }
+    spec
+}
+
+fn agent_of(r: &mut Reporter, a: Option<&AgentSection>) -> Agent {
+    let mut out = Agent::default();
+    let Some(a) = a else {
+        return out;
+    };
+    if let Some(v) = &a.listen {
+        match v.get_ref().parse() {
+            Ok(addr) => out.listen = addr,
+            Err(_) => r.at(
+                v.span(),
+                format!(
+                    "listen must be an address such as \"{DEFAULT_LISTEN}\" or \"0.0.0.0:9464\", got \"{}\"",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    out.shutdown_timeout = duration_of(r, a.shutdown_timeout.as_ref(), out.shutdown_timeout);
+    out
+}
+
+const KAFKA_ONLY: &[&str] = &[
+    "brokers", "group_id", "client_id", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_env",
+    "sasl_password_file", "ssl_ca", "ssl_cert", "ssl_key", "dead_letter_topic",
+];
+
+fn source_of(r: &mut Reporter, s: &SourceConfig, base: &Path) -> Source {
+    let positive = |r: &mut Reporter, v: &Option<Spanned<i64>>, name: &str, default: usize| match v {
+        Some(x) if *x.get_ref() < 1 => {
+            r.at(x.span(), format!("{name} must be at least 1, got {}", x.get_ref()));
+            default
+        }
+        Some(x) => *x.get_ref() as usize,
+        None => default,
+    };
+    let batch_rows = positive(r, &s.batch_rows, "batch_rows", 8192);
+    let max_event_bytes = positive(r, &s.max_event_bytes, "max_event_bytes", 1 << 20);
+    let linger = duration_of(r, s.linger.as_ref(), Duration::from_millis(100));
+    let kind = match s.kind.get_ref().as_str() {
+        "kafka" => {
+            let mut k = Kafka::default();
+            let mut set = |key: &str, v: &Option<Spanned<String>>| {
+                if let Some(v) = v {
+                    k.properties.insert(key.to_string(), v.get_ref().clone());
+                }
+            };
+            set("bootstrap.servers", &s.brokers);
+            set("group.id", &s.group_id);
+            set("client.id", &s.client_id);
+            set("security.protocol", &s.security_protocol);
+            set("sasl.mechanism", &s.sasl_mechanism);
+            set("sasl.username", &s.sasl_username);
+            for (key, v) in [
+                ("ssl.ca.location", &s.ssl_ca),
+                ("ssl.certificate.location", &s.ssl_cert),
+                ("ssl.key.location", &s.ssl_key),
+            ] {
+                if let Some(v) = v {
+                    k.properties.insert(key.to_string(), base.join(v.get_ref()).display().to_string());
+                }
+            }
+            if s.brokers.is_none() {
+                r.at(s.kind.span(), "a kafka source needs `brokers`, e.g. brokers = \"kafka:9092\"");
+            }
+            if let Some(v) = &s.security_protocol {
+                const PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+                if !PROTOCOLS.contains(&v.get_ref().to_ascii_lowercase().as_str()) {
+                    r.at(
+                        v.span(),
+                        format!("unknown security_protocol \"{}\"{}", v.get_ref(), suggestion(v.get_ref(), PROTOCOLS)),
+                    );
+                }
+            }
+            if let (Some(a), Some(_)) = (&s.sasl_password_env, &s.sasl_password_file) {
+                r.at(a.span(), "give the SASL password by `sasl_password_env` or `sasl_password_file`, not both");
+            }
+            for (key, v) in &s.properties {
+                if key.contains("password") || key.contains("secret") {
+                    r.at(v.span(), format!("property \"{key}\" holds a secret: put it in a file or environment variable (sasl_password_file, sasl_password_env), never in the configuration"));
+                } else if !key.contains('.') {
+                    r.at(
+                        v.span(),
+                        format!("\"{key}\" is not a librdkafka property (they look like \"fetch.min.bytes\")"),
+                    );
+                }
+                k.properties.insert(key.clone(), v.get_ref().clone());
+            }
+            k.sasl_password_env = s.sasl_password_env.as_ref().map(|v| v.get_ref().clone());
+            k.sasl_password_file = s.sasl_password_file.as_ref().map(|v| base.join(v.get_ref()));
+            k.dead_letter_topic = s.dead_letter_topic.as_ref().map(|v| v.get_ref().clone());
+            for (name, v) in
+                [("path", s.path.as_ref().map(|v| v.span())), ("speed", s.speed.as_ref().map(|v| v.span()))]
+            {
+                if let Some(span) = v {
+                    r.at(span, format!("`{name}` belongs to a replay source, not to kind = \"kafka\""));
+                }
+            }
+            SourceKind::Kafka(k)
+        }
+        "replay" => {
+            let named: [(&str, Option<Range<usize>>); 12] = [
+                ("brokers", s.brokers.as_ref().map(|v| v.span())),
+                ("group_id", s.group_id.as_ref().map(|v| v.span())),
+                ("client_id", s.client_id.as_ref().map(|v| v.span())),
+                ("security_protocol", s.security_protocol.as_ref().map(|v| v.span())),
+                ("sasl_mechanism", s.sasl_mechanism.as_ref().map(|v| v.span())),
+                ("sasl_username", s.sasl_username.as_ref().map(|v| v.span())),
+                ("sasl_password_env", s.sasl_password_env.as_ref().map(|v| v.span())),
+                ("sasl_password_file", s.sasl_password_file.as_ref().map(|v| v.span())),
+                ("ssl_ca", s.ssl_ca.as_ref().map(|v| v.span())),
+                ("ssl_cert", s.ssl_cert.as_ref().map(|v| v.span())),
+                ("ssl_key", s.ssl_key.as_ref().map(|v| v.span())),
+                ("dead_letter_topic", s.dead_letter_topic.as_ref().map(|v| v.span())),
+            ];
+            debug_assert_eq!(named.len(), KAFKA_ONLY.len());
+            for (name, span) in named {
+                if let Some(span) = span {
+                    r.at(span, format!("`{name}` belongs to a kafka source, not to kind = \"replay\""));
+                }
+            }
+            let speed = s.speed.as_ref().map_or(0.0, |v| {
+                let x = *v.get_ref();
+                if !(x >= 0.0 && x.is_finite()) {
+                    r.at(v.span(), format!("speed must be 0 (as fast as possible) or a positive factor, got {x}"));
+                }
+                x.max(0.0)
+            });
+            let path = match &s.path {
+                None => {
+                    r.at(s.kind.span(), "a replay source needs `path`: an NDJSON file, or \"-\" for standard input");
+                    None
+                }
+                Some(p) if p.get_ref() == "-" => None,
+                Some(p) => Some(base.join(p.get_ref())),
+            };
+            SourceKind::Replay(Replay { path, speed })
+        }
+        other => {
+            r.at(s.kind.span(), format!("unknown source kind \"{other}\"{}", suggestion(other, &["kafka", "replay"])));
+            SourceKind::Replay(Replay { path: None, speed: 0.0 })
+        }
+    };
+    Source { kind, batch_rows, linger, max_event_bytes }
+}
+
 fn bins_of(r: &mut Reporter, b: &Spanned<i64>) -> usize {
     let v = *b.get_ref();
     if !(2..=1000).contains(&v) {
@@ -584,8 +1077,8 @@ mod tests {
         let cfg = parse(Path::new("t.toml"), text).unwrap();
         assert_eq!(cfg.models[0].features[0].options.threshold(TestKind::Ks), 0.01);
         assert_eq!(cfg.models[0].options.ks_method, KsMethod::Asymp);
-        assert_eq!(MODEL_KEYS.len(), 13);
-        assert_eq!(FEATURE_KEYS.len(), 5);
+        assert_eq!(MODEL_KEYS.len(), 16);
+        assert_eq!(FEATURE_KEYS.len(), 6);
     }
 }
 

@@ -7,6 +7,10 @@
 //! current batch ──────────► Profile (same summaries, same code)       (profile)
 //! compare(window, reference) → TestResult per feature × test          (stats)
 //! thresholds, drift share, FDR → Report → table | JSON               (check)
+//!
+//! source (Kafka | replay) ─Chunk─► decode → RecordBatch per model    (source, decode)
+//!   → event-time panes → closed windows → compare → metrics, status   (window, pipeline)
+//!   → commit frontier → offsets stored late                           (frontier)
 //! ```
 //!
 //! Modules:
@@ -18,9 +22,25 @@
 //! * [`profile`]: mergeable per-feature summaries (counts, histogram, categories, sample).
 //! * [`stats`]: the statistical tests, matching SciPy.
 //! * [`check`]: one-shot comparison of a batch with a baseline, and its report formats.
+//! * [`source`]: Kafka consumer group and NDJSON replay, filling bounded chunks.
+//! * [`decode`]: JSON payloads → Arrow batches per model; bad events rejected by reason.
+//! * [`window`]: tumbling and sliding event-time windows over panes of mergeable profiles.
+//! * [`frontier`]: which offsets may be committed (at-least-once).
+//! * [`pipeline`]: decode → window → evaluate, synchronous, one thread.
+//! * [`metrics`], [`http`]: every Prometheus metric; `/metrics`, health, readiness, status.
+//! * [`run`]: `driftwatch run` — start-up, signals and orderly shutdown; [`demo`]: `driftwatch demo`.
 
 pub mod baseline;
 pub mod check;
 pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod frontier;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
 pub mod profile;
+pub mod run;
+pub mod source;
 pub mod stats;
+pub mod window;

@@ -46,6 +46,41 @@ enum Command {
     /// Baseline artefacts: precomputed reference profiles, so the agent never needs the training set.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Run the agent: consume events (Kafka or a replay), window them, test every closed window
+    /// against the baseline and serve /metrics, /healthz, /readyz and /api/v1/status.
+    ///
+    /// Stops on SIGTERM or SIGINT: the source stops, open windows are evaluated, offsets committed.
+    /// Logs go to stderr; set DRIFTWATCH_LOG (e.g. "debug") for more.
+    Run {
+        /// The agent configuration file (needs a [source] table).
+        #[arg(long)]
+        config: PathBuf,
+        /// HTTP address, replacing [agent] listen.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// The whole pipeline on built-in data, no external service: a generated credit-risk stream
+    /// that drifts part-way, /metrics on 127.0.0.1:9464, one summary line per closed window.
+    ///
+    /// Stops on Ctrl-C or after --duration.
+    Demo {
+        /// HTTP address for /metrics, /healthz, /readyz and /api/v1/status.
+        #[arg(long, default_value = config::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Stop after this long, e.g. "30s" or "2m" (default: run until Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Events per one-minute window.
+        #[arg(long, default_value_t = 2500)]
+        events_per_window: usize,
+        /// Wall-clock seconds per one-minute window.
+        #[arg(long, default_value_t = 1.5)]
+        seconds_per_window: f64,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(text)
 }
 
 #[derive(Subcommand)]
@@ -174,13 +209,15 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The agent reports its windows at info; one-shot commands only warn.
+    let default_level = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG").unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -216,6 +253,43 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let models = cfg.map_or(0, |c| c.models.len());
             let what = if no_baselines { "" } else { ", baselines checked" };
             println!("{}: valid ({models} model(s){what})", config.display());
+            Ok(0)
+        }
+        Command::Run { config: path, listen } => {
+            let cfg = match config::load(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Err(Failure(format!(
+                        "{}: invalid configuration ({} problem(s))",
+                        path.display(),
+                        errors.0.len()
+                    )));
+                }
+            };
+            let options = driftwatch::run::RunOptions { listen, ..Default::default() };
+            driftwatch::run::run(&cfg, options).await.map_err(|e| Failure(format!("{e:#}")))?;
+            Ok(0)
+        }
+        Command::Demo { listen, duration, events_per_window, seconds_per_window } => {
+            use driftwatch::demo;
+            let files = demo::DemoFiles::write()?;
+            let cfg = config::load(&files.config)?;
+            let demo_options = demo::DemoOptions { events_per_window, seconds_per_window: seconds_per_window.max(0.0) };
+            println!(
+                "driftwatch demo: model \"credit-risk\", one-minute windows of {events_per_window} events every {seconds_per_window} s"
+            );
+            println!(
+                "metrics on http://{listen}/metrics, status on http://{listen}/api/v1/status; Ctrl-C stops{}",
+                duration.map_or(String::new(), |d| format!(" (or after {d:?})"))
+            );
+            let options = driftwatch::run::RunOptions {
+                listen: Some(listen),
+                duration,
+                observers: vec![Box::new(demo::summary(demo::colour()))],
+                generator: Some(Box::new(move |tx, stop| demo::generate(demo_options, tx, stop))),
+            };
+            driftwatch::run::run(&cfg, options).await.map_err(|e| Failure(format!("{e:#}")))?;
             Ok(0)
         }
         Command::Baseline(BaselineCommand::Build {

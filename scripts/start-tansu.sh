@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Starts a Tansu broker on loopback for tests and prints "PORT PID" once it accepts
-# connections. Usage: scripts/start-tansu.sh [DATA_DIR] [memory|sqlite]
+# connections. Usage: scripts/start-tansu.sh [DATA_DIR] [memory|sqlite] [PORT]
 #   memory (default): messages live in the broker process;
 #   sqlite: messages and committed offsets survive a broker restart (DATA_DIR/tansu.db).
-# The port is chosen free by the kernel. Stop the broker with `kill PID`.
+# The port is chosen free by the kernel unless given (a restart reuses the old one).
+# Stop the broker with `kill PID`.
 set -euo pipefail
 dir=${1:-$(mktemp -d)}
 mkdir -p "$dir"
 engine=${2:-memory}
 command -v tansu >/dev/null || "$(dirname "$0")/install-tansu.sh"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=${3:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 case "$engine" in
   memory) storage="memory://tansu/" ;;
   # The sqlite path is taken relative to the broker's working directory (RECIPES.md).

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, golden statistics against SciPy, property tests,
-# configuration fixtures and the command-line tests. Tests and benches share the release
+# configuration fixtures, the command-line tests, and the agent against a real Kafka-wire
+# broker (Tansu, started per test on a free loopback port) and promtool. Tests and benches share the release
 # profile, so the (large) dependency graph is built once. Set CARGO_TARGET_DIR to reuse a
 # build cache. Ends with one line "N passed, N failed" over every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 2; }
+# cmake (bundled librdkafka), promtool and the Tansu broker, each installed only when missing.
+scripts/install-deps.sh
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check || { echo "code is not formatted: run cargo fmt --all" >&2; exit 1; }
 fi

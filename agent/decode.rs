@@ -1,0 +1,697 @@
+//! Decode: event payloads (JSON bytes) → one Arrow `RecordBatch` per model, with each row's
+//! event time and source position.
+//!
+//! One [`TopicDecoder`] serves every model that reads a topic. It walks each payload once
+//! with serde_json, borrowing keys, and keeps only the values at the configured field paths
+//! (a trie of path segments; everything else is skipped unparsed) in a reusable row of cells.
+//! The row is then routed by its model id and checked against that model's types before a
+//! single value is appended, so a bad event leaves no half-written row behind. Rejected
+//! events come back as a [`Rejected`] with a [`Reason`] (the `outcome` label of
+//! `driftwatch_events_total`) and a message naming the field and what would be valid.
+//!
+//! Types: a numerical feature takes a JSON number or null; a categorical feature takes a
+//! string, integer, boolean or null (integers and booleans as their text). A missing feature
+//! is a null. The model id is required when several models share a topic. Event time is an
+//! RFC 3339 string or epoch milliseconds (`timestamp_format` chooses); when the field is
+//! absent the Kafka message timestamp is used, and without one the event is rejected.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::profile::FeatureKind;
+
+/// A dotted path to a field in an event, e.g. `features.income`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FieldPath(Vec<String>);
+
+impl FieldPath {
+    pub fn parse(text: &str) -> FieldPath {
+        if text.is_empty() {
+            return FieldPath::default();
+        }
+        FieldPath(text.split('.').map(str::to_string).collect())
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+
+    /// This path followed by one more segment.
+    pub fn child(&self, name: &str) -> FieldPath {
+        let mut v = self.0.clone();
+        v.push(name.to_string());
+        FieldPath(v)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+/// How the event-time field is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampFormat {
+    /// RFC 3339 strings and epoch-millisecond numbers.
+    #[default]
+    Auto,
+    Rfc3339,
+    EpochMs,
+    EpochS,
+    /// The Kafka message timestamp; the payload is not consulted.
+    Kafka,
+}
+
+impl TimestampFormat {
+    pub const NAMES: &'static [&'static str] = &["auto", "rfc3339", "epoch_ms", "epoch_s", "kafka"];
+
+    pub fn parse(text: &str) -> Option<TimestampFormat> {
+        Some(match text {
+            "auto" => TimestampFormat::Auto,
+            "rfc3339" => TimestampFormat::Rfc3339,
+            "epoch_ms" => TimestampFormat::EpochMs,
+            "epoch_s" => TimestampFormat::EpochS,
+            "kafka" => TimestampFormat::Kafka,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an event was not used; the `outcome` label of `driftwatch_events_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    NotJson,
+    WrongType,
+    MissingField,
+    TooLarge,
+    UnknownModel,
+    BadTimestamp,
+    /// Its every window had closed (decided by the window stage).
+    Late,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::NotJson,
+        Reason::WrongType,
+        Reason::MissingField,
+        Reason::TooLarge,
+        Reason::UnknownModel,
+        Reason::BadTimestamp,
+        Reason::Late,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotJson => "not_json",
+            Reason::WrongType => "wrong_type",
+            Reason::MissingField => "missing_field",
+            Reason::TooLarge => "too_large",
+            Reason::UnknownModel => "unknown_model",
+            Reason::BadTimestamp => "bad_timestamp",
+            Reason::Late => "late",
+        }
+    }
+}
+
+/// A rejected event: the reason and a message for logs and the dead-letter header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    pub reason: Reason,
+    /// The model the event was for, when it could be told.
+    pub model: Option<usize>,
+    pub message: String,
+}
+
+impl Rejected {
+    fn new(reason: Reason, model: Option<usize>, message: impl Into<String>) -> Rejected {
+        Rejected { reason, model, message: message.into() }
+    }
+}
+
+/// Where a row came from: an interned (topic, partition) and the offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub partition: u32,
+    pub offset: i64,
+}
+
+/// What one model reads from an event.
+#[derive(Clone, Debug)]
+pub struct ModelFields {
+    pub id: String,
+    pub model_id: FieldPath,
+    pub timestamp: FieldPath,
+    pub timestamp_format: TimestampFormat,
+    /// (column name, path, kind) per feature, in the model's spec order.
+    pub features: Vec<(String, FieldPath, FeatureKind)>,
+}
+
+/// Rows decoded for one model, ready for the window stage.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: RecordBatch,
+    /// Event time of each row, epoch milliseconds.
+    pub times: Vec<i64>,
+    pub positions: Vec<Position>,
+}
+
+/// A JSON value at a watched path, as the event gave it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cell {
+    Missing,
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// Text, stored in the decoder's `texts[slot]`.
+    Text,
+    /// An object or array.
+    Complex,
+}
+
+enum Entry {
+    Slot(usize),
+    Object(Node),
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<String, Entry, foldhash::fast::FixedState>,
+}
+
+impl Node {
+    /// Adds a path; returns its slot (shared with an identical path added before).
+    fn insert(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
+        let (first, rest) = path.split_first().ok_or("empty field path")?;
+        let entry = self.children.entry(first.clone());
+        if rest.is_empty() {
+            let e = entry.or_insert_with(|| {
+                *next_slot += 1;
+                Entry::Slot(*next_slot - 1)
+            });
+            return match e {
+                Entry::Slot(s) => Ok(*s),
+                Entry::Object(_) => Err(format!("\"{first}\" is used both as a value and as an object")),
+            };
+        }
+        match entry.or_insert_with(|| Entry::Object(Node::default())) {
+            Entry::Object(n) => n.insert(rest, next_slot),
+            Entry::Slot(_) => Err(format!("\"{first}\" is used both as a value and as an object")),
+        }
+    }
+}
+
+struct ModelPlan {
+    fields: ModelFields,
+    id_slot: usize,
+    time_slot: usize,
+    feature_slots: Vec<usize>,
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    times: Vec<i64>,
+    positions: Vec<Position>,
+}
+
+enum Column {
+    Num(Float64Builder),
+    Text(StringBuilder),
+}
+
+/// Decodes the events of one topic for the models that read it.
+pub struct TopicDecoder {
+    root: Node,
+    cells: Vec<Cell>,
+    texts: Vec<String>,
+    models: Vec<ModelPlan>,
+    max_event_bytes: usize,
+}
+
+impl TopicDecoder {
+    /// `models` are the models reading this topic, in the order their indices are reported.
+    pub fn new(models: Vec<ModelFields>, max_event_bytes: usize) -> Result<TopicDecoder, String> {
+        let mut root = Node::default();
+        let mut slots = 0;
+        let mut plans = Vec::new();
+        for fields in models {
+            let mut add = |path: &FieldPath| {
+                root.insert(path.segments(), &mut slots)
+                    .map_err(|e| format!("model \"{}\": field {path}: {e}", fields.id))
+            };
+            let id_slot = add(&fields.model_id)?;
+            let time_slot = add(&fields.timestamp)?;
+            let feature_slots = fields.features.iter().map(|(_, p, _)| add(p)).collect::<Result<Vec<_>, _>>()?;
+            let schema = Arc::new(Schema::new(
+                fields.features.iter().map(|(name, _, k)| Field::new(name, data_type(*k), true)).collect::<Vec<_>>(),
+            ));
+            let columns = fields.features.iter().map(|(_, _, k)| new_column(*k)).collect();
+            plans.push(ModelPlan {
+                fields,
+                id_slot,
+                time_slot,
+                feature_slots,
+                schema,
+                columns,
+                times: Vec::new(),
+                positions: Vec::new(),
+            });
+        }
+        Ok(TopicDecoder {
+            root,
+            cells: vec![Cell::Missing; slots],
+            texts: vec![String::new(); slots],
+            models: plans,
+            max_event_bytes,
+        })
+    }
+
+    /// Decodes one event into its model's pending rows; returns the model's index.
+    pub fn push(&mut self, payload: &[u8], kafka_time: Option<i64>, position: Position) -> Result<usize, Rejected> {
+        if payload.len() > self.max_event_bytes {
+            let single = (self.models.len() == 1).then_some(0);
+            return Err(Rejected::new(
+                Reason::TooLarge,
+                single,
+                format!(
+                    "event of {} bytes is over the limit of {} (max_event_bytes)",
+                    payload.len(),
+                    self.max_event_bytes
+                ),
+            ));
+        }
+        self.cells.fill(Cell::Missing);
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let parsed = RowSeed { node: &self.root, cells: &mut self.cells, texts: &mut self.texts }
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        let single = (self.models.len() == 1).then_some(0);
+        if let Err(e) = parsed {
+            return Err(Rejected::new(Reason::NotJson, single, format!("not a JSON object: {e}")));
+        }
+        let model = self.route()?;
+        let plan = &self.models[model];
+        let time = event_time(plan, &self.cells, &self.texts, kafka_time)
+            .map_err(|(r, m)| Rejected::new(r, Some(model), m))?;
+        // Check every feature before appending any.
+        for ((_, path, kind), &slot) in plan.fields.features.iter().zip(&plan.feature_slots) {
+            let cell = self.cells[slot];
+            let ok = match kind {
+                FeatureKind::Numerical => matches!(cell, Cell::Missing | Cell::Null | Cell::Int(_) | Cell::Float(_)),
+                FeatureKind::Categorical => !matches!(cell, Cell::Complex),
+            };
+            if !ok {
+                let expected = match kind {
+                    FeatureKind::Numerical => "a number or null",
+                    FeatureKind::Categorical => "a string, integer, boolean or null",
+                };
+                return Err(Rejected::new(
+                    Reason::WrongType,
+                    Some(model),
+                    format!("field \"{path}\" is {}; expected {expected}", describe(cell)),
+                ));
+            }
+        }
+        let plan = &mut self.models[model];
+        for (column, &slot) in plan.columns.iter_mut().zip(&plan.feature_slots) {
+            match (column, self.cells[slot]) {
+                (Column::Num(b), Cell::Int(v)) => b.append_value(v as f64),
+                (Column::Num(b), Cell::Float(v)) => b.append_value(v),
+                (Column::Num(b), _) => b.append_null(),
+                (Column::Text(b), Cell::Text) => b.append_value(&self.texts[slot]),
+                (Column::Text(b), Cell::Int(v)) => b.append_value(v.to_string()),
+                (Column::Text(b), Cell::Float(v)) => b.append_value(v.to_string()),
+                (Column::Text(b), Cell::Bool(v)) => b.append_value(if v { "true" } else { "false" }),
+                (Column::Text(b), _) => b.append_null(),
+            }
+        }
+        plan.times.push(time);
+        plan.positions.push(position);
+        Ok(model)
+    }
+
+    fn route(&self) -> Result<usize, Rejected> {
+        let single = self.models.len() == 1;
+        for (i, plan) in self.models.iter().enumerate() {
+            match self.cells[plan.id_slot] {
+                Cell::Text if self.texts[plan.id_slot] == plan.fields.id => return Ok(i),
+                Cell::Missing if single => return Ok(i),
+                _ => {}
+            }
+        }
+        let plan = &self.models[0];
+        let known: Vec<&str> = self.models.iter().map(|m| m.fields.id.as_str()).collect();
+        Err(match self.cells[plan.id_slot] {
+            Cell::Missing => Rejected::new(
+                Reason::MissingField,
+                None,
+                format!(
+                    "no \"{}\" field: this topic carries several models ({})",
+                    plan.fields.model_id,
+                    known.join(", ")
+                ),
+            ),
+            Cell::Text => Rejected::new(
+                Reason::UnknownModel,
+                None,
+                format!(
+                    "model \"{}\" is not configured for this topic; expected one of: {}",
+                    self.texts[plan.id_slot],
+                    known.join(", ")
+                ),
+            ),
+            other => Rejected::new(
+                Reason::WrongType,
+                None,
+                format!("field \"{}\" is {}; expected a string", plan.fields.model_id, describe(other)),
+            ),
+        })
+    }
+
+    /// Rows waiting in a model's builders.
+    pub fn pending(&self, model: usize) -> usize {
+        self.models[model].times.len()
+    }
+
+    /// Takes a model's pending rows as one batch (`None` when there are none).
+    pub fn flush(&mut self, model: usize) -> Option<Decoded> {
+        let plan = &mut self.models[model];
+        if plan.times.is_empty() {
+            return None;
+        }
+        let columns: Vec<ArrayRef> = plan
+            .columns
+            .iter_mut()
+            .map(|c| match c {
+                Column::Num(b) => Arc::new(b.finish()) as ArrayRef,
+                Column::Text(b) => Arc::new(b.finish()) as ArrayRef,
+            })
+            .collect();
+        let rows = plan.times.len();
+        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(plan.schema.clone(), columns, &options).ok()?;
+        Some(Decoded { batch, times: std::mem::take(&mut plan.times), positions: std::mem::take(&mut plan.positions) })
+    }
+
+    pub fn models(&self) -> usize {
+        self.models.len()
+    }
+}
+
+fn data_type(kind: FeatureKind) -> DataType {
+    match kind {
+        FeatureKind::Numerical => DataType::Float64,
+        FeatureKind::Categorical => DataType::Utf8,
+    }
+}
+
+fn new_column(kind: FeatureKind) -> Column {
+    match kind {
+        FeatureKind::Numerical => Column::Num(Float64Builder::new()),
+        FeatureKind::Categorical => Column::Text(StringBuilder::new()),
+    }
+}
+
+fn describe(cell: Cell) -> &'static str {
+    match cell {
+        Cell::Missing => "missing",
+        Cell::Null => "null",
+        Cell::Int(_) | Cell::Float(_) => "a number",
+        Cell::Bool(_) => "a boolean",
+        Cell::Text => "a string",
+        Cell::Complex => "an object or array",
+    }
+}
+
+/// Event time in epoch milliseconds, or why there is none.
+fn event_time(plan: &ModelPlan, cells: &[Cell], texts: &[String], kafka: Option<i64>) -> Result<i64, (Reason, String)> {
+    let path = &plan.fields.timestamp;
+    let format = plan.fields.timestamp_format;
+    let cell = if format == TimestampFormat::Kafka { Cell::Missing } else { cells[plan.time_slot] };
+    let bad = |what: String| (Reason::BadTimestamp, format!("field \"{path}\" {what}"));
+    let epoch = |v: f64| -> Result<i64, (Reason, String)> {
+        let ms = if format == TimestampFormat::EpochS { v * 1000.0 } else { v };
+        if ms.is_finite() && ms.abs() < 1e15 {
+            Ok(ms.floor() as i64)
+        } else {
+            Err(bad(format!(
+                "= {v} is out of range for epoch {}",
+                if format == TimestampFormat::EpochS { "seconds" } else { "milliseconds" }
+            )))
+        }
+    };
+    match (cell, format) {
+        (Cell::Missing | Cell::Null, _) => kafka.ok_or_else(|| {
+            (Reason::MissingField, format!("no \"{path}\" field and no message timestamp to fall back on"))
+        }),
+        (Cell::Text, TimestampFormat::Auto | TimestampFormat::Rfc3339) => {
+            let text = &texts[plan.time_slot];
+            chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|e| {
+                bad(format!("= \"{text}\" is not an RFC 3339 time such as 2026-11-27T10:15:00.123Z ({e})"))
+            })
+        }
+        (Cell::Int(v), TimestampFormat::Auto | TimestampFormat::EpochMs | TimestampFormat::EpochS) => epoch(v as f64),
+        (Cell::Float(v), TimestampFormat::Auto | TimestampFormat::EpochMs | TimestampFormat::EpochS) => epoch(v),
+        (other, f) => {
+            let expected = match f {
+                TimestampFormat::Rfc3339 => "an RFC 3339 string",
+                TimestampFormat::EpochMs => "epoch milliseconds",
+                TimestampFormat::EpochS => "epoch seconds",
+                _ => "an RFC 3339 string or epoch milliseconds",
+            };
+            Err(bad(format!("is {}; expected {expected}", describe(other))))
+        }
+    }
+}
+
+/// A key, borrowed from the payload unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Walks one object, storing watched values and skipping the rest.
+struct RowSeed<'a> {
+    node: &'a Node,
+    cells: &'a mut [Cell],
+    texts: &'a mut [String],
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            match self.node.children.get(key.as_ref()) {
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(Entry::Slot(slot)) => {
+                    let cell = map.next_value_seed(CellSeed { text: &mut self.texts[*slot] })?;
+                    self.cells[*slot] = cell;
+                }
+                Some(Entry::Object(node)) => {
+                    map.next_value_seed(NestedSeed { node, cells: self.cells, texts: self.texts })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A watched object that may also be null or of another type (then its fields are missing).
+struct NestedSeed<'a> {
+    node: &'a Node,
+    cells: &'a mut [Cell],
+    texts: &'a mut [String],
+}
+
+impl<'de> DeserializeSeed<'de> for NestedSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NestedSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        RowSeed { node: self.node, cells: self.cells, texts: self.texts }.visit_map(map)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One watched value.
+struct CellSeed<'a> {
+    text: &'a mut String,
+}
+
+impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
+    type Value = Cell;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CellSeed<'_> {
+    type Value = Cell;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cell, E> {
+        Ok(Cell::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
+        Ok(Cell::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
+        Ok(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
+        Ok(Cell::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
+        self.text.clear();
+        self.text.push_str(v);
+        Ok(Cell::Text)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Cell::Complex)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Cell::Complex)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, Float64Array};
+
+    fn fields(id: &str) -> ModelFields {
+        ModelFields {
+            id: id.into(),
+            model_id: FieldPath::parse("model_id"),
+            timestamp: FieldPath::parse("timestamp"),
+            timestamp_format: TimestampFormat::Auto,
+            features: vec![
+                ("income".into(), FieldPath::parse("features.income"), FeatureKind::Numerical),
+                ("country".into(), FieldPath::parse("features.country"), FeatureKind::Categorical),
+            ],
+        }
+    }
+
+    fn pos(offset: i64) -> Position {
+        Position { partition: 0, offset }
+    }
+
+    #[test]
+    fn decodes_nested_fields_and_skips_the_rest() {
+        let mut d = TopicDecoder::new(vec![fields("m")], 1 << 20).unwrap();
+        let e = br#"{"model_id":"m","timestamp":"2026-11-27T10:15:00.123Z","extra":{"a":[1,2]},
+                   "features":{"income":52000.5,"country":"DE","other":1},"prediction":{"score":0.8}}"#;
+        assert_eq!(d.push(e, None, pos(7)), Ok(0));
+        let e = br#"{"model_id":"m","timestamp":1795774500123,"features":{"country":3}}"#;
+        assert_eq!(d.push(e, None, pos(8)), Ok(0));
+        let out = d.flush(0).unwrap();
+        assert_eq!(out.times, vec![1_795_774_500_123, 1_795_774_500_123]);
+        assert_eq!(out.positions, vec![pos(7), pos(8)]);
+        let income = out.batch.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(income.value(0), 52000.5);
+        assert!(income.is_null(1));
+        let country = out.batch.column(1).as_string::<i32>();
+        assert_eq!((country.value(0), country.value(1)), ("DE", "3"));
+        assert!(d.flush(0).is_none());
+    }
+
+    #[test]
+    fn bad_events_are_rejected_whole_with_a_reason() {
+        let mut d = TopicDecoder::new(vec![fields("m")], 200).unwrap();
+        let cases: [(&[u8], Reason); 6] = [
+            (b"not json", Reason::NotJson),
+            (br#"{"model_id":"m","timestamp":1,"features":{"income":"high"}}"#, Reason::WrongType),
+            (br#"{"model_id":"x","timestamp":1}"#, Reason::UnknownModel),
+            (br#"{"model_id":"m","features":{}}"#, Reason::MissingField),
+            (br#"{"model_id":"m","timestamp":"yesterday"}"#, Reason::BadTimestamp),
+            (&[b' '; 201], Reason::TooLarge),
+        ];
+        for (payload, reason) in cases {
+            let r = d.push(payload, None, pos(0)).unwrap_err();
+            assert_eq!(r.reason, reason, "{}", r.message);
+        }
+        assert_eq!(d.pending(0), 0);
+        // The Kafka timestamp stands in for a missing one.
+        assert_eq!(d.push(br#"{"model_id":"m"}"#, Some(5), pos(1)), Ok(0));
+        assert_eq!(d.flush(0).unwrap().times, vec![5]);
+    }
+
+    #[test]
+    fn several_models_share_a_topic_by_model_id() {
+        let mut d = TopicDecoder::new(vec![fields("a"), fields("b")], 1 << 20).unwrap();
+        assert_eq!(d.push(br#"{"model_id":"b","timestamp":1}"#, None, pos(0)), Ok(1));
+        assert_eq!(d.push(br#"{"model_id":"a","timestamp":1}"#, None, pos(1)), Ok(0));
+        let r = d.push(br#"{"timestamp":1}"#, None, pos(2)).unwrap_err();
+        assert_eq!(r.reason, Reason::MissingField);
+        assert_eq!((d.pending(0), d.pending(1)), (1, 1));
+    }
+}

@@ -1,0 +1,169 @@
+//! The HTTP face of the agent: `/metrics` (Prometheus text format), `/healthz` (the process
+//! serves requests), `/readyz` (baselines loaded and, for Kafka, partitions assigned) and
+//! `/api/v1/status` (JSON: models, open windows, last verdicts).
+//!
+//! The pipeline writes into [`Shared`]; the server only reads it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::check::Report;
+use crate::metrics::Metrics;
+
+/// State shared by the pipeline (writer) and the HTTP server (reader).
+pub struct Shared {
+    pub metrics: Metrics,
+    pub status: Mutex<Status>,
+    pub baselines_loaded: AtomicBool,
+    pub partitions_assigned: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(metrics: Metrics, status: Status) -> Shared {
+        Shared {
+            metrics,
+            status: Mutex::new(status),
+            baselines_loaded: AtomicBool::new(false),
+            partitions_assigned: AtomicBool::new(false),
+        }
+    }
+
+    /// Applies a change to the status document.
+    pub fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+/// `/api/v1/status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    /// `kafka`, `replay` or `demo`.
+    pub source: String,
+    pub started_at: String,
+    pub models: Vec<ModelStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ModelStatus {
+    pub id: String,
+    pub topics: Vec<String>,
+    pub baseline: BaselineStatus,
+    pub window: WindowStatus,
+    pub open_windows: usize,
+    pub open_events: u64,
+    pub events: EventCounts,
+    pub windows_closed: u64,
+    pub last_window: Option<LastWindow>,
+    /// The latest closed windows, newest last (at most [`RECENT_WINDOWS`]).
+    pub recent_windows: Vec<WindowSummary>,
+}
+
+/// Closed windows kept per model in the status document.
+pub const RECENT_WINDOWS: usize = 50;
+
+/// One line of a model's window history.
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowSummary {
+    pub start: String,
+    pub end: String,
+    pub events: u64,
+    pub verdict: &'static str,
+    pub drifted_features: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BaselineStatus {
+    pub path: String,
+    pub sha256: String,
+    pub rows: u64,
+    pub features: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WindowStatus {
+    pub size_seconds: f64,
+    pub slide_seconds: f64,
+    pub allowed_lateness_seconds: f64,
+    pub idle_timeout_seconds: f64,
+    pub min_events: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EventCounts {
+    pub accepted: u64,
+    pub late: u64,
+    pub rejected: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LastWindow {
+    pub start: String,
+    pub end: String,
+    pub events: u64,
+    /// `drift`, `no_drift` or `insufficient_data`.
+    pub verdict: &'static str,
+    pub close_seconds: f64,
+    /// The same document as `driftwatch check --format json` (absent for insufficient data).
+    pub report: Option<Report>,
+}
+
+/// Epoch milliseconds as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .with_state(shared)
+}
+
+/// Binds the listener (so a bad address fails at start, not later).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set [agent] listen or --listen)"))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.metrics.encode()).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let mut missing = Vec::new();
+    if !shared.baselines_loaded.load(Ordering::Relaxed) {
+        missing.push("baselines not loaded");
+    }
+    if !shared.partitions_assigned.load(Ordering::Relaxed) {
+        missing.push("no partitions assigned");
+    }
+    if missing.is_empty() {
+        (StatusCode::OK, "ready\n".to_string()).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", missing.join(", "))).into_response()
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.status.lock() {
+        Ok(s) => axum::Json(s.clone()).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n").into_response(),
+    }
+}

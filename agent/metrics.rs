@@ -1,0 +1,261 @@
+//! Every Prometheus metric the agent exposes, registered in one place (DESIGN section 7).
+//!
+//! Label values come only from the configuration, the baseline and fixed vocabularies
+//! (tests, outcomes, quality checks), so the number of series is bounded by construction.
+//! `slice` is `all` for the whole window (per-segment slices arrive with segments).
+//! [`NAMES`] lists every metric family; dashboards and alert rules are tested against it.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::check::Report;
+
+/// The `slice` label of whole-window series.
+pub const ALL_SLICE: &str = "all";
+
+/// Every metric family name, for tests of dashboards and rules.
+pub const NAMES: &[&str] = &[
+    "driftwatch_build_info",
+    "driftwatch_events_total",
+    "driftwatch_dead_letters_total",
+    "driftwatch_drift_statistic",
+    "driftwatch_drift_p_value",
+    "driftwatch_drift_threshold",
+    "driftwatch_drift_detected",
+    "driftwatch_feature_drift_detected",
+    "driftwatch_dataset_drift_detected",
+    "driftwatch_dataset_drift_share",
+    "driftwatch_quality_ratio",
+    "driftwatch_window_events",
+    "driftwatch_window_end_timestamp_seconds",
+    "driftwatch_windows_total",
+    "driftwatch_open_windows",
+    "driftwatch_window_close_seconds",
+    "driftwatch_kafka_consumer_lag",
+    "driftwatch_commit_offset",
+    "driftwatch_baseline_info",
+    "driftwatch_baseline_rows",
+];
+
+/// The agent's metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    pub build_info: IntGaugeVec,
+    pub events: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub drift_statistic: GaugeVec,
+    pub drift_p_value: GaugeVec,
+    pub drift_threshold: GaugeVec,
+    pub drift_detected: GaugeVec,
+    pub feature_drift: GaugeVec,
+    pub dataset_drift: GaugeVec,
+    pub dataset_drift_share: GaugeVec,
+    pub quality: GaugeVec,
+    pub window_events: IntGaugeVec,
+    pub window_end: GaugeVec,
+    pub windows: IntCounterVec,
+    pub open_windows: IntGaugeVec,
+    pub window_close: HistogramVec,
+    pub consumer_lag: IntGaugeVec,
+    pub commit_offset: IntGaugeVec,
+    pub baseline_info: IntGaugeVec,
+    pub baseline_rows: IntGaugeVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let drift = ["model", "feature", "test", "slice"];
+        let m = Metrics {
+            build_info: IntGaugeVec::new(
+                opts("driftwatch_build_info", "Always 1; the agent's version."),
+                &["version"],
+            )?,
+            events: IntCounterVec::new(
+                opts(
+                    "driftwatch_events_total",
+                    "Events read, by outcome: accepted, late, or the reason a bad event was dropped.",
+                ),
+                &["model", "outcome"],
+            )?,
+            dead_letters: IntCounterVec::new(
+                opts("driftwatch_dead_letters_total", "Bad events forwarded to the dead-letter topic, by result."),
+                &["result"],
+            )?,
+            drift_statistic: GaugeVec::new(
+                opts("driftwatch_drift_statistic", "Test statistic of the last closed window."),
+                &drift,
+            )?,
+            drift_p_value: GaugeVec::new(
+                opts("driftwatch_drift_p_value", "p-value of the last closed window (tests that have one)."),
+                &drift,
+            )?,
+            drift_threshold: GaugeVec::new(
+                opts("driftwatch_drift_threshold", "Threshold the statistic or p-value is compared with."),
+                &drift,
+            )?,
+            drift_detected: GaugeVec::new(
+                opts("driftwatch_drift_detected", "1 when the test found drift in the last closed window."),
+                &drift,
+            )?,
+            feature_drift: GaugeVec::new(
+                opts("driftwatch_feature_drift_detected", "1 when any test of the feature found drift."),
+                &["model", "feature", "slice"],
+            )?,
+            dataset_drift: GaugeVec::new(
+                opts(
+                    "driftwatch_dataset_drift_detected",
+                    "1 when the share of drifted features reached the model's drift_share.",
+                ),
+                &["model", "slice"],
+            )?,
+            dataset_drift_share: GaugeVec::new(
+                opts("driftwatch_dataset_drift_share", "Share of tested features that drifted in the last window."),
+                &["model", "slice"],
+            )?,
+            quality: GaugeVec::new(
+                opts(
+                    "driftwatch_quality_ratio",
+                    "Data-quality ratios of the last closed window: null_rate, non_finite_rate, out_of_range_rate, new_category_rate.",
+                ),
+                &["model", "feature", "check"],
+            )?,
+            window_events: IntGaugeVec::new(
+                opts("driftwatch_window_events", "Events in the last closed window."),
+                &["model"],
+            )?,
+            window_end: GaugeVec::new(
+                opts("driftwatch_window_end_timestamp_seconds", "Event-time end of the last closed window."),
+                &["model"],
+            )?,
+            windows: IntCounterVec::new(
+                opts("driftwatch_windows_total", "Closed windows, by verdict: evaluated or insufficient_data."),
+                &["model", "verdict"],
+            )?,
+            open_windows: IntGaugeVec::new(
+                opts("driftwatch_open_windows", "Windows holding events that have not closed."),
+                &["model"],
+            )?,
+            window_close: HistogramVec::new(
+                HistogramOpts::new(
+                    "driftwatch_window_close_seconds",
+                    "Time to merge a closed window's panes and run every test.",
+                )
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                &["model"],
+            )?,
+            consumer_lag: IntGaugeVec::new(
+                opts(
+                    "driftwatch_kafka_consumer_lag",
+                    "Messages behind the partition's end, from librdkafka statistics.",
+                ),
+                &["topic", "partition"],
+            )?,
+            commit_offset: IntGaugeVec::new(
+                opts(
+                    "driftwatch_commit_offset",
+                    "Offset stored for commit: every earlier event is in a closed, evaluated window or was dropped.",
+                ),
+                &["topic", "partition"],
+            )?,
+            baseline_info: IntGaugeVec::new(
+                opts("driftwatch_baseline_info", "Always 1; the baseline file and its SHA-256."),
+                &["model", "path", "sha256"],
+            )?,
+            baseline_rows: IntGaugeVec::new(opts("driftwatch_baseline_rows", "Rows in the baseline."), &["model"])?,
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+            Box::new(m.build_info.clone()),
+            Box::new(m.events.clone()),
+            Box::new(m.dead_letters.clone()),
+            Box::new(m.drift_statistic.clone()),
+            Box::new(m.drift_p_value.clone()),
+            Box::new(m.drift_threshold.clone()),
+            Box::new(m.drift_detected.clone()),
+            Box::new(m.feature_drift.clone()),
+            Box::new(m.dataset_drift.clone()),
+            Box::new(m.dataset_drift_share.clone()),
+            Box::new(m.quality.clone()),
+            Box::new(m.window_events.clone()),
+            Box::new(m.window_end.clone()),
+            Box::new(m.windows.clone()),
+            Box::new(m.open_windows.clone()),
+            Box::new(m.window_close.clone()),
+            Box::new(m.consumer_lag.clone()),
+            Box::new(m.commit_offset.clone()),
+            Box::new(m.baseline_info.clone()),
+            Box::new(m.baseline_rows.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c)?;
+        }
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(m)
+    }
+
+    /// Series that exist from the start, so dashboards and rate() see zeros, not gaps.
+    pub fn register_model(&self, model: &str) {
+        for reason in crate::decode::Reason::ALL {
+            self.events.with_label_values(&[model, reason.as_str()]);
+        }
+        self.events.with_label_values(&[model, "accepted"]);
+        for verdict in ["evaluated", "insufficient_data"] {
+            self.windows.with_label_values(&[model, verdict]);
+        }
+        self.open_windows.with_label_values(&[model]);
+    }
+
+    /// Publishes the verdict of a closed window.
+    pub fn record(&self, report: &Report) {
+        let model = report.model.as_str();
+        for f in &report.features {
+            let name = f.name.as_str();
+            for t in &f.tests {
+                let labels = [model, name, t.test.name(), ALL_SLICE];
+                match t.statistic {
+                    Some(s) => self.drift_statistic.with_label_values(&labels).set(s),
+                    None => {
+                        let _ = self.drift_statistic.remove_label_values(&labels);
+                    }
+                }
+                match t.p_value {
+                    Some(p) => self.drift_p_value.with_label_values(&labels).set(p),
+                    None => {
+                        let _ = self.drift_p_value.remove_label_values(&labels);
+                    }
+                }
+                self.drift_threshold.with_label_values(&labels).set(t.threshold);
+                self.drift_detected.with_label_values(&labels).set(f64::from(u8::from(t.drift)));
+            }
+            self.feature_drift.with_label_values(&[model, name, ALL_SLICE]).set(f64::from(u8::from(f.drift)));
+            let q = &f.quality;
+            for (check, value) in [
+                ("null_rate", q.null_rate),
+                ("non_finite_rate", q.non_finite_rate),
+                ("out_of_range_rate", q.out_of_range_rate),
+                ("new_category_rate", q.new_category_rate),
+            ] {
+                if let Some(v) = value {
+                    self.quality.with_label_values(&[model, name, check]).set(v);
+                }
+            }
+        }
+        self.dataset_drift.with_label_values(&[model, ALL_SLICE]).set(f64::from(u8::from(report.drift.detected)));
+        self.dataset_drift_share.with_label_values(&[model, ALL_SLICE]).set(report.drift.share);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,388 @@
+//! The pipeline core: chunk of payloads → decode → windows → evaluate → metrics and status.
+//!
+//! Synchronous and single-threaded (evaluation fans out over rayon); wall-clock time comes
+//! in as a parameter. For every chunk: decode each payload (rejects are counted by reason and
+//! optionally forwarded to a dead-letter sink), add the decoded rows to their model's panes,
+//! mark every offset of the chunk seen, close the windows the watermark passed and evaluate
+//! them with the same `compare` as `driftwatch check`. The commit frontier then tells the
+//! source which offsets may be stored.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::baseline::Baseline;
+use crate::check::{Plan, Report, compare};
+use crate::config::Model;
+use crate::decode::{ModelFields, Position, Reason, Rejected, TopicDecoder};
+use crate::frontier::CommitFrontier;
+use crate::http::{LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
+use crate::source::Chunk;
+use crate::window::{ClosedWindow, WindowSpec, Windows};
+
+/// One model, ready to run: its validated configuration, loaded baseline and check plan.
+pub struct ModelSetup {
+    pub model: Model,
+    pub baseline: Baseline,
+    pub plan: Plan,
+}
+
+/// The verdict on a closed window.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub model: String,
+    pub start: i64,
+    pub end: i64,
+    pub events: u64,
+    /// `None` when the window had fewer than `min_events` events.
+    pub report: Option<Report>,
+    pub close_seconds: f64,
+}
+
+/// Receives every evaluation (logs, the demo's terminal summary, tests).
+pub type Observer = Box<dyn FnMut(&Evaluation) + Send>;
+
+/// Receives every rejected event: topic index, payload, why.
+pub type DeadLetter = Box<dyn FnMut(u16, &[u8], &Rejected) + Send>;
+
+struct ModelRuntime {
+    id: String,
+    baseline: Baseline,
+    plan: Plan,
+    spec: WindowSpec,
+    windows: Windows,
+    last_event: Option<Instant>,
+}
+
+/// Decode, window and evaluate; see the module doc.
+pub struct Pipeline {
+    models: Vec<ModelRuntime>,
+    /// Per topic: its decoder and the global index of each of its models.
+    decoders: Vec<(TopicDecoder, Vec<usize>)>,
+    partitions: HashMap<(u16, i32), u32>,
+    partition_keys: Vec<(u16, i32)>,
+    frontier: CommitFrontier,
+    shared: Arc<Shared>,
+    observers: Vec<Observer>,
+    dead_letter: Option<DeadLetter>,
+    warned: HashSet<(Option<usize>, Reason)>,
+}
+
+impl Pipeline {
+    /// `topics[i]` lists the models reading topic `i` (indices into `models`).
+    pub fn new(
+        models: Vec<ModelSetup>,
+        topics: &[Vec<usize>],
+        max_event_bytes: usize,
+        shared: Arc<Shared>,
+    ) -> Result<Pipeline, String> {
+        let mut decoders = Vec::new();
+        for readers in topics {
+            let fields = readers.iter().map(|&i| model_fields(&models[i])).collect();
+            decoders.push((TopicDecoder::new(fields, max_event_bytes)?, readers.clone()));
+        }
+        let models = models
+            .into_iter()
+            .map(|s| {
+                shared.metrics.register_model(&s.model.id);
+                ModelRuntime {
+                    id: s.model.id.clone(),
+                    windows: Windows::new(&s.model.window, s.baseline.spec.clone()),
+                    spec: s.model.window.clone(),
+                    baseline: s.baseline,
+                    plan: s.plan,
+                    last_event: None,
+                }
+            })
+            .collect();
+        Ok(Pipeline {
+            models,
+            decoders,
+            partitions: HashMap::new(),
+            partition_keys: Vec::new(),
+            frontier: CommitFrontier::default(),
+            shared,
+            observers: Vec::new(),
+            dead_letter: None,
+            warned: HashSet::new(),
+        })
+    }
+
+    pub fn observe(&mut self, observer: Observer) {
+        self.observers.push(observer);
+    }
+
+    pub fn set_dead_letter(&mut self, sink: DeadLetter) {
+        self.dead_letter = Some(sink);
+    }
+
+    fn intern(&mut self, topic: u16, partition: i32) -> u32 {
+        *self.partitions.entry((topic, partition)).or_insert_with(|| {
+            self.partition_keys.push((topic, partition));
+            (self.partition_keys.len() - 1) as u32
+        })
+    }
+
+    /// Runs one chunk through every stage.
+    pub fn process(&mut self, chunk: &Chunk, now: Instant) {
+        let mut parts = Vec::with_capacity(chunk.records.len());
+        for r in &chunk.records {
+            let part = self.intern(r.topic, r.partition);
+            parts.push(part);
+            let Some((decoder, readers)) = self.decoders.get_mut(r.topic as usize) else {
+                continue;
+            };
+            let payload = chunk.payload(r);
+            if let Err(rejected) = decoder.push(payload, r.timestamp, Position { partition: part, offset: r.offset }) {
+                let model = rejected.model.map(|m| readers[m]);
+                self.reject(model, r.topic, payload, &rejected);
+            }
+        }
+        let shared = self.shared.clone();
+        for (decoder, readers) in &mut self.decoders {
+            for (local, &global) in readers.iter().enumerate() {
+                let Some(rows) = decoder.flush(local) else {
+                    continue;
+                };
+                let m = &mut self.models[global];
+                m.last_event = Some(now);
+                match m.windows.insert(&rows, &mut self.frontier, now) {
+                    Ok(late) => {
+                        let accepted = rows.times.len() - late.len();
+                        shared.metrics.events.with_label_values(&[m.id.as_str(), "accepted"]).inc_by(accepted as u64);
+                        if !late.is_empty() {
+                            shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late.len() as u64);
+                            tracing::debug!(model = %m.id, late = late.len(), "late events dropped");
+                        }
+                        let id = m.id.clone();
+                        shared.update_status(|s| {
+                            if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+                                ms.events.accepted += accepted as u64;
+                                ms.events.late += late.len() as u64;
+                            }
+                        });
+                    }
+                    Err(e) => tracing::error!(model = %m.id, "cannot add rows to the window: {e}"),
+                }
+            }
+        }
+        for (r, part) in chunk.records.iter().zip(parts) {
+            self.frontier.seen(part, r.offset);
+        }
+        for i in 0..self.models.len() {
+            let started = Instant::now();
+            let closed = self.models[i].windows.advance(&mut self.frontier, now);
+            self.evaluate_all(i, closed, started);
+        }
+        self.publish();
+    }
+
+    /// Time passes without events: quiet partitions stop holding the watermark back, and
+    /// models that have seen no event for their idle timeout close their open windows.
+    pub fn tick(&mut self, now: Instant) {
+        let mut any = false;
+        for i in 0..self.models.len() {
+            let started = Instant::now();
+            let closed = self.models[i].windows.advance(&mut self.frontier, now);
+            any |= !closed.is_empty();
+            self.evaluate_all(i, closed, started);
+            let m = &self.models[i];
+            let idle = m.last_event.is_some_and(|t| now.duration_since(t) >= m.spec.idle_timeout);
+            if idle && m.windows.open_rows() > 0 {
+                tracing::info!(model = %m.id, "no events for {:?}: closing open windows", m.spec.idle_timeout);
+                let started = Instant::now();
+                let closed = self.models[i].windows.flush(&mut self.frontier);
+                self.evaluate_all(i, closed, started);
+                any = true;
+            }
+        }
+        if any {
+            self.publish();
+        }
+    }
+
+    /// Closes and evaluates every open window (shutdown).
+    pub fn finish(&mut self) {
+        for i in 0..self.models.len() {
+            let started = Instant::now();
+            let closed = self.models[i].windows.flush(&mut self.frontier);
+            self.evaluate_all(i, closed, started);
+        }
+        self.publish();
+    }
+
+    /// Offsets that may be stored: (topic index, partition, next offset to consume).
+    pub fn committable(&self) -> Vec<(u16, i32, i64)> {
+        self.partition_keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(t, p))| self.frontier.committable(i as u32).map(|o| (t, p, o)))
+            .collect()
+    }
+
+    /// Forgets a revoked partition's frontier (its offsets were committed).
+    pub fn forget(&mut self, topic: u16, partition: i32) {
+        if let Some(&i) = self.partitions.get(&(topic, partition)) {
+            self.frontier.forget(i);
+        }
+    }
+
+    fn reject(&mut self, model: Option<usize>, topic: u16, payload: &[u8], rejected: &Rejected) {
+        let label = model.map_or("_unknown", |m| self.models[m].id.as_str());
+        self.shared.metrics.events.with_label_values(&[label, rejected.reason.as_str()]).inc();
+        if self.warned.insert((model, rejected.reason)) {
+            tracing::warn!(
+                model = label,
+                reason = rejected.reason.as_str(),
+                "bad event dropped: {} (further ones are counted in driftwatch_events_total, logged at debug)",
+                rejected.message
+            );
+        } else {
+            tracing::debug!(
+                model = label,
+                reason = rejected.reason.as_str(),
+                "bad event dropped: {}",
+                rejected.message
+            );
+        }
+        if let Some(m) = model {
+            let id = self.models[m].id.clone();
+            self.shared.update_status(|s| {
+                if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+                    ms.events.rejected += 1;
+                }
+            });
+        }
+        if let Some(sink) = &mut self.dead_letter {
+            sink(topic, payload, rejected);
+        }
+    }
+
+    fn evaluate_all(&mut self, i: usize, closed: Vec<ClosedWindow>, started: Instant) {
+        if closed.is_empty() {
+            return;
+        }
+        // Merging the panes happened in `advance`/`flush`: share that time among the windows.
+        let merge = started.elapsed().as_secs_f64() / closed.len() as f64;
+        for w in closed {
+            let e = self.evaluate(i, w, merge);
+            for o in &mut self.observers {
+                o(&e);
+            }
+        }
+    }
+
+    fn evaluate(&mut self, i: usize, window: ClosedWindow, merge_seconds: f64) -> Evaluation {
+        let started = Instant::now();
+        let m = &mut self.models[i];
+        let events = window.events();
+        let report = if events == 0 || events < m.spec.min_events {
+            None
+        } else {
+            let mut features = window.profile.features;
+            Some(compare(&mut m.baseline, &mut features, events, &m.plan))
+        };
+        let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
+        let metrics = &self.shared.metrics;
+        let id = m.id.as_str();
+        metrics.window_close.with_label_values(&[id]).observe(close_seconds);
+        metrics.window_events.with_label_values(&[id]).set(events as i64);
+        metrics.window_end.with_label_values(&[id]).set(window.end as f64 / 1000.0);
+        let verdict = match &report {
+            None => "insufficient_data",
+            Some(r) if r.drift.detected => "drift",
+            Some(_) => "no_drift",
+        };
+        metrics
+            .windows
+            .with_label_values(&[id, if report.is_some() { "evaluated" } else { "insufficient_data" }])
+            .inc();
+        if let Some(r) = &report {
+            metrics.record(r);
+        }
+        let last = LastWindow {
+            start: rfc3339(window.start),
+            end: rfc3339(window.end),
+            events,
+            verdict,
+            close_seconds,
+            report: report.clone(),
+        };
+        let summary = WindowSummary {
+            start: last.start.clone(),
+            end: last.end.clone(),
+            events,
+            verdict,
+            drifted_features: report
+                .as_ref()
+                .map(|r| r.features.iter().filter(|f| f.drift).map(|f| f.name.clone()).collect())
+                .unwrap_or_default(),
+        };
+        self.shared.update_status(|s| {
+            if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+                ms.windows_closed += 1;
+                ms.last_window = Some(last);
+                if ms.recent_windows.len() == RECENT_WINDOWS {
+                    ms.recent_windows.remove(0);
+                }
+                ms.recent_windows.push(summary);
+            }
+        });
+        tracing::info!(
+            model = id,
+            start = %rfc3339(window.start),
+            end = %rfc3339(window.end),
+            events,
+            verdict,
+            drifted = report.as_ref().map_or(0, |r| r.drift.drifted_features),
+            close_ms = close_seconds * 1000.0,
+            "window closed"
+        );
+        Evaluation { model: m.id.clone(), start: window.start, end: window.end, events, report, close_seconds }
+    }
+
+    fn publish(&self) {
+        let metrics = &self.shared.metrics;
+        for m in &self.models {
+            metrics.open_windows.with_label_values(&[m.id.as_str()]).set(m.windows.open_windows() as i64);
+        }
+        let open: Vec<(String, usize, u64)> =
+            self.models.iter().map(|m| (m.id.clone(), m.windows.open_windows(), m.windows.open_rows())).collect();
+        self.shared.update_status(|s| {
+            for (id, windows, rows) in open {
+                if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+                    ms.open_windows = windows;
+                    ms.open_events = rows;
+                }
+            }
+        });
+    }
+}
+
+/// What a model reads from its events: the baseline's features at their configured paths.
+fn model_fields(s: &ModelSetup) -> ModelFields {
+    let events = &s.model.events;
+    let features = s
+        .baseline
+        .spec
+        .features
+        .iter()
+        .map(|f| {
+            let path = s
+                .model
+                .features
+                .iter()
+                .find(|c| c.name == f.name)
+                .and_then(|c| c.field.clone())
+                .unwrap_or_else(|| events.features.child(&f.name));
+            (f.name.clone(), path, f.kind)
+        })
+        .collect();
+    ModelFields {
+        id: s.model.id.clone(),
+        model_id: events.model_id.clone(),
+        timestamp: events.timestamp.clone(),
+        timestamp_format: events.timestamp_format,
+        features,
+    }
+}

@@ -1,0 +1,345 @@
+//! `driftwatch run` (and `driftwatch demo`): the long-running agent.
+//!
+//! Start-up loads every model's baseline, binds the HTTP server and starts the source, with
+//! the pipeline on a thread of its own behind a bounded channel. Shutdown (SIGTERM, SIGINT,
+//! the end of a replay, or `--duration`) goes in order: the source stops reading; the
+//! pipeline drains the channel, closes and evaluates every open window; the Kafka source
+//! commits the final frontier; then the HTTP server stops. A shutdown that takes longer than
+//! `shutdown_timeout` ends the process anyway, with an error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::check::{Plan, load_baseline};
+use crate::config::{Config, SourceKind};
+use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
+use crate::metrics::Metrics;
+use crate::pipeline::{ModelSetup, Observer, Pipeline};
+use crate::source::Chunk;
+use crate::source::kafka::{Commits, DeadLetterProducer, KafkaSource};
+use crate::source::replay::{self, ReplayOptions};
+
+/// A source of chunks written in Rust (the demo's generator): it gets the channel and a
+/// stop flag, and returns when done or stopped.
+pub type Generator = Box<dyn FnOnce(mpsc::Sender<Chunk>, Arc<AtomicBool>) + Send>;
+
+/// How this run differs from what the configuration file says.
+#[derive(Default)]
+pub struct RunOptions {
+    pub listen: Option<SocketAddr>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    pub observers: Vec<Observer>,
+    /// Replaces the configured source (the demo).
+    pub generator: Option<Generator>,
+}
+
+/// Loads the baseline of every model.
+pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
+    let mut setups = Vec::new();
+    for m in &config.models {
+        let plan = Plan::from_model(m);
+        let started = Instant::now();
+        let baseline = load_baseline(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?;
+        tracing::info!(
+            model = %m.id,
+            baseline = %m.baseline.display(),
+            rows = baseline.profile.rows(),
+            features = baseline.spec.features.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "baseline loaded"
+        );
+        setups.push(ModelSetup { model: m.clone(), baseline, plan });
+    }
+    Ok(setups)
+}
+
+fn sha256_file(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => format!("{:x}", Sha256::digest(&bytes)),
+        Err(_) => String::new(),
+    }
+}
+
+/// Runs the agent until its source ends or a signal arrives.
+pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
+    let source = config.source.clone();
+    let (kind, batch_rows, linger, max_event_bytes) = match (&source, &options.generator) {
+        (_, Some(_)) => ("demo", 8192, Duration::from_millis(100), 1 << 20),
+        (Some(s), None) => {
+            let name = if matches!(s.kind, SourceKind::Kafka(_)) { "kafka" } else { "replay" };
+            (name, s.batch_rows, s.linger, s.max_event_bytes)
+        }
+        (None, None) => {
+            return Err(anyhow!(
+                "{}: no [source] table; add one with kind = \"kafka\" (brokers, topics per model) or kind = \"replay\" (path)",
+                config.path.display()
+            ));
+        }
+    };
+    let setups = load_models(config).await?;
+
+    // Topics: Kafka reads each model's topics; replay and demo carry every model on one.
+    let (topics, readers): (Vec<String>, Vec<Vec<usize>>) = match (&source, &options.generator) {
+        (Some(s), None) if matches!(s.kind, SourceKind::Kafka(_)) => {
+            let mut topics: Vec<String> = Vec::new();
+            let mut readers: Vec<Vec<usize>> = Vec::new();
+            for (i, m) in config.models.iter().enumerate() {
+                for t in &m.topics {
+                    match topics.iter().position(|x| x == t) {
+                        Some(j) => readers[j].push(i),
+                        None => {
+                            topics.push(t.clone());
+                            readers.push(vec![i]);
+                        }
+                    }
+                }
+            }
+            (topics, readers)
+        }
+        _ => (vec![kind.to_string()], vec![(0..config.models.len()).collect()]),
+    };
+
+    let metrics = Metrics::new().context("registering metrics")?;
+    let mut status = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        source: kind.to_string(),
+        started_at: http::rfc3339(chrono::Utc::now().timestamp_millis()),
+        models: Vec::new(),
+    };
+    for s in &setups {
+        let sha = sha256_file(&s.model.baseline);
+        let path = s.model.baseline.display().to_string();
+        metrics.baseline_info.with_label_values(&[s.model.id.as_str(), path.as_str(), sha.as_str()]).set(1);
+        metrics.baseline_rows.with_label_values(&[s.model.id.as_str()]).set(s.baseline.profile.rows() as i64);
+        let w = &s.model.window;
+        status.models.push(ModelStatus {
+            id: s.model.id.clone(),
+            topics: s.model.topics.clone(),
+            baseline: BaselineStatus {
+                path,
+                sha256: sha,
+                rows: s.baseline.profile.rows(),
+                features: s.baseline.spec.features.len(),
+            },
+            window: WindowStatus {
+                size_seconds: w.size.as_secs_f64(),
+                slide_seconds: w.slide.as_secs_f64(),
+                allowed_lateness_seconds: w.allowed_lateness.as_secs_f64(),
+                idle_timeout_seconds: w.idle_timeout.as_secs_f64(),
+                min_events: w.min_events,
+            },
+            ..ModelStatus::default()
+        });
+    }
+    let shared = Arc::new(Shared::new(metrics, status));
+    shared.baselines_loaded.store(true, Ordering::Relaxed);
+    if kind != "kafka" {
+        shared.partitions_assigned.store(true, Ordering::Relaxed);
+    }
+
+    let listen = options.listen.unwrap_or(config.agent.listen);
+    let listener = http::bind(listen).await?;
+    tracing::info!("serving /metrics, /healthz, /readyz and /api/v1/status on http://{}", listener.local_addr()?);
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .into_future(),
+    );
+
+    let mut pipeline = Pipeline::new(setups, &readers, max_event_bytes, shared.clone())
+        .map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    for o in options.observers {
+        pipeline.observe(o);
+    }
+    let kafka = match (&source, &options.generator) {
+        (Some(s), None) => match &s.kind {
+            SourceKind::Kafka(k) => Some(k.clone()),
+            SourceKind::Replay(_) => None,
+        },
+        _ => None,
+    };
+    let dead_letter = match &kafka {
+        Some(k) => match &k.dead_letter_topic {
+            Some(t) => Some(Arc::new(DeadLetterProducer::new(k, t.clone(), topics.clone(), shared.clone())?)),
+            None => None,
+        },
+        None => None,
+    };
+    if let Some(dl) = &dead_letter {
+        let dl = dl.clone();
+        pipeline.set_dead_letter(Box::new(move |topic, payload, rejected| dl.send(topic, payload, rejected)));
+    }
+
+    // Stop signals: SIGTERM, SIGINT, --duration.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let stopped_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    {
+        let (stop_tx, stop_flag, stopped_at) = (stop_tx.clone(), stop_flag.clone(), stopped_at.clone());
+        let duration = options.duration;
+        tokio::spawn(async move {
+            let why = wait_for_stop(duration).await;
+            tracing::info!("{why}: stopping (the source stops, open windows are evaluated, offsets committed)");
+            if let Ok(mut t) = stopped_at.lock() {
+                *t = Some(Instant::now());
+            }
+            stop_flag.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    // The pipeline thread.
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
+    let tick = config
+        .models
+        .iter()
+        .map(|m| m.window.idle_timeout / 4)
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    {
+        let (commits, shared, topics) = (commits.clone(), shared.clone(), topics.clone());
+        let handle = tokio::runtime::Handle::current();
+        std::thread::Builder::new().name("pipeline".into()).spawn(move || {
+            drive(pipeline, rx, &commits, &shared, &topics, &handle, tick);
+            let _ = done_tx.send(());
+        })?;
+    }
+
+    // The source runs in this task until it ends or is stopped.
+    let mut kafka_source = None;
+    match (&source, options.generator) {
+        (_, Some(generator)) => {
+            let flag = stop_flag.clone();
+            tokio::task::spawn_blocking(move || generator(tx, flag)).await?;
+        }
+        (Some(s), None) => match &s.kind {
+            SourceKind::Kafka(k) => {
+                let consumer = KafkaSource::new(k, topics.clone(), commits.clone(), shared.clone())?;
+                consumer.read(tx, stop_rx.clone(), batch_rows, linger).await;
+                kafka_source = Some(consumer);
+            }
+            SourceKind::Replay(r) => {
+                let opts = ReplayOptions {
+                    path: r.path.clone(),
+                    speed: r.speed,
+                    time_field: config.models.first().map(|m| m.events.timestamp.clone()).unwrap_or_default(),
+                    batch_rows,
+                };
+                let flag = stop_flag.clone();
+                let lines = tokio::task::spawn_blocking(move || replay::run(opts, tx, flag)).await??;
+                tracing::info!(lines, "replay finished");
+            }
+        },
+        (None, None) => unreachable!("checked above"),
+    }
+
+    // Drain: the pipeline closes its windows once the channel is empty and closed.
+    let deadline = {
+        let since = stopped_at.lock().ok().and_then(|t| *t).unwrap_or_else(Instant::now);
+        since + config.agent.shutdown_timeout
+    };
+    let drained = tokio::time::timeout_at(deadline.into(), done_rx).await;
+    if drained.is_err() {
+        return Err(anyhow!(
+            "shutdown took longer than shutdown_timeout ({:?}); open windows were not all evaluated",
+            config.agent.shutdown_timeout
+        ));
+    }
+    if let Some(consumer) = &kafka_source {
+        match consumer.commit() {
+            Ok(n) => tracing::info!(partitions = n, "final offsets committed"),
+            Err(e) => tracing::error!("final commit failed: {e:#}"),
+        }
+    }
+    if let Some(dl) = &dead_letter {
+        dl.flush(deadline.saturating_duration_since(Instant::now()));
+    }
+    let _ = http_stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
+    let timer = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+                _ = timer => "duration reached",
+            },
+            Err(_) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = timer => "duration reached",
+            },
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = timer => "duration reached",
+    }
+}
+
+/// The pipeline thread: chunks in, idle ticks between them, committable offsets out.
+fn drive(
+    mut pipeline: Pipeline,
+    mut rx: mpsc::Receiver<Chunk>,
+    commits: &Commits,
+    shared: &Shared,
+    topics: &[String],
+    handle: &tokio::runtime::Handle,
+    tick: Duration,
+) {
+    let mut last_tick = Instant::now();
+    loop {
+        let next = handle.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
+        match next {
+            Ok(Some(chunk)) => pipeline.process(&chunk, Instant::now()),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if last_tick.elapsed() >= tick {
+            pipeline.tick(Instant::now());
+            last_tick = Instant::now();
+        }
+        publish(&pipeline, commits, shared, topics);
+    }
+    pipeline.finish();
+    publish(&pipeline, commits, shared, topics);
+}
+
+fn publish(pipeline: &Pipeline, commits: &Commits, shared: &Shared, topics: &[String]) {
+    let allowed = pipeline.committable();
+    for &(t, p, o) in &allowed {
+        let topic = topics.get(t as usize).map_or("", String::as_str);
+        shared.metrics.commit_offset.with_label_values(&[topic, p.to_string().as_str()]).set(o);
+    }
+    if let Ok(mut c) = commits.lock() {
+        for (t, p, o) in allowed {
+            c.insert((t, p), o);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The replay source: NDJSON events, one per line, from a file or standard input.
+//!
+//! Every line is one event on topic 0, partition 0, with its line number (from 0) as offset.
+//! Blank lines are skipped. `speed = 0` reads as fast as the pipeline takes events; a
+//! positive speed paces events by their event time (`speed = 10` replays ten minutes of
+//! events in one minute), reading the time from the given field path (RFC 3339 or epoch ms).
+//! Standard input is flushed to the pipeline whenever no more input is waiting, so a
+//! trickle of events is processed as it arrives.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::Chunk;
+use crate::decode::FieldPath;
+
+/// What to replay and how.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// `None` reads standard input.
+    pub path: Option<PathBuf>,
+    pub speed: f64,
+    /// Event-time field, for pacing.
+    pub time_field: FieldPath,
+    pub batch_rows: usize,
+}
+
+/// Reads every event and sends it on; returns the number of lines read. Runs on a blocking
+/// thread; stops early when `stop` is set or the pipeline has gone.
+pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) -> std::io::Result<u64> {
+    let (input, interactive): (Box<dyn Read>, bool) = match &options.path {
+        Some(p) => (
+            Box::new(
+                std::fs::File::open(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
+            ),
+            false,
+        ),
+        None => (Box::new(std::io::stdin()), true),
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut chunk = Chunk::with_capacity(options.batch_rows);
+    let mut line = Vec::new();
+    let mut offset = 0i64;
+    let mut pace: Option<(i64, Instant)> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let trimmed = line.trim_ascii();
+        if !trimmed.is_empty() {
+            if options.speed > 0.0 {
+                if let Some(t) = event_time(trimmed, &options.time_field) {
+                    let (t0, w0) = *pace.get_or_insert((t, Instant::now()));
+                    let due = w0 + Duration::from_secs_f64(((t - t0).max(0) as f64 / 1000.0) / options.speed);
+                    if due > Instant::now() {
+                        if !chunk.is_empty() && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(due - Instant::now());
+                    }
+                }
+            }
+            chunk.push(0, 0, offset, None, trimmed);
+        }
+        offset += 1;
+        let idle = interactive && reader.buffer().is_empty();
+        if chunk.len() >= options.batch_rows || (idle && !chunk.is_empty()) {
+            let full = std::mem::replace(&mut chunk, Chunk::with_capacity(options.batch_rows));
+            if tx.blocking_send(full).is_err() {
+                break;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(chunk);
+    }
+    Ok(offset as u64)
+}
+
+/// Event time of a line, for pacing only (the decoder reads it again properly).
+fn event_time(line: &[u8], path: &FieldPath) -> Option<i64> {
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let mut v = &value;
+    for s in path.segments() {
+        v = v.get(s)?;
+    }
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().map(|x| x as i64),
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()),
+        _ => None,
+    }
+}

@@ -1,0 +1,356 @@
+//! Event-time windows built from panes of mergeable profiles.
+//!
+//! A window covers `[start, start + size)` with starts on multiples of `slide` (tumbling when
+//! `slide == size`). Rows go into *panes* of width gcd(size, slide); a window is the merge of
+//! its panes when it closes, never a re-scan of events. Event time only grows within a
+//! partition, not across partitions, so the watermark is taken per partition as in Flink:
+//! the lowest, over the partitions that sent events within `idle_timeout`, of their newest
+//! event time, minus `allowed_lateness`. A window closes once the watermark reaches its end,
+//! or when the pipeline calls [`Windows::flush`] (idle timeout, shutdown). An event whose every
+//! window has closed is *late*: it is counted and dropped. Events inside the lateness bound
+//! still land in the windows that are open.
+//!
+//! Memory: one profile per pane, each bounded by features × (bins + `max_samples`) values,
+//! and at most `size / pane + lateness / pane + 1` panes, whatever the event rate.
+//!
+//! Each pane holds, in the [`CommitFrontier`], the lowest offset of every partition it
+//! contains, and releases it when the last window using the pane has closed. No clock here:
+//! time comes in with the events and the caller's calls.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::take_record_batch;
+
+use crate::decode::Decoded;
+use crate::frontier::CommitFrontier;
+use crate::profile::{Profile, ProfileError, ProfileSpec};
+
+/// How a model's events are windowed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowSpec {
+    pub size: Duration,
+    pub slide: Duration,
+    pub allowed_lateness: Duration,
+    /// Wall-clock time without events after which open windows are closed.
+    pub idle_timeout: Duration,
+    /// Windows with fewer events are reported as insufficient data, not tested.
+    pub min_events: u64,
+}
+
+impl Default for WindowSpec {
+    fn default() -> WindowSpec {
+        let five = Duration::from_secs(300);
+        WindowSpec { size: five, slide: five, allowed_lateness: Duration::ZERO, idle_timeout: five, min_events: 0 }
+    }
+}
+
+/// A closed window, ready for evaluation.
+#[derive(Debug)]
+pub struct ClosedWindow {
+    /// Epoch milliseconds, inclusive.
+    pub start: i64,
+    /// Epoch milliseconds, exclusive.
+    pub end: i64,
+    pub profile: Profile,
+}
+
+impl ClosedWindow {
+    pub fn events(&self) -> u64 {
+        self.profile.rows()
+    }
+}
+
+struct Pane {
+    profile: Profile,
+    /// Lowest offset held per partition.
+    holds: Vec<(u32, i64)>,
+}
+
+/// The open panes of one model.
+pub struct Windows {
+    spec: ProfileSpec,
+    size: i64,
+    slide: i64,
+    pane: i64,
+    lateness: i64,
+    panes: BTreeMap<i64, Pane>,
+    /// Start of the earliest window not yet closed (`None` before any window closed).
+    cursor: Option<i64>,
+    /// Per partition: newest event time, and when (wall clock) it last sent an event.
+    partitions: BTreeMap<u32, (i64, Instant)>,
+    idle: Duration,
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4).max(1)
+}
+
+impl Windows {
+    pub fn new(window: &WindowSpec, spec: ProfileSpec) -> Windows {
+        let (size, slide) = (ms(window.size), ms(window.slide).min(ms(window.size)));
+        Windows {
+            spec,
+            size,
+            slide,
+            pane: gcd(size, slide),
+            lateness: i64::try_from(window.allowed_lateness.as_millis()).unwrap_or(0),
+            panes: BTreeMap::new(),
+            cursor: None,
+            partitions: BTreeMap::new(),
+            idle: window.idle_timeout,
+        }
+    }
+
+    /// The profile spec windows are summarised with.
+    pub fn spec(&self) -> &ProfileSpec {
+        &self.spec
+    }
+
+    /// Adds decoded rows that arrived at `now`; returns the indices of late rows (dropped).
+    pub fn insert(
+        &mut self,
+        rows: &Decoded,
+        frontier: &mut CommitFrontier,
+        now: Instant,
+    ) -> Result<Vec<usize>, ProfileError> {
+        let mut late = Vec::new();
+        let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, (&t, p)) in rows.times.iter().zip(&rows.positions).enumerate() {
+            if self.cursor.is_some_and(|c| t.div_euclid(self.slide) * self.slide < c) {
+                late.push(i);
+                continue;
+            }
+            let entry = self.partitions.entry(p.partition).or_insert((t, now));
+            *entry = (entry.0.max(t), now);
+            by_pane.entry(t.div_euclid(self.pane) * self.pane).or_default().push(i as u32);
+        }
+        let whole = by_pane.len() == 1 && late.is_empty();
+        for (start, indices) in by_pane {
+            let pane = self
+                .panes
+                .entry(start)
+                .or_insert_with(|| Pane { profile: Profile::new(&self.spec), holds: Vec::new() });
+            if whole {
+                pane.profile.observe(&self.spec, &rows.batch)?;
+            } else {
+                let taken = take_record_batch(&rows.batch, &UInt32Array::from(indices.clone()))
+                    .map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
+                pane.profile.observe(&self.spec, &taken)?;
+            }
+            for &i in &indices {
+                let p = rows.positions[i as usize];
+                match pane.holds.iter_mut().find(|(part, _)| *part == p.partition) {
+                    Some((_, held)) if p.offset < *held => {
+                        frontier.release(p.partition, *held);
+                        frontier.hold(p.partition, p.offset);
+                        *held = p.offset;
+                    }
+                    Some(_) => {}
+                    None => {
+                        frontier.hold(p.partition, p.offset);
+                        pane.holds.push((p.partition, p.offset));
+                    }
+                }
+            }
+        }
+        Ok(late)
+    }
+
+    /// The watermark at `now`: see the module doc. `None` before any event.
+    pub fn watermark(&self, now: Instant) -> Option<i64> {
+        let active = self.partitions.values().filter(|(_, seen)| now.saturating_duration_since(*seen) < self.idle);
+        let newest = active.map(|(t, _)| *t).min().or_else(|| self.partitions.values().map(|(t, _)| *t).max())?;
+        Some(newest.saturating_sub(self.lateness))
+    }
+
+    /// Closes the windows the watermark has passed.
+    pub fn advance(&mut self, frontier: &mut CommitFrontier, now: Instant) -> Vec<ClosedWindow> {
+        match self.watermark(now) {
+            Some(w) => self.close_until(Some(w), frontier),
+            None => Vec::new(),
+        }
+    }
+
+    /// Closes every window that holds data (idle timeout, shutdown).
+    pub fn flush(&mut self, frontier: &mut CommitFrontier) -> Vec<ClosedWindow> {
+        self.close_until(None, frontier)
+    }
+
+    fn close_until(&mut self, watermark: Option<i64>, frontier: &mut CommitFrontier) -> Vec<ClosedWindow> {
+        let mut closed = Vec::new();
+        while let Some((&first, _)) = self.panes.first_key_value() {
+            // The earliest open window holding the first pane.
+            let earliest = ((first - self.size).div_euclid(self.slide) + 1) * self.slide;
+            let start = self.cursor.map_or(earliest, |c| c.max(earliest));
+            let end = start + self.size;
+            if watermark.is_some_and(|w| end > w) {
+                break;
+            }
+            let mut profile: Option<Profile> = None;
+            for (_, pane) in self.panes.range(start..end) {
+                match &mut profile {
+                    None => profile = Some(pane.profile.clone()),
+                    Some(p) => p.merge(&pane.profile, &self.spec),
+                }
+            }
+            let cursor = start + self.slide;
+            self.cursor = Some(cursor);
+            while let Some(entry) = self.panes.first_entry() {
+                if *entry.key() >= cursor {
+                    break;
+                }
+                for (part, offset) in entry.remove().holds {
+                    frontier.release(part, offset);
+                }
+            }
+            if let Some(profile) = profile {
+                closed.push(ClosedWindow { start, end, profile });
+            }
+        }
+        closed
+    }
+
+    /// Windows that hold data and have not closed.
+    pub fn open_windows(&self) -> usize {
+        let (Some((&first, _)), Some((&last, _))) = (self.panes.first_key_value(), self.panes.last_key_value()) else {
+            return 0;
+        };
+        let earliest = ((first - self.size).div_euclid(self.slide) + 1) * self.slide;
+        let start = self.cursor.map_or(earliest, |c| c.max(earliest));
+        (last.div_euclid(self.slide) * self.slide - start) as usize / self.slide as usize + 1
+    }
+
+    /// Start of the earliest window that has not closed (rows before it are late).
+    pub fn cursor(&self) -> Option<i64> {
+        self.cursor
+    }
+
+    /// Rows in open panes.
+    pub fn open_rows(&self) -> u64 {
+        self.panes.values().map(|p| p.profile.rows()).sum()
+    }
+
+    /// Start of the pane a time falls in.
+    pub fn pane_of(&self, time: i64) -> i64 {
+        time.div_euclid(self.pane) * self.pane
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Position;
+    use crate::profile::{FeatureKind, FeatureSpec};
+    use datafusion::arrow::array::{Float64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn spec() -> ProfileSpec {
+        ProfileSpec {
+            features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![] }],
+            bins: 10,
+            max_samples: 1000,
+            max_categories: 10,
+        }
+    }
+
+    fn rows(times: &[i64], first_offset: i64) -> Decoded {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let x = Float64Array::from(times.iter().map(|t| *t as f64).collect::<Vec<_>>());
+        Decoded {
+            batch: RecordBatch::try_new(schema, vec![Arc::new(x)]).unwrap(),
+            times: times.to_vec(),
+            positions: (0..times.len() as i64).map(|i| Position { partition: 0, offset: first_offset + i }).collect(),
+        }
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn seen(f: &mut CommitFrontier, d: &Decoded) {
+        for p in &d.positions {
+            f.seen(p.partition, p.offset);
+        }
+    }
+
+    #[test]
+    fn tumbling_windows_close_on_the_watermark() {
+        let w = WindowSpec { size: Duration::from_secs(10), slide: Duration::from_secs(10), ..WindowSpec::default() };
+        let mut win = Windows::new(&w, spec());
+        let mut f = CommitFrontier::default();
+        let d = rows(&[1_000, 5_000, 9_999, 12_000], 100);
+        assert!(win.insert(&d, &mut f, now()).unwrap().is_empty());
+        seen(&mut f, &d);
+        let closed = win.advance(&mut f, now());
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].start, closed[0].end, closed[0].events()), (0, 10_000, 3));
+        // The row at 12 s is still in an open window.
+        assert_eq!(f.committable(0), Some(103));
+        // An event for the closed window is late; one for the open window is not.
+        let d = rows(&[9_000, 15_000], 104);
+        assert_eq!(win.insert(&d, &mut f, now()).unwrap(), vec![0]);
+        seen(&mut f, &d);
+        let closed = win.flush(&mut f);
+        assert_eq!((closed[0].start, closed[0].events()), (10_000, 2));
+        assert_eq!(f.committable(0), Some(106));
+    }
+
+    #[test]
+    fn sliding_windows_merge_their_panes() {
+        let w = WindowSpec { size: Duration::from_secs(10), slide: Duration::from_secs(5), ..WindowSpec::default() };
+        let mut win = Windows::new(&w, spec());
+        let mut f = CommitFrontier::default();
+        let d = rows(&[1_000, 6_000, 11_000, 16_000, 21_000], 0);
+        win.insert(&d, &mut f, now()).unwrap();
+        let closed = win.advance(&mut f, now());
+        let got: Vec<(i64, u64)> = closed.iter().map(|c| (c.start, c.events())).collect();
+        // Windows [-5,5) [0,10) [5,15) [10,20) have closed at watermark 21 s.
+        assert_eq!(got, vec![(-5_000, 1), (0, 2), (5_000, 2), (10_000, 2)]);
+        let got: Vec<(i64, u64)> = win.flush(&mut f).iter().map(|c| (c.start, c.events())).collect();
+        assert_eq!(got, vec![(15_000, 2), (20_000, 1)]);
+    }
+
+    #[test]
+    fn lateness_keeps_windows_open() {
+        let w = WindowSpec {
+            size: Duration::from_secs(10),
+            slide: Duration::from_secs(10),
+            allowed_lateness: Duration::from_secs(5),
+            ..WindowSpec::default()
+        };
+        let mut win = Windows::new(&w, spec());
+        let mut f = CommitFrontier::default();
+        win.insert(&rows(&[1_000, 12_000], 0), &mut f, now()).unwrap();
+        assert!(win.advance(&mut f, now()).is_empty());
+        assert!(win.insert(&rows(&[3_000], 2), &mut f, now()).unwrap().is_empty());
+        win.insert(&rows(&[16_000], 3), &mut f, now()).unwrap();
+        let closed = win.advance(&mut f, now());
+        assert_eq!(closed[0].events(), 2);
+    }
+
+    #[test]
+    fn the_slowest_active_partition_holds_the_watermark() {
+        let w = WindowSpec { size: Duration::from_secs(10), slide: Duration::from_secs(10), ..WindowSpec::default() };
+        let mut win = Windows::new(&w, spec());
+        let mut f = CommitFrontier::default();
+        let mut a = rows(&[1_000, 2_000], 0);
+        let b = rows(&[11_000, 12_000], 0);
+        a.positions.iter_mut().for_each(|p| p.partition = 1);
+        let t0 = now();
+        win.insert(&a, &mut f, t0).unwrap();
+        win.insert(&b, &mut f, t0).unwrap();
+        // Partition 1 is at 2 s: window [0, 10) stays open for its stragglers.
+        assert!(win.advance(&mut f, t0).is_empty());
+        assert!(win.insert(&rows(&[3_000], 2), &mut f, t0).unwrap().is_empty());
+        // Once partition 1 has been quiet for the idle timeout, it no longer holds it back.
+        let closed = win.advance(&mut f, t0 + w.idle_timeout);
+        assert_eq!((closed[0].start, closed[0].events()), (0, 3));
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what building and testing driftwatch needs beyond cargo, each only when missing:
+#   cmake, pkg-config, OpenSSL and curl headers
+#              build the bundled librdkafka (rdkafka's cmake-build and ssl features; its
+#              CMake build includes curl.h even with curl off);
+#   promtool   checks /metrics output and alert rules (Debian package prometheus);
+#   tansu      the Kafka-compatible broker of the integration tests (scripts/install-tansu.sh).
+# Debian packages need root (as on the CI machines). Idempotent; fast when all is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # A fresh machine may have no package lists yet.
+  $sudo apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 || {
+    $sudo apt-get update >/dev/null
+    $sudo apt-get install -y --no-install-recommends "$@" >/dev/null
+  }
+}
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+[ -e /usr/include/curl/curl.h ] || [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (to build the bundled librdkafka)" >&2
+  apt_install "${missing[@]}"
+fi
+
+if ! command -v promtool >/dev/null; then
+  echo "installing prometheus (for promtool)" >&2
+  # The package's install script would start a Prometheus daemon on all interfaces; a
+  # policy-rc.d that says 101 stops that (RECIPES.md).
+  created=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    created=1
+  fi
+  apt_install prometheus || { [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+scripts/install-tansu.sh
