@@ -1,5 +1,6 @@
 //! The integration-test binary: golden statistics, properties, configuration fixtures and
-//! the command line.
+//! the command line, the streaming agent.
+mod agent;
 mod cli;
 mod config_fixtures;
 mod golden;

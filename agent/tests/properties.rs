@@ -109,3 +109,88 @@ proptest! {
         prop_assert_eq!(v, expected);
     }
 }
+
+/// Rows of one numerical column "x" at the given (partition, offset, time).
+fn decoded(rows: &[(u32, i64, i64)]) -> driftwatch::decode::Decoded {
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+    let x: ArrayRef = Arc::new(Float64Array::from(rows.iter().map(|r| r.2 as f64).collect::<Vec<_>>()));
+    driftwatch::decode::Decoded {
+        batch: RecordBatch::try_new(schema, vec![x]).expect("batch"),
+        times: rows.iter().map(|r| r.2).collect(),
+        positions: rows.iter().map(|r| driftwatch::decode::Position { partition: r.0, offset: r.1 }).collect(),
+    }
+}
+
+proptest! {
+    /// The commit frontier never passes an offset that an open window still holds, never
+    /// goes back, and once everything is flushed reaches one past the last offset.
+    #[test]
+    fn commit_frontier_never_passes_an_open_window(
+        events in prop::collection::vec((0u32..3, 0i64..120_000), 1..300),
+        batch in 1usize..40,
+        sliding in any::<bool>(),
+        lateness in 0u64..20,
+    ) {
+        use driftwatch::frontier::CommitFrontier;
+        use driftwatch::window::{WindowSpec, Windows};
+        use std::time::{Duration, Instant};
+        let spec = ProfileSpec {
+            features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![] }],
+            bins: 10,
+            max_samples: 1000,
+            max_categories: 10,
+        };
+        let window = WindowSpec {
+            size: Duration::from_secs(10),
+            slide: Duration::from_secs(if sliding { 5 } else { 10 }),
+            allowed_lateness: Duration::from_secs(lateness),
+            idle_timeout: Duration::from_secs(3600),
+            min_events: 0,
+        };
+        let mut windows = Windows::new(&window, spec);
+        let mut frontier = CommitFrontier::default();
+        let mut next_offset = [0i64; 3];
+        // Rows accepted into panes: (partition, offset, time).
+        let mut accepted: Vec<(u32, i64, i64)> = Vec::new();
+        let mut last = [None::<i64>; 3];
+        let now = Instant::now();
+        for part in events.chunks(batch) {
+            let rows: Vec<(u32, i64, i64)> = part
+                .iter()
+                .map(|&(p, t)| {
+                    next_offset[p as usize] += 1;
+                    (p, next_offset[p as usize] - 1, t)
+                })
+                .collect();
+            let late = windows.insert(&decoded(&rows), &mut frontier, now).expect("insert");
+            for (i, r) in rows.iter().enumerate() {
+                if !late.contains(&i) {
+                    accepted.push(*r);
+                }
+                frontier.seen(r.0, r.1);
+            }
+            windows.advance(&mut frontier, now);
+            let cursor = windows.cursor();
+            for p in 0..3u32 {
+                let Some(c) = frontier.committable(p) else { continue };
+                // Every row still in an open pane is at or after the frontier.
+                for &(rp, offset, t) in &accepted {
+                    let open = cursor.is_none_or(|cur| windows.pane_of(t) >= cur);
+                    if rp == p && open {
+                        prop_assert!(c <= offset, "frontier {c} passed offset {offset} (time {t}) of an open pane");
+                    }
+                }
+                if let Some(prev) = last[p as usize] {
+                    prop_assert!(c >= prev, "frontier went back from {prev} to {c}");
+                }
+                last[p as usize] = Some(c);
+            }
+        }
+        windows.flush(&mut frontier);
+        for p in 0..3u32 {
+            if next_offset[p as usize] > 0 {
+                prop_assert_eq!(frontier.committable(p), Some(next_offset[p as usize]));
+            }
+        }
+    }
+}
