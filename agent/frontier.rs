@@ -62,13 +62,6 @@ impl CommitFrontier {
         Some(p.holds.first_key_value().map_or(next, |(h, _)| (*h).min(next)))
     }
 
-    /// Forgets a partition (after it was revoked and committed).
-    pub fn forget(&mut self, partition: u32) {
-        if let Some(p) = self.parts.get_mut(partition as usize) {
-            *p = Part::default();
-        }
-    }
-
     /// Partitions known so far.
     pub fn len(&self) -> usize {
         self.parts.len()

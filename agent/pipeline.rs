@@ -220,10 +220,25 @@ impl Pipeline {
             .collect()
     }
 
-    /// Forgets a revoked partition's frontier (its offsets were committed).
-    pub fn forget(&mut self, topic: u16, partition: i32) {
-        if let Some(&i) = self.partitions.get(&(topic, partition)) {
-            self.frontier.forget(i);
+    /// The source's partitions changed: assigned ones hold the watermarks of the models
+    /// reading their topic until they speak (or idle), revoked ones no longer do.
+    pub fn assign(&mut self, assigned: &[(u16, i32)], now: Instant) {
+        let known: Vec<(u16, i32)> = self.partition_keys.clone();
+        for key in known {
+            if !assigned.contains(&key) {
+                let part = self.intern(key.0, key.1);
+                for m in &mut self.models {
+                    m.windows.forget_partition(part);
+                }
+            }
+        }
+        for &(topic, partition) in assigned {
+            let part = self.intern(topic, partition);
+            if let Some((_, readers)) = self.decoders.get(topic as usize) {
+                for &m in readers {
+                    self.models[m].windows.expect_partition(part, now);
+                }
+            }
         }
     }
 

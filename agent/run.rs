@@ -24,7 +24,7 @@ use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatu
 use crate::metrics::Metrics;
 use crate::pipeline::{ModelSetup, Observer, Pipeline};
 use crate::source::Chunk;
-use crate::source::kafka::{Commits, DeadLetterProducer, KafkaSource};
+use crate::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
 use crate::source::replay::{self, ReplayOptions};
 
 /// A source of chunks written in Rust (the demo's generator): it gets the channel and a
@@ -203,6 +203,8 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     // The pipeline thread.
     let (tx, rx) = mpsc::channel::<Chunk>(4);
     let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
+    // Replay and demo have one partition from the start; Kafka reports its assignments.
+    let assignment: Assignment = Arc::new(Mutex::new((kind != "kafka").then(|| vec![(0, 0)])));
     let tick = config
         .models
         .iter()
@@ -212,10 +214,12 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let (done_tx, done_rx) = oneshot::channel::<()>();
     {
-        let (commits, shared, topics) = (commits.clone(), shared.clone(), topics.clone());
+        let (commits, assignment, shared, topics) =
+            (commits.clone(), assignment.clone(), shared.clone(), topics.clone());
         let handle = tokio::runtime::Handle::current();
         std::thread::Builder::new().name("pipeline".into()).spawn(move || {
-            drive(pipeline, rx, &commits, &shared, &topics, &handle, tick);
+            let links = Links { commits: &commits, assignment: &assignment, shared: &shared, topics: &topics };
+            drive(pipeline, rx, &links, &handle, tick);
             let _ = done_tx.send(());
         })?;
     }
@@ -229,7 +233,8 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         }
         (Some(s), None) => match &s.kind {
             SourceKind::Kafka(k) => {
-                let consumer = KafkaSource::new(k, topics.clone(), commits.clone(), shared.clone())?;
+                let consumer =
+                    KafkaSource::new(k, topics.clone(), commits.clone(), assignment.clone(), shared.clone())?;
                 consumer.read(tx, stop_rx.clone(), batch_rows, linger).await;
                 kafka_source = Some(consumer);
             }
@@ -303,19 +308,29 @@ async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
     }
 }
 
+/// What the pipeline thread shares with the rest of the agent.
+struct Links<'a> {
+    commits: &'a Commits,
+    assignment: &'a Assignment,
+    shared: &'a Shared,
+    topics: &'a [String],
+}
+
 /// The pipeline thread: chunks in, idle ticks between them, committable offsets out.
 fn drive(
     mut pipeline: Pipeline,
     mut rx: mpsc::Receiver<Chunk>,
-    commits: &Commits,
-    shared: &Shared,
-    topics: &[String],
+    links: &Links,
     handle: &tokio::runtime::Handle,
     tick: Duration,
 ) {
     let mut last_tick = Instant::now();
     loop {
         let next = handle.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
+        // An assignment is always reported before the first message of its partitions.
+        if let Some(assigned) = links.assignment.lock().ok().and_then(|mut a| a.take()) {
+            pipeline.assign(&assigned, Instant::now());
+        }
         match next {
             Ok(Some(chunk)) => pipeline.process(&chunk, Instant::now()),
             Ok(None) => break,
@@ -325,19 +340,19 @@ fn drive(
             pipeline.tick(Instant::now());
             last_tick = Instant::now();
         }
-        publish(&pipeline, commits, shared, topics);
+        publish(&pipeline, links);
     }
     pipeline.finish();
-    publish(&pipeline, commits, shared, topics);
+    publish(&pipeline, links);
 }
 
-fn publish(pipeline: &Pipeline, commits: &Commits, shared: &Shared, topics: &[String]) {
+fn publish(pipeline: &Pipeline, links: &Links) {
     let allowed = pipeline.committable();
     for &(t, p, o) in &allowed {
-        let topic = topics.get(t as usize).map_or("", String::as_str);
-        shared.metrics.commit_offset.with_label_values(&[topic, p.to_string().as_str()]).set(o);
+        let topic = links.topics.get(t as usize).map_or("", String::as_str);
+        links.shared.metrics.commit_offset.with_label_values(&[topic, p.to_string().as_str()]).set(o);
     }
-    if let Ok(mut c) = commits.lock() {
+    if let Ok(mut c) = links.commits.lock() {
         for (t, p, o) in allowed {
             c.insert((t, p), o);
         }

@@ -4,9 +4,13 @@
 //! `slide == size`). Rows go into *panes* of width gcd(size, slide); a window is the merge of
 //! its panes when it closes, never a re-scan of events. Event time only grows within a
 //! partition, not across partitions, so the watermark is taken per partition as in Flink:
-//! the lowest, over the partitions that sent events within `idle_timeout`, of their newest
-//! event time, minus `allowed_lateness`. A window closes once the watermark reaches its end,
-//! or when the pipeline calls [`Windows::flush`] (idle timeout, shutdown). An event whose every
+//! the lowest, over the active partitions, of their newest event time, minus
+//! `allowed_lateness`. A partition is active while it has sent this model an event within
+//! `idle_timeout`; an assigned partition that has sent nothing yet holds the watermark back
+//! until it does or `idle_timeout` passes (so a consumer catching up one partition at a time
+//! does not close windows the other partitions still feed). A window closes once the
+//! watermark reaches its end, or when the pipeline calls [`Windows::flush`] (idle timeout,
+//! shutdown). An event whose every
 //! window has closed is *late*: it is counted and dropped. Events inside the lateness bound
 //! still land in the windows that are open.
 //!
@@ -78,8 +82,9 @@ pub struct Windows {
     panes: BTreeMap<i64, Pane>,
     /// Start of the earliest window not yet closed (`None` before any window closed).
     cursor: Option<i64>,
-    /// Per partition: newest event time, and when (wall clock) it last sent an event.
-    partitions: BTreeMap<u32, (i64, Instant)>,
+    /// Per partition: newest event time (`None`: assigned, nothing yet), and when (wall
+    /// clock) it was assigned or last sent an event.
+    partitions: BTreeMap<u32, (Option<i64>, Instant)>,
     idle: Duration,
 }
 
@@ -126,8 +131,8 @@ impl Windows {
                 late.push(i);
                 continue;
             }
-            let entry = self.partitions.entry(p.partition).or_insert((t, now));
-            *entry = (entry.0.max(t), now);
+            let entry = self.partitions.entry(p.partition).or_insert((Some(t), now));
+            *entry = (Some(entry.0.map_or(t, |m| m.max(t))), now);
             by_pane.entry(t.div_euclid(self.pane) * self.pane).or_default().push(i as u32);
         }
         let whole = by_pane.len() == 1 && late.is_empty();
@@ -162,10 +167,32 @@ impl Windows {
         Ok(late)
     }
 
-    /// The watermark at `now`: see the module doc. `None` before any event.
+    /// A partition this model may get events from was assigned at `now`.
+    pub fn expect_partition(&mut self, partition: u32, now: Instant) {
+        self.partitions.entry(partition).or_insert((None, now));
+    }
+
+    /// A partition was revoked: it no longer holds the watermark.
+    pub fn forget_partition(&mut self, partition: u32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// The watermark at `now` (see the module doc); `None` while it is held back or before
+    /// any event.
     pub fn watermark(&self, now: Instant) -> Option<i64> {
-        let active = self.partitions.values().filter(|(_, seen)| now.saturating_duration_since(*seen) < self.idle);
-        let newest = active.map(|(t, _)| *t).min().or_else(|| self.partitions.values().map(|(t, _)| *t).max())?;
+        let active: Vec<Option<i64>> = self
+            .partitions
+            .values()
+            .filter(|(_, seen)| now.saturating_duration_since(*seen) < self.idle)
+            .map(|(t, _)| *t)
+            .collect();
+        let newest = if active.is_empty() {
+            // Every partition is quiet: the newest time anywhere.
+            self.partitions.values().filter_map(|(t, _)| *t).max()?
+        } else {
+            // An active partition that has sent nothing yet holds the watermark.
+            active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()?
+        };
         Some(newest.saturating_sub(self.lateness))
     }
 
@@ -352,5 +379,21 @@ mod tests {
         // Once partition 1 has been quiet for the idle timeout, it no longer holds it back.
         let closed = win.advance(&mut f, t0 + w.idle_timeout);
         assert_eq!((closed[0].start, closed[0].events()), (0, 3));
+    }
+
+    #[test]
+    fn an_assigned_partition_holds_the_watermark_until_it_speaks_or_idles() {
+        let w = WindowSpec { size: Duration::from_secs(10), slide: Duration::from_secs(10), ..WindowSpec::default() };
+        let mut win = Windows::new(&w, spec());
+        let mut f = CommitFrontier::default();
+        let t0 = now();
+        win.expect_partition(1, t0);
+        win.insert(&rows(&[1_000, 12_000], 0), &mut f, t0).unwrap();
+        assert!(win.advance(&mut f, t0).is_empty(), "partition 1 has not spoken");
+        let mut late_start = rows(&[2_000, 15_000], 0);
+        late_start.positions.iter_mut().for_each(|p| p.partition = 1);
+        assert!(win.insert(&late_start, &mut f, t0).unwrap().is_empty());
+        let closed = win.advance(&mut f, t0);
+        assert_eq!((closed[0].start, closed[0].events()), (0, 2));
     }
 }

@@ -31,6 +31,9 @@ use crate::http::Shared;
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
 
+/// The latest assignment, (topic index, partition), until the pipeline takes it.
+pub type Assignment = Arc<Mutex<Option<Vec<(u16, i32)>>>>;
+
 /// The librdkafka configuration for a consumer (or, without the group settings, a producer).
 pub fn client_config(kafka: &Kafka, consumer: bool) -> anyhow::Result<ClientConfig> {
     let mut cfg = ClientConfig::new();
@@ -81,6 +84,7 @@ impl SetIfAbsent for ClientConfig {
 struct Context {
     topics: Vec<String>,
     commits: Commits,
+    assignment: Assignment,
     shared: Arc<Shared>,
 }
 
@@ -135,8 +139,22 @@ impl ConsumerContext for Context {
             Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
-        let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
-        self.shared.partitions_assigned.store(assigned, Ordering::Relaxed);
+        let assigned: Vec<(u16, i32)> = consumer
+            .assignment()
+            .map(|a| {
+                a.elements()
+                    .iter()
+                    .filter_map(|e| {
+                        let t = self.topics.iter().position(|t| t == e.topic())?;
+                        Some((t as u16, e.partition()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.shared.partitions_assigned.store(!assigned.is_empty(), Ordering::Relaxed);
+        if let Ok(mut a) = self.assignment.lock() {
+            *a = Some(assigned);
+        }
     }
 }
 
@@ -152,9 +170,10 @@ impl KafkaSource {
         kafka: &Kafka,
         topics: Vec<String>,
         commits: Commits,
+        assignment: Assignment,
         shared: Arc<Shared>,
     ) -> anyhow::Result<KafkaSource> {
-        let context = Context { topics: topics.clone(), commits, shared };
+        let context = Context { topics: topics.clone(), commits, assignment, shared };
         let consumer: StreamConsumer<Context> =
             client_config(kafka, true)?.create_with_context(context).context("cannot create the Kafka consumer")?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();

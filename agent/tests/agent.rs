@@ -19,7 +19,7 @@ use driftwatch::source::Chunk;
 /// 2026-11-27T00:00:00Z, a whole hour.
 pub const T0: i64 = 1_795_737_600_000;
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

@@ -4,4 +4,5 @@ mod agent;
 mod cli;
 mod config_fixtures;
 mod golden;
+mod kafka;
 mod properties;
