@@ -15,14 +15,13 @@
 //! RFC 3339 string or epoch milliseconds (`timestamp_format` chooses); when the field is
 //! absent the Kafka message timestamp is used, and without one the event is rejected.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::json::{Cell, Node, scan};
 
 use crate::profile::FeatureKind;
 
@@ -163,52 +162,6 @@ pub struct Decoded {
     pub positions: Vec<Position>,
 }
 
-/// A JSON value at a watched path, as the event gave it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Cell {
-    Missing,
-    Null,
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    /// Text, stored in the decoder's `texts[slot]`.
-    Text,
-    /// An object or array.
-    Complex,
-}
-
-enum Entry {
-    Slot(usize),
-    Object(Node),
-}
-
-#[derive(Default)]
-struct Node {
-    children: HashMap<String, Entry, foldhash::fast::FixedState>,
-}
-
-impl Node {
-    /// Adds a path; returns its slot (shared with an identical path added before).
-    fn insert(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
-        let (first, rest) = path.split_first().ok_or("empty field path")?;
-        let entry = self.children.entry(first.clone());
-        if rest.is_empty() {
-            let e = entry.or_insert_with(|| {
-                *next_slot += 1;
-                Entry::Slot(*next_slot - 1)
-            });
-            return match e {
-                Entry::Slot(s) => Ok(*s),
-                Entry::Object(_) => Err(format!("\"{first}\" is used both as a value and as an object")),
-            };
-        }
-        match entry.or_insert_with(|| Entry::Object(Node::default())) {
-            Entry::Object(n) => n.insert(rest, next_slot),
-            Entry::Slot(_) => Err(format!("\"{first}\" is used both as a value and as an object")),
-        }
-    }
-}
-
 struct ModelPlan {
     fields: ModelFields,
     id_slot: usize,
@@ -286,14 +239,9 @@ impl TopicDecoder {
                 ),
             ));
         }
-        self.cells.fill(Cell::Missing);
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        let parsed = RowSeed { node: &self.root, cells: &mut self.cells, texts: &mut self.texts }
-            .deserialize(&mut de)
-            .and_then(|()| de.end());
         let single = (self.models.len() == 1).then_some(0);
-        if let Err(e) = parsed {
-            return Err(Rejected::new(Reason::NotJson, single, format!("not a JSON object: {e}")));
+        if let Err(e) = scan(payload, &mut self.root, &mut self.cells, &mut self.texts) {
+            return Err(Rejected::new(Reason::NotJson, single, e));
         }
         let model = self.route()?;
         let plan = &self.models[model];
@@ -467,159 +415,6 @@ fn event_time(plan: &ModelPlan, cells: &[Cell], texts: &[String], kafka: Option<
             };
             Err(bad(format!("is {}; expected {expected}", describe(other))))
         }
-    }
-}
-
-/// A key, borrowed from the payload unless it holds escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Walks one object, storing watched values and skipping the rest.
-struct RowSeed<'a> {
-    node: &'a Node,
-    cells: &'a mut [Cell],
-    texts: &'a mut [String],
-}
-
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            match self.node.children.get(key.as_ref()) {
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Some(Entry::Slot(slot)) => {
-                    let cell = map.next_value_seed(CellSeed { text: &mut self.texts[*slot] })?;
-                    self.cells[*slot] = cell;
-                }
-                Some(Entry::Object(node)) => {
-                    map.next_value_seed(NestedSeed { node, cells: self.cells, texts: self.texts })?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A watched object that may also be null or of another type (then its fields are missing).
-struct NestedSeed<'a> {
-    node: &'a Node,
-    cells: &'a mut [Cell],
-    texts: &'a mut [String],
-}
-
-impl<'de> DeserializeSeed<'de> for NestedSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NestedSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        RowSeed { node: self.node, cells: self.cells, texts: self.texts }.visit_map(map)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-}
-
-/// One watched value.
-struct CellSeed<'a> {
-    text: &'a mut String,
-}
-
-impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
-    type Value = Cell;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CellSeed<'_> {
-    type Value = Cell;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
-        Ok(Cell::Null)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cell, E> {
-        Ok(Cell::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
-        Ok(Cell::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
-        Ok(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
-        Ok(Cell::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
-        self.text.clear();
-        self.text.push_str(v);
-        Ok(Cell::Text)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Cell::Complex)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Cell::Complex)
     }
 }
 

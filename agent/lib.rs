@@ -24,6 +24,7 @@
 //! * [`check`]: one-shot comparison of a batch with a baseline, and its report formats.
 //! * [`source`]: Kafka consumer group and NDJSON replay, filling bounded chunks.
 //! * [`decode`]: JSON payloads → Arrow batches per model; bad events rejected by reason.
+//! * [`json`]: the validating scanner that pulls watched fields out of a payload.
 //! * [`window`]: tumbling and sliding event-time windows over panes of mergeable profiles.
 //! * [`frontier`]: which offsets may be committed (at-least-once).
 //! * [`pipeline`]: decode → window → evaluate, synchronous, one thread.
@@ -37,6 +38,7 @@ pub mod decode;
 pub mod demo;
 pub mod frontier;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod profile;

@@ -174,7 +174,7 @@ fn shuffle(v: &mut [f64], rng: &mut u64) {
     }
 }
 
-/// Sorts finite floats ascending: LSD radix sort (8-bit digits, all digit histograms taken in
+/// Sorts finite floats ascending: LSD radix sort (11-bit digits, all digit histograms taken in
 /// the one pass that builds the order-preserving integer keys, passes whose digit is the same
 /// for every key skipped) for large inputs, pdqsort below 4096 values.
 pub fn sort_f64(values: &mut [f64]) {
@@ -185,13 +185,17 @@ pub fn sort_f64(values: &mut [f64]) {
     }
     // Order-preserving map f64 -> u64 (flip all bits of negatives, only the sign bit of the
     // rest), done in place: the values' own storage holds the keys while sorting.
-    let mut hist = vec![[0_usize; 256]; 8];
+    // 11-bit digits: six passes over 64 bits, histograms of 2048 counters (16 KiB, in L1).
+    const BITS: usize = 11;
+    const PASSES: usize = 64_usize.div_ceil(BITS);
+    const MASK: u64 = (1 << BITS) - 1;
+    let mut hist = vec![[0_usize; 1 << BITS]; PASSES];
     let keys: &mut [u64] = bytemuck_f64_as_u64(values);
     for k in keys.iter_mut() {
         let b = *k;
         *k = if b >> 63 == 1 { !b } else { b | (1 << 63) };
         for (p, h) in hist.iter_mut().enumerate() {
-            h[((*k >> (8 * p)) & 0xFF) as usize] += 1;
+            h[((*k >> (BITS * p)) & MASK) as usize] += 1;
         }
     }
     let mut buf = vec![0_u64; n];
@@ -206,10 +210,10 @@ pub fn sort_f64(values: &mut [f64]) {
             *c = offset;
             offset += count;
         }
-        let shift = 8 * p;
+        let shift = BITS * p;
         let (src, dst): (&[u64], &mut [u64]) = if in_keys { (&*keys, &mut buf) } else { (&buf, &mut *keys) };
         for &k in src {
-            let d = ((k >> shift) & 0xFF) as usize;
+            let d = ((k >> shift) & MASK) as usize;
             dst[h[d]] = k;
             h[d] += 1;
         }

@@ -219,21 +219,29 @@ impl Windows {
             if watermark.is_some_and(|w| end > w) {
                 break;
             }
-            let mut profile: Option<Profile> = None;
-            for (_, pane) in self.panes.range(start..end) {
-                match &mut profile {
-                    None => profile = Some(pane.profile.clone()),
-                    Some(p) => p.merge(&pane.profile, &self.spec),
-                }
-            }
+            // Panes before the next window's start are used for the last time: they are
+            // taken out and merged by value (a tumbling window moves its one pane, no copy);
+            // the panes the next windows share are merged by reference.
             let cursor = start + self.slide;
             self.cursor = Some(cursor);
+            let mut profile: Option<Profile> = None;
             while let Some(entry) = self.panes.first_entry() {
                 if *entry.key() >= cursor {
                     break;
                 }
-                for (part, offset) in entry.remove().holds {
+                let pane = entry.remove();
+                for &(part, offset) in &pane.holds {
                     frontier.release(part, offset);
+                }
+                match &mut profile {
+                    None => profile = Some(pane.profile),
+                    Some(p) => p.merge(&pane.profile, &self.spec),
+                }
+            }
+            for (_, pane) in self.panes.range(cursor..end) {
+                match &mut profile {
+                    None => profile = Some(pane.profile.clone()),
+                    Some(p) => p.merge(&pane.profile, &self.spec),
                 }
             }
             if let Some(profile) = profile {

@@ -1,0 +1,432 @@
+//! End-to-end throughput of the streaming agent: 25-feature prediction events (20
+//! numerical, 5 categorical, about 600 bytes of JSON each) through decode → windows →
+//! evaluate, with one-minute windows of 100 000 events.
+//!
+//! Stages, each reported in events per second of wall time and per CPU-second:
+//! 1. `decode`: payload → Arrow batches only (in process);
+//! 2. `pipeline`: decode + panes + window close + every test (in process), with window
+//!    close times (merge + tests for 25 features × 100 k samples);
+//! 3. `replay`: the `driftwatch run` binary reading an NDJSON file (replay source);
+//! 4. `rss` (with `--rss-minutes M`): the binary fed endlessly on stdin for M minutes,
+//!    resident memory sampled every second;
+//! 5. `tansu` (with `--tansu`): the binary consuming from a Tansu broker (three partitions),
+//!    started by `scripts/start-tansu.sh`; reported separately since the broker is slower
+//!    than Apache Kafka.
+//!
+//! Run: `cargo bench --bench throughput -- [--events N] [--rss-minutes M] [--tansu]`
+//! (`--only decode|pipeline` stops after that stage, for profiling).
+//! Needs nothing but the repository (the reference data is generated here).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use driftwatch::config;
+use driftwatch::decode::{ModelFields, Position, TopicDecoder};
+use driftwatch::http::{Shared, Status};
+use driftwatch::metrics::Metrics;
+use driftwatch::pipeline::Pipeline;
+use driftwatch::run::load_models;
+use driftwatch::source::Chunk;
+
+const NUMERICAL: usize = 20;
+const CATEGORICAL: usize = 5;
+const PER_WINDOW: i64 = 100_000;
+const T0: i64 = 1_795_737_600_000;
+
+/// SplitMix64 with a normal draw.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
+    }
+}
+
+fn value(rng: &mut Rng, j: usize, shift: f64) -> f64 {
+    (j as f64) + (1.0 + j as f64 / 10.0) * rng.normal() + shift
+}
+
+fn category(rng: &mut Rng) -> String {
+    format!("c{}", (rng.uniform() * rng.uniform() * 12.0) as u32)
+}
+
+/// The reference: 100 000 rows as Parquet.
+fn write_reference(path: &Path) {
+    let mut rng = Rng(1);
+    let n = 100_000;
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for j in 0..NUMERICAL {
+        fields.push(Field::new(format!("num_{j:02}"), DataType::Float64, true));
+        columns.push(Arc::new(Float64Array::from((0..n).map(|_| value(&mut rng, j, 0.0)).collect::<Vec<_>>())));
+    }
+    for j in 0..CATEGORICAL {
+        fields.push(Field::new(format!("cat_{j}"), DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from((0..n).map(|_| category(&mut rng)).collect::<Vec<_>>())));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).expect("create"), schema, None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+}
+
+/// The feature part of event `i` (everything after the timestamp), drifting from the
+/// middle of the stream on.
+fn features(rng: &mut Rng, i: usize, n: usize) -> String {
+    let shift = if i > n / 2 { 0.3 } else { 0.0 };
+    let mut s = String::with_capacity(640);
+    s.push_str(&format!(r#""event_id":"ev-{i:010}","features":{{"#));
+    for j in 0..NUMERICAL {
+        s.push_str(&format!(r#""num_{j:02}":{:.6},"#, value(rng, j, shift)));
+    }
+    for j in 0..CATEGORICAL {
+        s.push_str(&format!(r#""cat_{j}":"{}"{}"#, category(rng), if j + 1 < CATEGORICAL { "," } else { "" }));
+    }
+    s.push_str(&format!(r#"}},"prediction":{{"score":{:.4}}}}}"#, rng.uniform()));
+    s
+}
+
+fn event(time: i64, features: &str) -> String {
+    format!(r#"{{"model_id":"bench","model_version":"1.0.0","timestamp":{time},{features}"#)
+}
+
+/// Event time of event `i`: `PER_WINDOW` events per minute.
+fn time_of(i: usize) -> i64 {
+    T0 + (i as i64 * 60_000) / PER_WINDOW
+}
+
+fn config_text(reference: &Path, source: &str, listen: u16) -> String {
+    format!(
+        "[agent]\nlisten = \"127.0.0.1:{listen}\"\n\n{source}\n\n[[model]]\nid = \"bench\"\nbaseline = {:?}\n\
+         max_samples = 100000\n\n[model.window]\nsize = \"1m\"\nidle_timeout = \"2s\"\n",
+        reference.display().to_string()
+    )
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kb| kb / 1024.0)
+}
+
+fn report(stage: &str, events: usize, wall: f64, cpu: f64) {
+    println!(
+        "{stage:<9} {events:>9} events  {wall:>7.3} s wall  {:>10.0} events/s  {cpu:>7.3} CPU-s  {:>10.0} events/CPU-s",
+        events as f64 / wall,
+        events as f64 / cpu.max(1e-9)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let n: usize = arg("--events").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rss_minutes: Option<f64> = arg("--rss-minutes").and_then(|v| v.parse().ok());
+    let tansu = args.iter().any(|a| a == "--tansu");
+    // `--only decode` (or pipeline) stops after that stage, for profiling.
+    let only = arg("--only");
+    let dir = tempfile::tempdir().expect("tmp");
+    let reference = dir.path().join("reference.parquet");
+    write_reference(&reference);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("driftwatch throughput: {n} events, 25 features, windows of {PER_WINDOW} events, {cpus} CPUs");
+
+    let mut rng = Rng(2);
+    let tails: Vec<String> = (0..n).map(|i| features(&mut rng, i, n)).collect();
+    let mut chunks = Vec::new();
+    let mut bytes = 0usize;
+    for (c, part) in tails.chunks(8192).enumerate() {
+        let mut chunk = Chunk::with_capacity(part.len());
+        for (k, tail) in part.iter().enumerate() {
+            let i = c * 8192 + k;
+            let e = event(time_of(i), tail);
+            bytes += e.len();
+            chunk.push(0, 0, i as i64, None, e.as_bytes());
+        }
+        chunks.push(chunk);
+    }
+    println!("mean event size: {} bytes", bytes / n);
+
+    // 1. Decode only.
+    let cfg = config::parse(&dir.path().join("agent.toml"), &config_text(&reference, "", 0)).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let setups = rt.block_on(load_models(&cfg)).expect("baseline");
+    let spec = &setups[0].baseline.spec;
+    let fields = ModelFields {
+        id: "bench".into(),
+        model_id: cfg.models[0].events.model_id.clone(),
+        timestamp: cfg.models[0].events.timestamp.clone(),
+        timestamp_format: cfg.models[0].events.timestamp_format,
+        features: spec
+            .features
+            .iter()
+            .map(|f| (f.name.clone(), cfg.models[0].events.features.child(&f.name), f.kind))
+            .collect(),
+    };
+    let mut decoder = TopicDecoder::new(vec![fields], 1 << 20).expect("decoder");
+    if only.as_deref() == Some("utf8") {
+        let t0 = Instant::now();
+        let ok = chunks
+            .iter()
+            .flat_map(|c| c.records.iter().map(move |r| c.payload(r)))
+            .filter(|p| std::str::from_utf8(p).is_ok())
+            .count();
+        report("utf8", ok, t0.elapsed().as_secs_f64(), t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        let ok = chunks
+            .iter()
+            .flat_map(|c| c.records.iter().map(move |r| c.payload(r)))
+            .filter(|p| serde_json::from_slice::<serde::de::IgnoredAny>(p).is_ok())
+            .count();
+        report("serde-ign", ok, t0.elapsed().as_secs_f64(), t0.elapsed().as_secs_f64());
+        return;
+    }
+    let (cpu0, t0) = (cpu_seconds("self"), Instant::now());
+    let mut rows = 0;
+    for chunk in &chunks {
+        for r in &chunk.records {
+            decoder.push(chunk.payload(r), None, Position { partition: 0, offset: r.offset }).expect("valid");
+        }
+        rows += decoder.flush(0).map_or(0, |d| d.times.len());
+    }
+    assert_eq!(rows, n);
+    report("decode", n, t0.elapsed().as_secs_f64(), cpu_seconds("self") - cpu0);
+    if only.as_deref() == Some("decode") {
+        return;
+    }
+
+    // 2. The whole pipeline in process.
+    let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
+    let mut pipeline = Pipeline::new(setups, &[vec![0]], 1 << 20, shared).expect("pipeline");
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let sink = closes.clone();
+    pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push((e.events, e.close_seconds))));
+    let (cpu0, t0) = (cpu_seconds("self"), Instant::now());
+    for chunk in &chunks {
+        pipeline.process(chunk, Instant::now());
+    }
+    pipeline.finish();
+    report("pipeline", n, t0.elapsed().as_secs_f64(), cpu_seconds("self") - cpu0);
+    let closes = closes.lock().expect("lock").clone();
+    let mut full: Vec<f64> = closes.iter().filter(|(e, _)| *e == PER_WINDOW as u64).map(|(_, s)| s * 1000.0).collect();
+    full.sort_by(f64::total_cmp);
+    if !full.is_empty() {
+        println!(
+            "window close, 25 features × 100 k samples: median {:.1} ms, max {:.1} ms over {} windows",
+            full[full.len() / 2],
+            full[full.len() - 1],
+            full.len()
+        );
+    }
+    drop(chunks);
+    if only.as_deref() == Some("pipeline") {
+        return;
+    }
+
+    // 3. The binary, replay source.
+    let events_file = dir.path().join("events.ndjson");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&events_file).expect("events"));
+        for (i, tail) in tails.iter().enumerate() {
+            writeln!(f, "{}", event(time_of(i), tail)).expect("write");
+        }
+    }
+    let replay_cfg = dir.path().join("replay.toml");
+    let source = format!("[source]\nkind = \"replay\"\npath = {:?}", events_file.display().to_string());
+    std::fs::write(&replay_cfg, config_text(&reference, &source, free_port())).expect("config");
+    let bin = env!("CARGO_BIN_EXE_driftwatch");
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&replay_cfg)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("driftwatch run");
+    let pid = child.id();
+    let (mut peak, mut cpu) = (0.0f64, 0.0);
+    let child = Arc::new(Mutex::new(child));
+    loop {
+        cpu = cpu_seconds(&pid.to_string()).max(cpu);
+        peak = peak.max(rss_mib(pid).unwrap_or(0.0));
+        if child.lock().expect("lock").try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    report("replay", n, wall, cpu);
+    println!("replay peak RSS {peak:.0} MiB (includes the 100 k-row baseline and start-up)");
+
+    if let Some(minutes) = rss_minutes {
+        rss_run(bin, &reference, &tails, minutes);
+    }
+    if tansu {
+        tansu_run(bin, &reference, &tails);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Feeds the binary on stdin for `minutes`, sampling its resident memory every second.
+fn rss_run(bin: &str, reference: &Path, tails: &[String], minutes: f64) {
+    let dir = reference.parent().expect("dir");
+    let cfg = dir.join("stdin.toml");
+    std::fs::write(&cfg, config_text(reference, "[source]\nkind = \"replay\"\npath = \"-\"", free_port()))
+        .expect("cfg");
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("driftwatch run");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let end = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        std::thread::spawn(move || {
+            while Instant::now() < end {
+                if let Some(r) = rss_mib(pid) {
+                    samples.lock().expect("lock").push(r);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let mut i = 0usize;
+    let mut buf = String::new();
+    while Instant::now() < end {
+        buf.clear();
+        for _ in 0..10_000 {
+            buf.push_str(&event(time_of(i), &tails[i % tails.len()]));
+            buf.push('\n');
+            i += 1;
+        }
+        if stdin.write_all(buf.as_bytes()).is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    let _ = sampler.join();
+    let s = samples.lock().expect("lock").clone();
+    if s.len() >= 4 {
+        let q = s.len() / 4;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "rss over {minutes} min ({} events): first quarter mean {:.0} MiB, last quarter mean {:.0} MiB, max {:.0} MiB",
+            i,
+            mean(&s[..q]),
+            mean(&s[s.len() - q..]),
+            s.iter().copied().fold(0.0, f64::max)
+        );
+    }
+}
+
+/// Produces the events into Tansu (three partitions) and times the agent consuming them.
+fn tansu_run(bin: &str, reference: &Path, tails: &[String]) {
+    let n = tails.len().min(200_000);
+    let dir = reference.parent().expect("dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("scripts/start-tansu.sh")).arg(dir.join("tansu")).output().expect("tansu");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut it = text.split_whitespace();
+    let (port, pid) = (it.next().unwrap_or("0").to_string(), it.next().unwrap_or("0").to_string());
+    let brokers = format!("127.0.0.1:{port}");
+    let ok = Command::new("tansu")
+        .args(["topic", "create", "bench", "--partitions", "3", "--broker", &format!("tcp://{brokers}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "topic create");
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "20").create().expect("producer");
+    let t0 = Instant::now();
+    for (i, tail) in tails[..n].iter().enumerate() {
+        let e = event(time_of(i), tail);
+        let mut record = BaseRecord::<(), str>::to("bench").partition((i % 3) as i32).payload(e.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    println!("tansu produce {n} events: {:.0} events/s", n as f64 / t0.elapsed().as_secs_f64());
+    let http = free_port();
+    let cfg = dir.join("tansu.toml");
+    let source = format!("[source]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"");
+    let text =
+        config_text(reference, &source, http).replace("id = \"bench\"\n", "id = \"bench\"\ntopics = [\"bench\"]\n");
+    std::fs::write(&cfg, text).expect("cfg");
+    let t0 = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("driftwatch run");
+    let series = "driftwatch_events_total{model=\"bench\",outcome=\"accepted\"} ";
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut cpu = 0.0;
+    loop {
+        cpu = cpu_seconds(&child.id().to_string()).max(cpu);
+        let m = scrape(http);
+        let done = m.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok());
+        if done.is_some_and(|d| d as usize >= n) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    report("tansu", n, t0.elapsed().as_secs_f64(), cpu);
+    let _ = child.kill();
+    let _ = Command::new("kill").arg(&pid).status();
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
