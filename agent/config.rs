@@ -779,7 +779,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let n: u64 = rest[..digits].parse().map_err(|_| format!("\"{text}\" is out of range; {help}"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
+        let unit = match rest[..unit_len].trim() {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
             "m" => Duration::from_secs(60),

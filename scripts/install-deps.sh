@@ -6,6 +6,7 @@
 #   promtool   checks /metrics output and alert rules (Debian package prometheus);
 #   tansu      the Kafka-compatible broker of the integration tests (scripts/install-tansu.sh).
 # Debian packages need root (as on the CI machines). Idempotent; fast when all is present.
+# `scripts/install-deps.sh build` installs only what building needs (for the demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,10 @@ pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (to build the bundled librdkafka)" >&2
   apt_install "${missing[@]}"
+fi
+
+if [ "${1:-all}" = build ]; then
+  exit 0
 fi
 
 if ! command -v promtool >/dev/null; then

@@ -312,3 +312,53 @@ fn html_report_is_a_self_contained_page() {
     assert!(!html.contains("<script") && !html.contains("http"), "no scripts or external resources");
     assert_eq!(html.matches("<tr class=").count(), 6, "one row per feature and test");
 }
+
+/// A replay configuration over the credit rows as events, in a temporary folder.
+fn replay_config(dir: &Path, events: &[String], extra: &str) -> String {
+    std::fs::write(dir.join("events.ndjson"), events.join("\n") + "\n").expect("events");
+    let baseline = std::fs::canonicalize(REFERENCE).expect("reference");
+    let text = format!(
+        "[agent]\nlisten = \"127.0.0.1:0\"\n\n[source]\nkind = \"replay\"\npath = \"events.ndjson\"\n\n\
+         [[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\", \"score\"]\n{extra}\n",
+        baseline.display().to_string()
+    );
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, text).expect("config");
+    config.to_string_lossy().into_owned()
+}
+
+#[test]
+fn run_replays_a_file_evaluates_every_window_and_exits() {
+    let dir = tmp();
+    let events = super::agent::credit_events(CURRENT_DRIFT, "credit-risk");
+    let config = replay_config(dir.path(), &events, "[model.window]\nsize = \"10m\"\n");
+    let out = driftwatch(&["run", "--config", &config]);
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(!log.contains('\x1b'), "no terminal colours in a log file: {log}");
+    let closed: Vec<&str> = log.lines().filter(|l| l.contains("window closed")).collect();
+    assert_eq!(closed.len(), 4, "{log}");
+    for (line, events) in closed.iter().zip(["events=600", "events=600", "events=600", "events=200"]) {
+        assert!(line.contains(events) && line.contains("verdict=\"drift\""), "{line}");
+    }
+    assert!(log.contains("replay finished lines=2000"), "{log}");
+}
+
+#[test]
+fn run_explains_what_is_missing() {
+    let out = driftwatch(&["run", "--config", "rules/agent.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no [source] table; add one with kind = \"kafka\""), "{}", stderr(&out));
+    let out = driftwatch(&["run", "--config", "fixtures/config/invalid/streaming.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("streaming.toml:6:8: a kafka source needs `brokers`"), "{}", stderr(&out));
+    // A bad event never stops a replay: it is counted and the rest goes on.
+    let dir = tmp();
+    let mut events = super::agent::credit_events(CURRENT_OK, "credit-risk");
+    events.insert(10, "{not json".into());
+    let config = replay_config(dir.path(), &events, "[model.window]\nsize = \"1h\"\n");
+    let out = driftwatch(&["run", "--config", &config]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("reason=\"not_json\""), "{}", stderr(&out));
+    assert!(stderr(&out).contains("events=2000"), "{}", stderr(&out));
+}
