@@ -400,9 +400,12 @@ fn event_time(plan: &ModelPlan, cells: &[Cell], texts: &[String], kafka: Option<
         }),
         (Cell::Text, TimestampFormat::Auto | TimestampFormat::Rfc3339) => {
             let text = &texts[plan.time_slot];
-            chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|e| {
-                bad(format!("= \"{text}\" is not an RFC 3339 time such as 2026-11-27T10:15:00.123Z ({e})"))
-            })
+            match rfc3339_millis(text.as_bytes()) {
+                Some(ms) => Ok(ms),
+                None => chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|e| {
+                    bad(format!("= \"{text}\" is not an RFC 3339 time such as 2026-11-27T10:15:00.123Z ({e})"))
+                }),
+            }
         }
         (Cell::Int(v), TimestampFormat::Auto | TimestampFormat::EpochMs | TimestampFormat::EpochS) => epoch(v as f64),
         (Cell::Float(v), TimestampFormat::Auto | TimestampFormat::EpochMs | TimestampFormat::EpochS) => epoch(v),
@@ -416,6 +419,70 @@ fn event_time(plan: &ModelPlan, cells: &[Cell], texts: &[String], kafka: Option<
             Err(bad(format!("is {}; expected {expected}", describe(other))))
         }
     }
+}
+
+/// The common RFC 3339 shape, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, as epoch
+/// milliseconds (fraction truncated, as chrono does), without chrono's general parser.
+/// `None` for anything else (other separators, leap seconds, bad dates): chrono decides.
+pub fn rfc3339_millis(s: &[u8]) -> Option<i64> {
+    let digit = |i: usize| -> Option<i64> { s.get(i).filter(|c| c.is_ascii_digit()).map(|c| i64::from(c - b'0')) };
+    let num = |at: usize, n: usize| (at..at + n).try_fold(0i64, |acc, i| Some(acc * 10 + digit(i)?));
+    let sep = |i: usize, c: u8| s.get(i) == Some(&c);
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if sep(i, b'.') {
+        i += 1;
+        let start = i;
+        while let Some(d) = digit(i) {
+            if i - start < 3 {
+                millis = millis * 10 + d;
+            }
+            i += 1;
+        }
+        match i - start {
+            0 => return None,
+            1 => millis *= 100,
+            2 => millis *= 10,
+            _ => {}
+        }
+    }
+    let offset_minutes = match s.get(i)? {
+        b'Z' if s.len() == i + 1 => 0,
+        sign @ (b'+' | b'-') if s.len() == i + 6 && sep(i + 3, b':') => {
+            let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
 }
 
 #[cfg(test)]
@@ -478,6 +545,24 @@ mod tests {
         // The Kafka timestamp stands in for a missing one.
         assert_eq!(d.push(br#"{"model_id":"m"}"#, Some(5), pos(1)), Ok(0));
         assert_eq!(d.flush(0).unwrap().times, vec![5]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_rfc3339_agrees_with_chrono(
+            y in 0i64..10_000, mo in 0i64..14, d in 0i64..33, h in 0i64..25, mi in 0i64..61, s in 0i64..61,
+            frac in proptest::option::of("[0-9]{1,9}"),
+            tz in proptest::sample::select(vec!["Z", "+00:00", "+05:30", "-08:00", "+23:59", "z", "", "+24:00"]),
+            sep in proptest::sample::select(vec!["T", "t", " "]),
+        ) {
+            let text = format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{}{tz}", frac.map(|f| format!(".{f}")).unwrap_or_default());
+            let chrono = chrono::DateTime::parse_from_rfc3339(&text).ok().map(|t| t.timestamp_millis());
+            match rfc3339_millis(text.as_bytes()) {
+                Some(fast) => proptest::prop_assert_eq!(Some(fast), chrono, "{}", text),
+                // It may decline only what is outside the common shape.
+                None => proptest::prop_assert!(chrono.is_none() || sep != "T" || tz == "z" || s == 60, "{}", text),
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::pipeline::Evaluation;
+use crate::rng::SplitMix64;
 use crate::source::Chunk;
 
 const CONFIG: &str = include_str!("../fixtures/demo/agent.toml");
@@ -77,23 +78,15 @@ fn phase_name(k: u64) -> &'static str {
     }
 }
 
-/// SplitMix64: small, fast, reproducible.
-struct Rng(u64);
+/// The demo's draws on top of SplitMix64.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        self.0.open_unit()
     }
     fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        self.0.normal()
     }
     fn gamma_int(&mut self, k: u32) -> f64 {
         (0..k).map(|_| -self.uniform().ln()).sum()
@@ -135,7 +128,7 @@ fn event(rng: &mut Rng, k: u64, i: u64, time_ms: i64, out: &mut String) {
 
 /// The generator: sends events window by window until stopped.
 pub fn generate(options: DemoOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
-    let mut rng = Rng(20_261_127);
+    let mut rng = Rng(SplitMix64(20_261_127));
     let start = chrono::Utc::now().timestamp_millis().div_euclid(WINDOW_MS) * WINDOW_MS;
     let per_window = options.events_per_window.max(10) as u64;
     let slices = 10u64;

@@ -42,6 +42,7 @@ pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod profile;
+pub mod rng;
 pub mod run;
 pub mod source;
 pub mod stats;

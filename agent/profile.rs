@@ -24,6 +24,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
+use crate::rng::splitmix;
+
 /// Categories beyond `max_categories` are counted under this name.
 pub const OTHER_CATEGORY: &str = "__other__";
 /// Default number of bins for binned tests on numerical features.
@@ -157,14 +159,6 @@ impl Sample {
         self.seen += other.seen;
         self.sorted = false;
     }
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn shuffle(v: &mut [f64], rng: &mut u64) {

@@ -31,6 +31,7 @@ use driftwatch::decode::{ModelFields, Position, TopicDecoder};
 use driftwatch::http::{Shared, Status};
 use driftwatch::metrics::Metrics;
 use driftwatch::pipeline::Pipeline;
+use driftwatch::rng::SplitMix64 as Rng;
 use driftwatch::run::load_models;
 use driftwatch::source::Chunk;
 
@@ -39,31 +40,12 @@ const CATEGORICAL: usize = 5;
 const PER_WINDOW: i64 = 100_000;
 const T0: i64 = 1_795_737_600_000;
 
-/// SplitMix64 with a normal draw.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
-    }
-}
-
 fn value(rng: &mut Rng, j: usize, shift: f64) -> f64 {
     (j as f64) + (1.0 + j as f64 / 10.0) * rng.normal() + shift
 }
 
 fn category(rng: &mut Rng) -> String {
-    format!("c{}", (rng.uniform() * rng.uniform() * 12.0) as u32)
+    format!("c{}", (rng.open_unit() * rng.open_unit() * 12.0) as u32)
 }
 
 /// The reference: 100 000 rows as Parquet.
@@ -99,12 +81,16 @@ fn features(rng: &mut Rng, i: usize, n: usize) -> String {
     for j in 0..CATEGORICAL {
         s.push_str(&format!(r#""cat_{j}":"{}"{}"#, category(rng), if j + 1 < CATEGORICAL { "," } else { "" }));
     }
-    s.push_str(&format!(r#"}},"prediction":{{"score":{:.4}}}}}"#, rng.uniform()));
+    s.push_str(&format!(r#"}},"prediction":{{"score":{:.4}}}}}"#, rng.open_unit()));
     s
 }
 
+/// An event in DESIGN's default shape: RFC 3339 time, features nested.
 fn event(time: i64, features: &str) -> String {
-    format!(r#"{{"model_id":"bench","model_version":"1.0.0","timestamp":{time},{features}"#)
+    let time = chrono::DateTime::from_timestamp_millis(time)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    format!(r#"{{"model_id":"bench","model_version":"1.0.0","timestamp":"{time}",{features}"#)
 }
 
 /// Event time of event `i`: `PER_WINDOW` events per minute.

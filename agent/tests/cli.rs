@@ -362,3 +362,23 @@ fn run_explains_what_is_missing() {
     assert!(stderr(&out).contains("reason=\"not_json\""), "{}", stderr(&out));
     assert!(stderr(&out).contains("events=2000"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_paced_replay_follows_event_time() {
+    let dir = tmp();
+    // Four seconds of event time at speed 4: about one second of wall-clock time.
+    let mut events = super::agent::credit_events(CURRENT_OK, "credit-risk");
+    events.truncate(5);
+    let config = replay_config(dir.path(), &events, "[model.window]\nsize = \"1m\"\n");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("path = \"events.ndjson\"", "path = \"events.ndjson\"\nspeed = 4.0");
+    std::fs::write(&config, text).expect("config");
+    let started = std::time::Instant::now();
+    let out = driftwatch(&["run", "--config", &config]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(took >= std::time::Duration::from_millis(950), "paced: {took:?}");
+    assert!(took < std::time::Duration::from_secs(10), "paced: {took:?}");
+    assert!(stderr(&out).contains("events=5"), "{}", stderr(&out));
+}

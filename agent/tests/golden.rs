@@ -21,16 +21,11 @@ fn cases() -> Value {
 }
 
 /// SplitMix64 uniforms in [0, 1): must match `uniforms` in generate.py.
-struct Uniforms(u64);
+struct Uniforms(driftwatch::rng::SplitMix64);
 
 impl Uniforms {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 * 2f64.powi(-53)
+        self.0.unit()
     }
 }
 
@@ -45,7 +40,7 @@ fn generate(spec: &Value) -> Vec<f64> {
         };
         return values.as_array().unwrap().iter().map(decode).collect();
     }
-    let mut u = Uniforms(spec["seed"].as_u64().unwrap());
+    let mut u = Uniforms(driftwatch::rng::SplitMix64(spec["seed"].as_u64().unwrap()));
     let (a, b) = (spec["a"].as_f64().unwrap(), spec["b"].as_f64().unwrap());
     let n = spec["n"].as_u64().unwrap();
     let dist = spec["dist"].as_str().unwrap();

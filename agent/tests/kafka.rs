@@ -333,6 +333,12 @@ fn two_models_over_three_partitions_exact_windows_metrics_and_offsets() {
     assert_eq!(metric(&m, r#"driftwatch_window_events{model="credit-risk"}"#), Some(300.0), "{m}");
     assert!(m.contains("driftwatch_commit_offset{partition=\"2\",topic=\"loans\"}"), "{m}");
 
+    // Consumer lag comes from librdkafka's statistics (every 5 s): caught up, it is zero.
+    let lag = agent.wait(Duration::from_secs(20), "consumer lag from statistics", |a| {
+        metric(&a.metrics(), r#"driftwatch_kafka_consumer_lag{partition="1",topic="loans"}"#)
+    });
+    assert_eq!(lag, 0.0);
+
     let exit = agent.stop();
     assert!(exit.success(), "graceful stop: {exit:?}");
     // Every event was in a closed, evaluated window: offsets are committed to the end.
