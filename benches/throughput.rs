@@ -380,8 +380,8 @@ fn tansu_run(bin: &str, reference: &Path, tails: &[String]) {
     let http = free_port();
     let cfg = dir.join("tansu.toml");
     let source = format!("[source]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"");
-    let text =
-        config_text(reference, &source, http).replace("id = \"bench\"\n", "id = \"bench\"\ntopics = [\"bench\"]\n");
+    let text = config_text(reference, &source, http)
+        .replace("[[model]]\nid = \"bench\"\n", "[[model]]\nid = \"bench\"\ntopics = [\"bench\"]\n");
     std::fs::write(&cfg, text).expect("cfg");
     let t0 = Instant::now();
     let mut child = Command::new(bin)
@@ -391,10 +391,14 @@ fn tansu_run(bin: &str, reference: &Path, tails: &[String]) {
         .stdout(Stdio::null())
         .spawn()
         .expect("driftwatch run");
-    let series = "driftwatch_events_total{model=\"bench\",outcome=\"accepted\"} ";
     let deadline = Instant::now() + Duration::from_secs(600);
+    let series = "driftwatch_events_total{model=\"bench\",outcome=\"accepted\"} ";
     let mut cpu = 0.0;
     loop {
+        if child.try_wait().ok().flatten().is_some() {
+            eprintln!("the agent exited early");
+            break;
+        }
         cpu = cpu_seconds(&child.id().to_string()).max(cpu);
         let m = scrape(http);
         let done = m.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok());

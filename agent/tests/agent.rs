@@ -281,3 +281,11 @@ fn demo_serves_metrics_that_promtool_accepts_and_stops_cleanly() {
     assert!(windows[..3].iter().all(|l| l.contains(" ok ")), "the stream starts clean:\n{stdout}");
     assert!(stdout.contains("DRIFT") && stdout.contains("income wasserstein"), "then it drifts:\n{stdout}");
 }
+
+#[test]
+fn every_metric_is_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/metrics.md")).expect("docs/metrics.md");
+    for name in driftwatch::metrics::NAMES {
+        assert!(doc.contains(&format!("`{name}`")), "{name} is not in docs/metrics.md");
+    }
+}
