@@ -17,6 +17,7 @@ use crate::config::Model;
 use crate::decode::{ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::frontier::CommitFrontier;
 use crate::http::{LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
+use crate::profile::ProfileSpec;
 use crate::source::Chunk;
 use crate::window::{ClosedWindow, WindowSpec, Windows};
 
@@ -87,7 +88,7 @@ impl Pipeline {
                 shared.metrics.register_model(&s.model.id);
                 ModelRuntime {
                     id: s.model.id.clone(),
-                    windows: Windows::new(&s.model.window, s.baseline.spec.clone()),
+                    windows: Windows::new(&s.model.window, window_spec(&s)),
                     spec: s.model.window.clone(),
                     baseline: s.baseline,
                     plan: s.plan,
@@ -372,6 +373,27 @@ impl Pipeline {
             }
         });
     }
+}
+
+/// The spec windows are profiled with: the baseline's, less the bin edges of numerical
+/// features that no binned test reads (their histograms would cost every event a bin search
+/// and never be used; a binned test on such a feature would still bin the sorted sample).
+fn window_spec(s: &ModelSetup) -> ProfileSpec {
+    use crate::stats::{TestChoice, TestKind::*};
+    let mut spec = s.baseline.spec.clone();
+    for f in &mut spec.features {
+        let tests = match s.plan.per_feature.get(&f.name) {
+            Some((Some(tests), _)) => tests.as_slice(),
+            _ => s.plan.tests.as_slice(),
+        };
+        let binned = tests
+            .iter()
+            .any(|t| matches!(t, TestChoice::Test(Psi | Kl | Hellinger | JensenShannon | ChiSquare | Tvd | ZTest)));
+        if !binned {
+            f.edges.clear();
+        }
+    }
+    spec
 }
 
 /// What a model reads from its events: the baseline's features at their configured paths.

@@ -44,6 +44,20 @@ impl Chunk {
         self.records.push(Record { topic, partition, offset, timestamp, start, len: payload.len() as u32 });
     }
 
+    /// Adds a record whose payload is already in `data` at `start..start + len`.
+    pub fn push_stored(
+        &mut self,
+        topic: u16,
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        start: usize,
+        len: usize,
+    ) {
+        debug_assert!(start + len <= self.data.len());
+        self.records.push(Record { topic, partition, offset, timestamp, start: start as u32, len: len as u32 });
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

@@ -43,32 +43,38 @@ pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool
     };
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut chunk = Chunk::with_capacity(options.batch_rows);
-    let mut line = Vec::new();
     let mut offset = 0i64;
     let mut pace: Option<(i64, Instant)> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        // Read the line straight into the chunk's buffer: one copy per event.
+        let start = chunk.data.len();
+        if reader.read_until(b'\n', &mut chunk.data)? == 0 {
             break;
         }
-        let trimmed = line.trim_ascii();
-        if !trimmed.is_empty() {
-            if options.speed > 0.0 {
-                if let Some(t) = event_time(trimmed, &options.time_field) {
-                    let (t0, w0) = *pace.get_or_insert((t, Instant::now()));
-                    let due = w0 + Duration::from_secs_f64(((t - t0).max(0) as f64 / 1000.0) / options.speed);
-                    if due > Instant::now() {
-                        if !chunk.is_empty() && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                            break;
-                        }
-                        std::thread::sleep(due - Instant::now());
+        let line = &chunk.data[start..];
+        let skip = line.len() - line.trim_ascii_start().len();
+        let len = line.trim_ascii().len();
+        if len == 0 {
+            chunk.data.truncate(start);
+        } else if options.speed > 0.0 {
+            let line = chunk.data[start + skip..start + skip + len].to_vec();
+            chunk.data.truncate(start);
+            if let Some(t) = event_time(&line, &options.time_field) {
+                let (t0, w0) = *pace.get_or_insert((t, Instant::now()));
+                let due = w0 + Duration::from_secs_f64(((t - t0).max(0) as f64 / 1000.0) / options.speed);
+                if due > Instant::now() {
+                    if !chunk.is_empty() && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                        break;
                     }
+                    std::thread::sleep(due - Instant::now());
                 }
             }
-            chunk.push(0, 0, offset, None, trimmed);
+            chunk.push(0, 0, offset, None, &line);
+        } else {
+            chunk.push_stored(0, 0, offset, None, start + skip, len);
         }
         offset += 1;
         let idle = interactive && reader.buffer().is_empty();
