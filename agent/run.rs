@@ -258,12 +258,15 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         let since = stopped_at.lock().ok().and_then(|t| *t).unwrap_or_else(Instant::now);
         since + config.agent.shutdown_timeout
     };
-    let drained = tokio::time::timeout_at(deadline.into(), done_rx).await;
-    if drained.is_err() {
-        return Err(anyhow!(
-            "shutdown took longer than shutdown_timeout ({:?}); open windows were not all evaluated",
-            config.agent.shutdown_timeout
-        ));
+    match tokio::time::timeout_at(deadline.into(), done_rx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(anyhow!("the pipeline thread stopped unexpectedly (see the message above)")),
+        Err(_) => {
+            return Err(anyhow!(
+                "shutdown took longer than shutdown_timeout ({:?}); open windows were not all evaluated",
+                config.agent.shutdown_timeout
+            ));
+        }
     }
     if let Some(consumer) = &kafka_source {
         match consumer.commit() {

@@ -192,6 +192,7 @@ impl KafkaSource {
     ) {
         let index: BTreeMap<&str, u16> = self.topics.iter().enumerate().map(|(i, t)| (t.as_str(), i as u16)).collect();
         let mut chunk = Chunk::with_capacity(batch_rows);
+        let mut last_error: Option<(String, std::time::Instant)> = None;
         let mut tick = tokio::time::interval(linger.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -216,7 +217,13 @@ impl KafkaSource {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!("kafka: {e}");
+                        // librdkafka reconnects by itself; say so once a minute per error, not
+                        // once per poll.
+                        let text = e.to_string();
+                        if last_error.as_ref().is_none_or(|(t, at)| *t != text || at.elapsed() > Duration::from_secs(60)) {
+                            tracing::warn!("kafka: {text} (librdkafka retries by itself)");
+                            last_error = Some((text, std::time::Instant::now()));
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
