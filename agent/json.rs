@@ -120,6 +120,29 @@ pub fn scan(payload: &[u8], root: &mut Node, cells: &mut [Cell], texts: &mut [St
     })
 }
 
+/// A parsed number as two plain words (returned in registers: an enum return here cost a
+/// store-forwarding stall per number).
+#[derive(Clone, Copy)]
+struct Number {
+    float: bool,
+    bits: u64,
+}
+
+impl Number {
+    fn int(v: i64) -> Number {
+        Number { float: false, bits: v as u64 }
+    }
+    fn float(v: f64) -> Number {
+        Number { float: true, bits: v.to_bits() }
+    }
+    fn finite(self) -> bool {
+        !self.float || f64::from_bits(self.bits).is_finite()
+    }
+    fn cell(self) -> Cell {
+        if self.float { Cell::Float(f64::from_bits(self.bits)) } else { Cell::Int(self.bits as i64) }
+    }
+}
+
 /// Powers of ten that are exact in f64.
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
@@ -202,9 +225,7 @@ impl Scanner<'_> {
                     Some(b'{') => self.object(child, cells, texts),
                     // Not an object: its fields are missing, but serde_json still reads a
                     // scalar in full (so its string escapes and number range must be valid).
-                    Some(b'-' | b'0'..=b'9') => {
-                        self.number().is_some_and(|c| !matches!(c, Cell::Float(v) if !v.is_finite()))
-                    }
+                    Some(b'-' | b'0'..=b'9') => self.number().is_some_and(|n| n.finite()),
                     Some(b'"') => {
                         self.i += 1;
                         key_buf.clear();
@@ -249,9 +270,8 @@ impl Scanner<'_> {
             }
             Some(b'-' | b'0'..=b'9') => match self.number() {
                 // serde_json refuses numbers out of f64's range where it reads them.
-                Some(Cell::Float(v)) if !v.is_finite() => return false,
-                Some(c) => c,
-                None => return false,
+                Some(n) if n.finite() => n.cell(),
+                _ => return false,
             },
             Some(b't') if self.literal(b"true") => Cell::Bool(true),
             Some(b'f') if self.literal(b"false") => Cell::Bool(false),
@@ -314,7 +334,7 @@ impl Scanner<'_> {
     /// A number per the JSON grammar, as serde_json reads it: integers that fit i64 (or u64
     /// below 2^63) stay integers, `-0` and everything else is a correctly rounded f64
     /// (infinite when out of range; the caller decides whether that is an error).
-    fn number(&mut self) -> Option<Cell> {
+    fn number(&mut self) -> Option<Number> {
         let start = self.i;
         let neg = self.eat(b'-');
         // Significant digits (up to 19) and the count of those after the point.
@@ -380,11 +400,11 @@ impl Scanner<'_> {
         if integer && digits <= 18 {
             // Fits i64 whatever the sign; serde_json reads "-0" as a float.
             return Some(if neg && mantissa == 0 {
-                Cell::Float(-0.0)
+                Number::float(-0.0)
             } else if neg {
-                Cell::Int(-(mantissa as i64))
+                Number::int(-(mantissa as i64))
             } else {
-                Cell::Int(mantissa as i64)
+                Number::int(mantissa as i64)
             });
         }
         // Clinger's fast path: an exact mantissa below 2^53 times an exact power of ten is
@@ -393,20 +413,20 @@ impl Scanner<'_> {
         if !integer && digits <= 15 && (-22..=22).contains(&scale) {
             let m = mantissa as f64;
             let v = if scale >= 0 { m * POW10[scale as usize] } else { m / POW10[(-scale) as usize] };
-            return Some(Cell::Float(if neg { -v } else { v }));
+            return Some(Number::float(if neg { -v } else { v }));
         }
         // ASCII by construction.
         let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
         if integer {
             if neg {
                 if let Ok(v) = text.parse::<i64>() {
-                    return Some(Cell::Int(v));
+                    return Some(Number::int(v));
                 }
             } else if let Ok(v) = text.parse::<u64>() {
-                return Some(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int));
+                return Some(i64::try_from(v).map_or(Number::float(v as f64), Number::int));
             }
         }
-        text.parse().ok().map(Cell::Float)
+        text.parse().ok().map(Number::float)
     }
 
     /// Skips any value, validating it. Iterative, with an explicit stack of open brackets,
