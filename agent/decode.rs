@@ -341,14 +341,17 @@ impl TopicDecoder {
                 Column::Text(b) => Arc::new(b.finish()) as ArrayRef,
             })
             .collect();
-        let rows = plan.times.len();
-        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(plan.schema.clone(), columns, &options).ok()?;
-        Some(Decoded { batch, times: std::mem::take(&mut plan.times), positions: std::mem::take(&mut plan.positions) })
-    }
-
-    pub fn models(&self) -> usize {
-        self.models.len()
+        let (times, positions) = (std::mem::take(&mut plan.times), std::mem::take(&mut plan.positions));
+        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(times.len()));
+        // Builders and schema are made together from one plan, so this cannot fail; if it
+        // ever did, the rows are dropped whole and said so, never misaligned.
+        match RecordBatch::try_new_with_options(plan.schema.clone(), columns, &options) {
+            Ok(batch) => Some(Decoded { batch, times, positions }),
+            Err(e) => {
+                tracing::error!(model = %plan.fields.id, rows = times.len(), "cannot assemble decoded rows: {e}");
+                None
+            }
+        }
     }
 }
 

@@ -61,15 +61,6 @@ impl CommitFrontier {
         let next = p.next?;
         Some(p.holds.first_key_value().map_or(next, |(h, _)| (*h).min(next)))
     }
-
-    /// Partitions known so far.
-    pub fn len(&self) -> usize {
-        self.parts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -112,11 +112,6 @@ impl Windows {
         }
     }
 
-    /// The profile spec windows are summarised with.
-    pub fn spec(&self) -> &ProfileSpec {
-        &self.spec
-    }
-
     /// Adds decoded rows that arrived at `now`; returns the indices of late rows (dropped).
     pub fn insert(
         &mut self,
