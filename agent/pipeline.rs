@@ -127,8 +127,17 @@ impl Pipeline {
     /// Runs one chunk through every stage.
     pub fn process(&mut self, chunk: &Chunk, now: Instant) {
         let mut parts = Vec::with_capacity(chunk.records.len());
+        // Consecutive records mostly share a partition: look it up once per run.
+        let mut last: Option<((u16, i32), u32)> = None;
         for r in &chunk.records {
-            let part = self.intern(r.topic, r.partition);
+            let part = match last {
+                Some((key, part)) if key == (r.topic, r.partition) => part,
+                _ => {
+                    let part = self.intern(r.topic, r.partition);
+                    last = Some(((r.topic, r.partition), part));
+                    part
+                }
+            };
             parts.push(part);
             let Some((decoder, readers)) = self.decoders.get_mut(r.topic as usize) else {
                 continue;

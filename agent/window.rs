@@ -120,15 +120,28 @@ impl Windows {
         now: Instant,
     ) -> Result<Vec<usize>, ProfileError> {
         let mut late = Vec::new();
-        let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        // Per row only small linear lists (a batch mostly holds one pane and few partitions);
+        // the maps are touched once per batch.
+        let mut newest: Vec<(u32, i64)> = Vec::new();
+        let mut by_pane: Vec<(i64, Vec<u32>)> = Vec::new();
         for (i, (&t, p)) in rows.times.iter().zip(&rows.positions).enumerate() {
             if self.cursor.is_some_and(|c| t.div_euclid(self.slide) * self.slide < c) {
                 late.push(i);
                 continue;
             }
-            let entry = self.partitions.entry(p.partition).or_insert((Some(t), now));
+            match newest.iter_mut().find(|(q, _)| *q == p.partition) {
+                Some((_, m)) => *m = (*m).max(t),
+                None => newest.push((p.partition, t)),
+            }
+            let start = t.div_euclid(self.pane) * self.pane;
+            match by_pane.iter_mut().rev().find(|(s, _)| *s == start) {
+                Some((_, indices)) => indices.push(i as u32),
+                None => by_pane.push((start, vec![i as u32])),
+            }
+        }
+        for (partition, t) in newest {
+            let entry = self.partitions.entry(partition).or_insert((Some(t), now));
             *entry = (Some(entry.0.map_or(t, |m| m.max(t))), now);
-            by_pane.entry(t.div_euclid(self.pane) * self.pane).or_default().push(i as u32);
         }
         let whole = by_pane.len() == 1 && late.is_empty();
         for (start, indices) in by_pane {
