@@ -183,7 +183,7 @@ pub fn sort_f64(values: &mut [f64]) {
     const BITS: usize = 11;
     const PASSES: usize = 64_usize.div_ceil(BITS);
     const MASK: u64 = (1 << BITS) - 1;
-    let mut hist = vec![[0_usize; 1 << BITS]; PASSES];
+    let mut hist = [[0_usize; 1 << BITS]; PASSES];
     let keys: &mut [u64] = bytemuck_f64_as_u64(values);
     for k in keys.iter_mut() {
         let b = *k;
@@ -192,7 +192,30 @@ pub fn sort_f64(values: &mut [f64]) {
             h[((*k >> (BITS * p)) & MASK) as usize] += 1;
         }
     }
-    let mut buf = vec![0_u64; n];
+    // The ping-pong buffer is kept per thread up to 1 Mi values (8 MiB): a fresh one per call
+    // would fault in and zero n·8 bytes of new pages every time a window closes.
+    const KEEP: usize = 1 << 20;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if n <= KEEP {
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.resize(n, 0);
+            radix_passes(keys, &mut buf[..n], &mut hist, BITS, MASK);
+        });
+    } else {
+        radix_passes(keys, &mut vec![0; n], &mut hist, BITS, MASK);
+    }
+    for k in keys.iter_mut() {
+        let b = *k;
+        *k = if b >> 63 == 1 { b & !(1 << 63) } else { !b };
+    }
+}
+
+/// The scatter passes of [`sort_f64`]: skips digits every key shares; leaves the result in
+/// `keys`.
+fn radix_passes<const N: usize>(keys: &mut [u64], buf: &mut [u64], hist: &mut [[usize; N]], bits: usize, mask: u64) {
+    let n = keys.len();
     let mut in_keys = true; // where the current order lives
     for (p, h) in hist.iter_mut().enumerate() {
         if h.iter().any(|&c| c == n) {
@@ -204,21 +227,17 @@ pub fn sort_f64(values: &mut [f64]) {
             *c = offset;
             offset += count;
         }
-        let shift = BITS * p;
-        let (src, dst): (&[u64], &mut [u64]) = if in_keys { (&*keys, &mut buf) } else { (&buf, &mut *keys) };
+        let shift = bits * p;
+        let (src, dst): (&[u64], &mut [u64]) = if in_keys { (&*keys, &mut *buf) } else { (&*buf, &mut *keys) };
         for &k in src {
-            let d = ((k >> shift) & MASK) as usize;
+            let d = ((k >> shift) & mask) as usize;
             dst[h[d]] = k;
             h[d] += 1;
         }
         in_keys = !in_keys;
     }
     if !in_keys {
-        keys.copy_from_slice(&buf);
-    }
-    for k in keys.iter_mut() {
-        let b = *k;
-        *k = if b >> 63 == 1 { b & !(1 << 63) } else { !b };
+        keys.copy_from_slice(buf);
     }
 }
 
