@@ -55,7 +55,8 @@ struct ModelRuntime {
     last_event: Option<Instant>,
 }
 
-/// Decode, window and evaluate; see the module doc.
+/// Decode, window and evaluate; see the module doc. The status document lists the models in
+/// the same order as `models` (see `run`), so status updates index it directly.
 pub struct Pipeline {
     models: Vec<ModelRuntime>,
     /// Per topic: its decoder and the global index of each of its models.
@@ -164,9 +165,8 @@ impl Pipeline {
                             shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late.len() as u64);
                             tracing::debug!(model = %m.id, late = late.len(), "late events dropped");
                         }
-                        let id = m.id.clone();
                         shared.update_status(|s| {
-                            if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+                            if let Some(ms) = s.models.get_mut(global) {
                                 ms.events.accepted += accepted as u64;
                                 ms.events.late += late.len() as u64;
                             }
@@ -271,9 +271,8 @@ impl Pipeline {
             );
         }
         if let Some(m) = model {
-            let id = self.models[m].id.clone();
             self.shared.update_status(|s| {
-                if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+                if let Some(ms) = s.models.get_mut(m) {
                     ms.events.rejected += 1;
                 }
             });
@@ -344,7 +343,7 @@ impl Pipeline {
                 .unwrap_or_default(),
         };
         self.shared.update_status(|s| {
-            if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
+            if let Some(ms) = s.models.get_mut(i) {
                 ms.windows_closed += 1;
                 ms.last_window = Some(last);
                 if ms.recent_windows.len() == RECENT_WINDOWS {
@@ -367,18 +366,19 @@ impl Pipeline {
     }
 
     fn publish(&self) {
-        let metrics = &self.shared.metrics;
-        for m in &self.models {
-            metrics.open_windows.with_label_values(&[m.id.as_str()]).set(m.windows.open_windows() as i64);
-        }
-        let open: Vec<(String, usize, u64)> =
-            self.models.iter().map(|m| (m.id.clone(), m.windows.open_windows(), m.windows.open_rows())).collect();
+        let open: Vec<(usize, u64)> = self
+            .models
+            .iter()
+            .map(|m| {
+                let windows = m.windows.open_windows();
+                self.shared.metrics.open_windows.with_label_values(&[m.id.as_str()]).set(windows as i64);
+                (windows, m.windows.open_rows())
+            })
+            .collect();
         self.shared.update_status(|s| {
-            for (id, windows, rows) in open {
-                if let Some(ms) = s.models.iter_mut().find(|x| x.id == id) {
-                    ms.open_windows = windows;
-                    ms.open_events = rows;
-                }
+            for (ms, (windows, rows)) in s.models.iter_mut().zip(open) {
+                ms.open_windows = windows;
+                ms.open_events = rows;
             }
         });
     }
