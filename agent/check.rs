@@ -68,6 +68,8 @@ pub struct Plan {
     pub bins_explicit: bool,
     /// Zero-config form: the current data's columns must match the reference's.
     pub strict_columns: bool,
+    /// Alert rules: the tests they read run on the features they select.
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 impl Plan {
@@ -87,7 +89,26 @@ impl Plan {
             filter: None,
             bins_explicit: false,
             strict_columns: true,
+            rules: Vec::new(),
         }
+    }
+
+    /// The tests a feature runs, with their options: its own list (or the model's), plus the
+    /// tests the rules selecting it read.
+    pub fn tests_for(&self, spec: &FeatureSpec) -> (Vec<TestChoice>, &TestOptions) {
+        let (tests, options) = match self.per_feature.get(&spec.name) {
+            Some((tests, options)) => (tests.as_deref().unwrap_or(&self.tests), options),
+            None => (self.tests.as_slice(), &self.options),
+        };
+        let mut tests = tests.to_vec();
+        for rule in &self.rules {
+            for t in rule.tests_for(&spec.name, spec.kind) {
+                if !tests.contains(&t) {
+                    tests.push(t);
+                }
+            }
+        }
+        (tests, options)
     }
 
     /// A plan for the configured form, from a validated model.
@@ -121,6 +142,7 @@ impl Plan {
             filter: m.filter.clone(),
             bins_explicit: false,
             strict_columns: false,
+            rules: m.rules.clone(),
         }
     }
 }
@@ -291,12 +313,9 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
         .zip(baseline.profile.features.par_iter_mut())
         .zip(current.par_iter_mut())
         .map(|((spec, reference), current)| {
-            let (tests, options) = match plan.per_feature.get(&spec.name) {
-                Some((tests, options)) => (tests.as_deref().unwrap_or(&plan.tests), options),
-                None => (plan.tests.as_slice(), &plan.options),
-            };
+            let (tests, options) = plan.tests_for(spec);
             let quality = Quality::of(spec, reference, current);
-            let tests = FeaturePair { spec, reference, current }.run(tests, options);
+            let tests = FeaturePair { spec, reference, current }.run(&tests, options);
             FeatureReport { name: spec.name.clone(), kind: spec.kind, drift: false, tests, quality }
         })
         .collect();

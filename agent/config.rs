@@ -25,6 +25,9 @@ use crate::profile::FeatureKind;
 use crate::stats::{KsMethod, TestChoice, TestKind, TestOptions};
 use crate::window::WindowSpec;
 
+mod alerts;
+pub use alerts::{DEFAULT_OUTBOX, Notify, RuleSource, Smtp, SmtpTls};
+
 /// The agent file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,9 +39,11 @@ pub struct AgentConfig {
     /// The monitored models.
     #[serde(default)]
     pub model: Vec<ModelConfig>,
+    /// Where alert digests go.
+    pub notify: Option<alerts::NotifyConfig>,
 }
 
-const AGENT_KEYS: &[&str] = &["agent", "source", "model"];
+const AGENT_KEYS: &[&str] = &["agent", "source", "model", "notify"];
 
 /// `[agent]`: process-wide settings.
 #[derive(Debug, Deserialize)]
@@ -48,9 +53,12 @@ pub struct AgentSection {
     pub listen: Option<Spanned<String>>,
     /// How long a graceful shutdown may take before the agent exits anyway (default "30s").
     pub shutdown_timeout: Option<Spanned<String>>,
+    /// Rule files (`[[rule]]` tables with `model`), relative to this file.
+    #[serde(default)]
+    pub rule_files: Vec<Spanned<String>>,
 }
 
-const AGENT_SECTION_KEYS: &[&str] = &["listen", "shutdown_timeout"];
+const AGENT_SECTION_KEYS: &[&str] = &["listen", "shutdown_timeout", "rule_files"];
 
 /// `[source]`: a Kafka consumer group or a replay of NDJSON events.
 #[derive(Debug, Deserialize)]
@@ -183,11 +191,14 @@ pub struct ModelConfig {
     pub events: Option<EventsConfig>,
     /// Event-time windows.
     pub window: Option<WindowConfig>,
+    /// Alert rules.
+    #[serde(default)]
+    pub rule: Vec<alerts::RuleConfig>,
 }
 
 const MODEL_KEYS: &[&str] = &[
     "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
-    "max_samples", "max_categories", "feature", "topics", "events", "window",
+    "max_samples", "max_categories", "feature", "topics", "events", "window", "rule",
 ];
 
 /// One monitored feature.
@@ -226,6 +237,12 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
     }
+}
+
+/// Orders findings for people: the agent file first, then the rule files by name, each by
+/// line and column.
+pub fn sort_diagnostics(found: &mut [Diagnostic], main: &Path) {
+    found.sort_by(|a, b| (a.file != main, &a.file, a.line, a.col).cmp(&(b.file != main, &b.file, b.line, b.col)));
 }
 
 /// Every problem found, in file order.
@@ -313,6 +330,10 @@ pub struct Model {
     pub topics: Vec<String>,
     pub events: Events,
     pub window: WindowSpec,
+    /// Alert rules, from `[[model.rule]]` and the rule files.
+    pub rules: Vec<crate::rules::Rule>,
+    /// Where each rule was written (same order as `rules`).
+    pub rule_sources: Vec<RuleSource>,
 }
 
 /// Where a model's events keep their fields.
@@ -357,6 +378,7 @@ pub struct Config {
     /// `None` when the file has no `[source]` (enough for `check` and `validate`).
     pub source: Option<Source>,
     pub models: Vec<Model>,
+    pub notify: Notify,
 }
 
 /// `[agent]` after validation.
@@ -364,6 +386,7 @@ pub struct Config {
 pub struct Agent {
     pub listen: std::net::SocketAddr,
     pub shutdown_timeout: Duration,
+    pub rule_files: Vec<PathBuf>,
 }
 
 /// Default address of the HTTP server (the OpenTelemetry Prometheus exporter's port).
@@ -374,6 +397,7 @@ impl Default for Agent {
         Agent {
             listen: DEFAULT_LISTEN.parse().unwrap_or(([127, 0, 0, 1], 9464).into()),
             shutdown_timeout: Duration::from_secs(30),
+            rule_files: Vec::new(),
         }
     }
 }
@@ -567,6 +591,21 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 field: f.field.as_ref().map(|p| path_of(&mut r, p)),
             });
         }
+        let known: Vec<(String, Option<FeatureKind>)> = features.iter().map(|f| (f.name.clone(), f.kind)).collect();
+        let mut rules = Vec::new();
+        let mut rule_sources = Vec::new();
+        let mut rule_names = HashSet::new();
+        for rc in &m.rule {
+            if let Some(v) = &rc.model {
+                r.at(v.span(), "`model` belongs in rule files; a [[model.rule]] watches the model it is in");
+            }
+            if !rule_names.insert(rc.name.get_ref().clone()) {
+                r.at(rc.name.span(), format!("rule \"{}\" is defined twice in this model", rc.name.get_ref()));
+            }
+            let (rule, names) = alerts::rule_of(&mut r, rc, &known);
+            rules.push(rule);
+            rule_sources.push(RuleSource { file: path.into(), names });
+        }
         let events = events_of(&mut r, m.events.as_ref());
         let window = window_of(&mut r, m.window.as_ref());
         let mut topics = Vec::new();
@@ -597,9 +636,12 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             topics,
             events,
             window,
+            rules,
+            rule_sources,
         });
     }
-    let agent = agent_of(&mut r, raw.agent.as_ref());
+    let agent = agent_of(&mut r, raw.agent.as_ref(), base);
+    let notify = alerts::notify_of(&mut r, raw.notify.as_ref(), base);
     let source = raw.source.as_ref().map(|s| source_of(&mut r, s, base));
     if let Some(Source { kind: SourceKind::Kafka(_), .. }) = &source {
         let spans: Vec<_> = raw.model.iter().filter(|m| m.topics.is_empty()).map(|m| m.id.span()).collect();
@@ -608,7 +650,35 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         }
     }
     r.out.sort_by_key(|d| (d.line, d.col));
-    (Some(Config { path: path.into(), agent, source, models }), r.out)
+    let mut out = r.out;
+    // Rule files: each validated on its own text, its rules joined to their models.
+    let catalogue: Vec<(String, Vec<(String, Option<FeatureKind>)>)> =
+        models.iter().map(|m| (m.id.clone(), m.features.iter().map(|f| (f.name.clone(), f.kind)).collect())).collect();
+    for file in &agent.rule_files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                let message = format!("cannot read the rule file: {e}");
+                out.push(Diagnostic { file: file.clone(), line: 1, col: 1, message });
+                continue;
+            }
+        };
+        let mut found = Vec::new();
+        for (id, rule, names) in alerts::parse_rule_file(file, &text, &catalogue, &mut found) {
+            if let Some(m) = models.iter_mut().find(|m| m.id == id) {
+                if m.rules.iter().any(|x| x.name == rule.name) {
+                    let pos = names.first().map(|(_, p)| p.clone()).unwrap_or_default();
+                    let message = format!("rule \"{}\" of model \"{id}\" is defined twice", rule.name);
+                    found.push(Diagnostic { file: file.clone(), line: pos.line.max(1), col: pos.col.max(1), message });
+                }
+                m.rules.push(rule);
+                m.rule_sources.push(RuleSource { file: file.clone(), names });
+            }
+        }
+        found.sort_by_key(|d| (d.line, d.col));
+        out.extend(found);
+    }
+    (Some(Config { path: path.into(), agent, source, models, notify }), out)
 }
 
 /// Replaces the given byte ranges with spaces, keeping newlines, so positions do not move.
@@ -669,7 +739,11 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
         let name: &str = key.get_ref();
         if !allowed.contains(&name) {
             let where_ = if context.is_empty() { "at the top level".to_string() } else { format!("in {context}") };
-            r.at(key.span(), format!("unknown key \"{name}\" {where_}{}", suggestion(name, allowed)));
+            if name == "password" && context == "[notify.smtp]" {
+                r.at(key.span(), "passwords never go in the configuration: name an environment variable (`password_env`) or a file (`password_file`)");
+            } else {
+                r.at(key.span(), format!("unknown key \"{name}\" {where_}{}", suggestion(name, allowed)));
+            }
             unknown.push(key.span().start..value.span().end);
             continue;
         }
@@ -679,6 +753,11 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             ("[[model]]", "events") => Some((EVENTS_KEYS, "[model.events]")),
             ("[[model]]", "window") => Some((WINDOW_KEYS, "[model.window]")),
             ("", "agent") => Some((AGENT_SECTION_KEYS, "[agent]")),
+            ("[[model]]", "rule") => Some((alerts::RULE_KEYS, "[[model.rule]]")),
+            ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
+            ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
+            ("", "notify") => Some((alerts::NOTIFY_KEYS, "[notify]")),
+            ("[notify]", "smtp") => Some((alerts::SMTP_KEYS, "[notify.smtp]")),
             ("", "source") => Some((SOURCE_KEYS, "[source]")),
             _ => None,
         };
@@ -879,7 +958,7 @@ fn window_of(r: &mut Reporter, w: Option<&WindowConfig>) -> WindowSpec {
     spec
 }
 
-fn agent_of(r: &mut Reporter, a: Option<&AgentSection>) -> Agent {
+fn agent_of(r: &mut Reporter, a: Option<&AgentSection>, base: &Path) -> Agent {
     let mut out = Agent::default();
     let Some(a) = a else {
         return out;
@@ -897,6 +976,7 @@ fn agent_of(r: &mut Reporter, a: Option<&AgentSection>) -> Agent {
         }
     }
     out.shutdown_timeout = duration_of(r, a.shutdown_timeout.as_ref(), out.shutdown_timeout);
+    out.rule_files = a.rule_files.iter().map(|f| base.join(f.get_ref())).collect();
     out
 }
 
@@ -1067,7 +1147,7 @@ mod tests {
         let cfg = parse(Path::new("t.toml"), text).unwrap();
         assert_eq!(cfg.models[0].features[0].options.threshold(TestKind::Ks), 0.01);
         assert_eq!(cfg.models[0].options.ks_method, KsMethod::Asymp);
-        assert_eq!(MODEL_KEYS.len(), 16);
+        assert_eq!(MODEL_KEYS.len(), 17);
         assert_eq!(FEATURE_KEYS.len(), 6);
     }
 }
@@ -1077,6 +1157,7 @@ mod tests {
 pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
     use datafusion::arrow::datatypes::DataType;
     let mut out = Vec::new();
+    let mut rule_findings = Vec::new();
     let mut at = |pos: &Pos, message: String| {
         out.push(Diagnostic { file: config.path.clone(), line: pos.line, col: pos.col, message });
     };
@@ -1138,6 +1219,24 @@ pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
                 at(pos, unknown(name));
             }
         }
+        // Rules name configured features (checked in phase 3) or, without a feature list,
+        // baseline columns.
+        if m.features.is_empty() {
+            for source in &m.rule_sources {
+                for (name, pos) in &source.names {
+                    if schema.field_with_name(name).is_err() {
+                        let message = unknown(name);
+                        rule_findings.push(Diagnostic {
+                            file: source.file.clone(),
+                            line: pos.line,
+                            col: pos.col,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
     }
+    out.extend(rule_findings);
     out
 }

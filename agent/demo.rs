@@ -190,6 +190,20 @@ pub fn summary(colour: bool) -> impl FnMut(&Evaluation) + Send {
             }
         }
         println!("window {n:>3} {span}  {:>5} events  {verdict}  {}", e.events, notes.join(", "));
+        for a in &e.notices {
+            let line = format!(
+                "           alert {} {} {} on {} ({})",
+                a.transition.as_str(),
+                a.severity.as_str(),
+                a.rule,
+                a.feature,
+                a.target
+            );
+            println!(
+                "{}",
+                paint(if a.transition == crate::alert::Transition::Resolved { "32" } else { "1;35" }, &line)
+            );
+        }
     }
 }
 

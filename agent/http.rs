@@ -67,6 +67,8 @@ pub struct ModelStatus {
     pub last_window: Option<LastWindow>,
     /// The latest closed windows, newest last (at most [`RECENT_WINDOWS`]).
     pub recent_windows: Vec<WindowSummary>,
+    /// Pending and firing alerts after the last evaluated window.
+    pub alerts: Vec<crate::alert::AlertView>,
 }
 
 /// Closed windows kept per model in the status document.

@@ -11,6 +11,8 @@
 //! source (Kafka | replay) ─Chunk─► decode → RecordBatch per model    (source, decode)
 //!   → event-time panes → closed windows → compare → metrics, status   (window, pipeline)
 //!   → commit frontier → offsets stored late                           (frontier)
+//!   → rules → readings → alert state → notices on transitions         (rules, alert)
+//!   → durable outbox → digest per model → SMTP or .eml                (notify)
 //! ```
 //!
 //! Modules:
@@ -28,9 +30,14 @@
 //! * [`window`]: tumbling and sliding event-time windows over panes of mergeable profiles.
 //! * [`frontier`]: which offsets may be committed (at-least-once).
 //! * [`pipeline`]: decode → window → evaluate, synchronous, one thread.
+//! * [`rules`]: alert rules — what a rule reads from a window and how it stands against its
+//!   thresholds (effect-size floor, Benjamini–Hochberg, `min_samples`).
+//! * [`alert`]: the alert state machine per (model, rule, feature), driven by window end times.
+//! * [`notify`]: the durable outbox, email digests and their delivery thread (lettre).
 //! * [`metrics`], [`http`]: every Prometheus metric; `/metrics`, health, readiness, status.
 //! * [`run`]: `driftwatch run` — start-up, signals and orderly shutdown; [`demo`]: `driftwatch demo`.
 
+pub mod alert;
 pub mod baseline;
 pub mod check;
 pub mod config;
@@ -40,9 +47,11 @@ pub mod frontier;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod profile;
 pub mod rng;
+pub mod rules;
 pub mod run;
 pub mod source;
 pub mod stats;

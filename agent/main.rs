@@ -60,7 +60,8 @@ enum Command {
         listen: Option<std::net::SocketAddr>,
     },
     /// The whole pipeline on built-in data, no external service: a generated credit-risk stream
-    /// that drifts part-way, /metrics on 127.0.0.1:9464, one summary line per closed window.
+    /// that drifts part-way, /metrics on 127.0.0.1:9464, one summary line per closed window,
+    /// alert emails written as .eml files to a local outbox.
     ///
     /// Stops on Ctrl-C or after --duration.
     Demo {
@@ -76,6 +77,9 @@ enum Command {
         /// Wall-clock seconds per one-minute window.
         #[arg(long, default_value_t = 1.5)]
         seconds_per_window: f64,
+        /// Directory the alert emails are written to (created if missing).
+        #[arg(long, default_value = config::DEFAULT_OUTBOX)]
+        outbox: PathBuf,
     },
 }
 
@@ -242,7 +246,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let (cfg, mut problems) = config::validate_file(&config);
             if let (Some(cfg), false) = (&cfg, no_baselines) {
                 problems.extend(config::check_baselines(cfg).await);
-                problems.sort_by_key(|d| (d.line, d.col));
+                config::sort_diagnostics(&mut problems, &config);
             }
             if !problems.is_empty() {
                 for p in &problems {
@@ -272,7 +276,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             driftwatch::run::run(&cfg, options).await.map_err(|e| Failure(format!("{e:#}")))?;
             Ok(0)
         }
-        Command::Demo { listen, duration, events_per_window, seconds_per_window } => {
+        Command::Demo { listen, duration, events_per_window, seconds_per_window, outbox } => {
             use driftwatch::demo;
             let files = demo::DemoFiles::write()?;
             let cfg = config::load(&files.config)?;
@@ -284,13 +288,20 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 "metrics on http://{listen}/metrics, status on http://{listen}/api/v1/status; Ctrl-C stops{}",
                 duration.map_or(String::new(), |d| format!(" (or after {d:?})"))
             );
+            let outbox = std::path::absolute(&outbox).unwrap_or(outbox);
+            println!("alert emails are written to {} (one .eml file per digest)", outbox.display());
             let options = driftwatch::run::RunOptions {
                 listen: Some(listen),
                 duration,
                 observers: vec![Box::new(demo::summary(demo::colour()))],
                 generator: Some(Box::new(move |tx, stop| demo::generate(demo_options, tx, stop))),
+                outbox: Some(outbox.clone()),
             };
             driftwatch::run::run(&cfg, options).await.map_err(|e| Failure(format!("{e:#}")))?;
+            let mails = std::fs::read_dir(&outbox)
+                .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+                .unwrap_or(0);
+            println!("{mails} alert email(s) in {}", outbox.display());
             Ok(0)
         }
         Command::Baseline(BaselineCommand::Build {

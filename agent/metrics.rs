@@ -6,7 +6,7 @@
 //! [`NAMES`] lists every metric family; dashboards and alert rules are tested against it.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::check::Report;
@@ -36,6 +36,13 @@ pub const NAMES: &[&str] = &[
     "driftwatch_commit_offset",
     "driftwatch_baseline_info",
     "driftwatch_baseline_rows",
+    "driftwatch_alert_state",
+    "driftwatch_alert_transitions_total",
+    "driftwatch_notifications_total",
+    "driftwatch_notification_failures_total",
+    "driftwatch_notifications_queued",
+    "driftwatch_notifications_retrying",
+    "driftwatch_performance",
 ];
 
 /// The agent's metrics.
@@ -61,6 +68,13 @@ pub struct Metrics {
     pub commit_offset: IntGaugeVec,
     pub baseline_info: IntGaugeVec,
     pub baseline_rows: IntGaugeVec,
+    pub alert_state: IntGaugeVec,
+    pub alert_transitions: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub notification_failures: IntCounterVec,
+    pub notifications_queued: IntGauge,
+    pub notifications_retrying: IntGauge,
+    pub performance: GaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -169,9 +183,52 @@ impl Metrics {
                 &["model", "path", "sha256"],
             )?,
             baseline_rows: IntGaugeVec::new(opts("driftwatch_baseline_rows", "Rows in the baseline."), &["model"])?,
+            alert_state: IntGaugeVec::new(
+                opts(
+                    "driftwatch_alert_state",
+                    "State of each alert of the agent's rules: 0 inactive, 1 pending, 2 firing; the series of the alert's current severity carries it, the other is 0.",
+                ),
+                &["model", "rule", "feature", "severity"],
+            )?,
+            alert_transitions: IntCounterVec::new(
+                opts(
+                    "driftwatch_alert_transitions_total",
+                    "Alert notifications produced, by transition: firing, escalated, repeat, resolved.",
+                ),
+                &["model", "rule", "transition"],
+            )?,
+            notifications: IntCounterVec::new(
+                opts(
+                    "driftwatch_notifications_total",
+                    "Alert notifications by outcome: queued (batches written to the outbox), sent (digests accepted), failed (delivery attempts that failed).",
+                ),
+                &["outcome"],
+            )?,
+            notification_failures: IntCounterVec::new(
+                opts(
+                    "driftwatch_notification_failures_total",
+                    "Failed deliveries by reason: auth, tls, connection, timeout, rejected, transient, protocol, config, outbox.",
+                ),
+                &["reason"],
+            )?,
+            notifications_queued: IntGauge::with_opts(opts(
+                "driftwatch_notifications_queued",
+                "Notification batches in the outbox waiting for delivery.",
+            ))?,
+            notifications_retrying: IntGauge::with_opts(opts(
+                "driftwatch_notifications_retrying",
+                "Digests waiting to be retried after a failed delivery.",
+            ))?,
+            performance: GaugeVec::new(
+                opts(
+                    "driftwatch_performance",
+                    "Model performance of the last window: realised (estimated=\"false\") or estimated without labels (estimated=\"true\"). Needs ground truth or scores; no series until those are configured.",
+                ),
+                &["model", "metric", "estimated"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
             Box::new(m.dead_letters.clone()),
@@ -192,11 +249,21 @@ impl Metrics {
             Box::new(m.commit_offset.clone()),
             Box::new(m.baseline_info.clone()),
             Box::new(m.baseline_rows.clone()),
+            Box::new(m.alert_state.clone()),
+            Box::new(m.alert_transitions.clone()),
+            Box::new(m.notifications.clone()),
+            Box::new(m.notification_failures.clone()),
+            Box::new(m.notifications_queued.clone()),
+            Box::new(m.notifications_retrying.clone()),
+            Box::new(m.performance.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
         }
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for outcome in ["queued", "sent", "failed"] {
+            m.notifications.with_label_values(&[outcome]);
+        }
         Ok(m)
     }
 
@@ -210,6 +277,13 @@ impl Metrics {
             self.windows.with_label_values(&[model, verdict]);
         }
         self.open_windows.with_label_values(&[model]);
+    }
+
+    /// Transition counters of a rule, from the start.
+    pub fn register_rule(&self, model: &str, rule: &str) {
+        for transition in ["firing", "escalated", "repeat", "resolved"] {
+            self.alert_transitions.with_label_values(&[model, rule, transition]);
+        }
     }
 
     /// Publishes the verdict of a closed window.

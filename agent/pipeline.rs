@@ -11,13 +11,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::alert::{Book, Phase};
 use crate::baseline::Baseline;
 use crate::check::{Plan, Report, compare};
 use crate::config::Model;
 use crate::decode::{ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::frontier::CommitFrontier;
 use crate::http::{LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
+use crate::notify::{Batch, Notice, Queue};
 use crate::profile::ProfileSpec;
+use crate::rules::Severity;
 use crate::source::Chunk;
 use crate::window::{ClosedWindow, WindowSpec, Windows};
 
@@ -38,6 +41,8 @@ pub struct Evaluation {
     /// `None` when the window had fewer than `min_events` events.
     pub report: Option<Report>,
     pub close_seconds: f64,
+    /// Alert transitions of this window (already queued for delivery).
+    pub notices: Vec<Notice>,
 }
 
 /// Receives every evaluation (logs, the demo's terminal summary, tests).
@@ -53,6 +58,7 @@ struct ModelRuntime {
     spec: WindowSpec,
     windows: Windows,
     last_event: Option<Instant>,
+    alerts: Book,
 }
 
 /// Decode, window and evaluate; see the module doc. The status document lists the models in
@@ -68,6 +74,7 @@ pub struct Pipeline {
     observers: Vec<Observer>,
     dead_letter: Option<DeadLetter>,
     warned: HashSet<(Option<usize>, Reason)>,
+    notify: Option<Queue>,
 }
 
 impl Pipeline {
@@ -87,10 +94,14 @@ impl Pipeline {
             .into_iter()
             .map(|s| {
                 shared.metrics.register_model(&s.model.id);
+                for rule in &s.model.rules {
+                    shared.metrics.register_rule(&s.model.id, &rule.name);
+                }
                 ModelRuntime {
                     id: s.model.id.clone(),
                     windows: Windows::new(&s.model.window, window_spec(&s)),
                     spec: s.model.window.clone(),
+                    alerts: Book::new(s.model.rules.clone()),
                     baseline: s.baseline,
                     plan: s.plan,
                     last_event: None,
@@ -107,6 +118,7 @@ impl Pipeline {
             observers: Vec::new(),
             dead_letter: None,
             warned: HashSet::new(),
+            notify: None,
         })
     }
 
@@ -116,6 +128,12 @@ impl Pipeline {
 
     pub fn set_dead_letter(&mut self, sink: DeadLetter) {
         self.dead_letter = Some(sink);
+    }
+
+    /// Where alert notifications are queued (without it, alerts are tracked and exported
+    /// but not sent).
+    pub fn set_notify(&mut self, queue: Queue) {
+        self.notify = Some(queue);
     }
 
     fn intern(&mut self, topic: u16, partition: i32) -> u32 {
@@ -300,11 +318,17 @@ impl Pipeline {
         let started = Instant::now();
         let m = &mut self.models[i];
         let events = window.events();
+        let mut alerts = None;
         let report = if events == 0 || events < m.spec.min_events {
             None
         } else {
             let mut features = window.profile.features;
-            Some(compare(&mut m.baseline, &mut features, events, &m.plan))
+            let report = compare(&mut m.baseline, &mut features, events, &m.plan);
+            if !m.alerts.rules().is_empty() {
+                let span = (window.start, window.end);
+                alerts = Some(m.alerts.observe(&report, &features, &m.baseline.profile.features, span));
+            }
+            Some(report)
         };
         let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
         let metrics = &self.shared.metrics;
@@ -323,6 +347,46 @@ impl Pipeline {
             .inc();
         if let Some(r) = &report {
             metrics.record(r);
+        }
+        let mut notices = Vec::new();
+        let mut active = None;
+        if let Some(outcome) = alerts {
+            for a in &outcome.alerts {
+                for severity in Severity::ALL {
+                    let value = if severity == a.severity { a.phase.gauge() } else { 0 };
+                    metrics.alert_state.with_label_values(&[id, &a.rule, &a.feature, severity.as_str()]).set(value);
+                }
+            }
+            active = Some(outcome.alerts.into_iter().filter(|a| a.phase != Phase::Inactive).collect::<Vec<_>>());
+            // One batch per recipient list, so a digest never reaches people a rule did not name.
+            let mut batches: Vec<Batch> = Vec::new();
+            for (recipients, notice) in outcome.notices {
+                metrics.alert_transitions.with_label_values(&[id, &notice.rule, notice.transition.as_str()]).inc();
+                tracing::warn!(
+                    model = id,
+                    rule = %notice.rule,
+                    feature = %notice.feature,
+                    severity = notice.severity.as_str(),
+                    transition = notice.transition.as_str(),
+                    value = ?notice.value,
+                    "alert"
+                );
+                notices.push(notice.clone());
+                match batches.iter_mut().find(|b| b.recipients == recipients) {
+                    Some(b) => b.notices.push(notice),
+                    None => batches.push(Batch {
+                        created_ms: chrono::Utc::now().timestamp_millis(),
+                        model: id.to_string(),
+                        recipients,
+                        notices: vec![notice],
+                    }),
+                }
+            }
+            if let Some(q) = &self.notify {
+                for b in &batches {
+                    q.push(b);
+                }
+            }
         }
         let last = LastWindow {
             start: rfc3339(window.start),
@@ -350,6 +414,9 @@ impl Pipeline {
                     ms.recent_windows.remove(0);
                 }
                 ms.recent_windows.push(summary);
+                if let Some(active) = active {
+                    ms.alerts = active;
+                }
             }
         });
         tracing::info!(
@@ -362,7 +429,7 @@ impl Pipeline {
             close_ms = close_seconds * 1000.0,
             "window closed"
         );
-        Evaluation { model: m.id.clone(), start: window.start, end: window.end, events, report, close_seconds }
+        Evaluation { model: m.id.clone(), start: window.start, end: window.end, events, report, close_seconds, notices }
     }
 
     fn publish(&self) {
@@ -391,10 +458,7 @@ fn window_spec(s: &ModelSetup) -> ProfileSpec {
     use crate::stats::{TestChoice, TestKind::*};
     let mut spec = s.baseline.spec.clone();
     for f in &mut spec.features {
-        let tests = match s.plan.per_feature.get(&f.name) {
-            Some((Some(tests), _)) => tests.as_slice(),
-            _ => s.plan.tests.as_slice(),
-        };
+        let (tests, _) = s.plan.tests_for(f);
         let binned = tests
             .iter()
             .any(|t| matches!(t, TestChoice::Test(Psi | Kl | Hellinger | JensenShannon | ChiSquare | Tvd | ZTest)));

@@ -22,6 +22,7 @@ use crate::check::{Plan, load_baseline};
 use crate::config::{Config, SourceKind};
 use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
 use crate::metrics::Metrics;
+use crate::notify::{Notifier, outbox_path};
 use crate::pipeline::{ModelSetup, Observer, Pipeline};
 use crate::source::Chunk;
 use crate::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
@@ -40,6 +41,8 @@ pub struct RunOptions {
     pub observers: Vec<Observer>,
     /// Replaces the configured source (the demo).
     pub generator: Option<Generator>,
+    /// Replaces `[notify] outbox`.
+    pub outbox: Option<std::path::PathBuf>,
 }
 
 /// Loads the baseline of every model.
@@ -163,6 +166,33 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     for o in options.observers {
         pipeline.observe(o);
     }
+    // Alerts: the outbox and its delivery thread, when any model has rules.
+    let mut notify = config.notify.clone();
+    if let Some(dir) = &options.outbox {
+        notify.outbox = dir.clone();
+    }
+    let notifier = if config.models.iter().any(|m| !m.rules.is_empty()) {
+        let (notifier, queue) = Notifier::start(&notify, shared.clone())?;
+        let rules: usize = config.models.iter().map(|m| m.rules.len()).sum();
+        match &notify.smtp {
+            Some(smtp) => tracing::info!(
+                rules,
+                outbox = %outbox_path(&notify).display(),
+                "alert digests go to {}:{} (queued in the outbox first)",
+                smtp.host,
+                smtp.port
+            ),
+            None => tracing::info!(
+                rules,
+                outbox = %outbox_path(&notify).display(),
+                "no [notify.smtp]: alert digests are written to the outbox as .eml files"
+            ),
+        }
+        pipeline.set_notify(queue);
+        Some(notifier)
+    } else {
+        None
+    };
     let kafka = match (&source, &options.generator) {
         (Some(s), None) => match &s.kind {
             SourceKind::Kafka(k) => Some(k.clone()),
@@ -276,6 +306,10 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     }
     if let Some(dl) = &dead_letter {
         dl.flush(deadline.saturating_duration_since(Instant::now()));
+    }
+    if let Some(n) = notifier {
+        // One last delivery attempt; what fails stays in the outbox for the next start.
+        tokio::task::spawn_blocking(move || n.stop()).await?;
     }
     let _ = http_stop.send(());
     let _ = server.await;

@@ -3,7 +3,12 @@
 #   cmake, pkg-config, OpenSSL and curl headers
 #              build the bundled librdkafka (rdkafka's cmake-build and ssl features; its
 #              CMake build includes curl.h even with curl off);
-#   promtool   checks /metrics output and alert rules (Debian package prometheus);
+#   promtool   checks /metrics output and alert rules (Debian package prometheus), and the
+#              Prometheus server of the end-to-end alert test;
+#   alertmanager, amtool  (Debian prometheus-alertmanager) the end-to-end alert test and the
+#              example Alertmanager configuration;
+#   aiosmtpd   (Debian python3-aiosmtpd, run with /usr/bin/python3) the SMTP server of the
+#              email tests; openssl makes their throwaway CA;
 #   tansu      the Kafka-compatible broker of the integration tests (scripts/install-tansu.sh).
 # Debian packages need root (as on the CI machines). Idempotent; fast when all is present.
 # `scripts/install-deps.sh build` installs only what building needs (for the demo).
@@ -34,9 +39,14 @@ if [ "${1:-all}" = build ]; then
   exit 0
 fi
 
-if ! command -v promtool >/dev/null; then
-  echo "installing prometheus (for promtool)" >&2
-  # The package's install script would start a Prometheus daemon on all interfaces; a
+services=()
+command -v promtool >/dev/null || services+=(prometheus)
+command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null || services+=(prometheus-alertmanager)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || services+=(python3-aiosmtpd)
+command -v openssl >/dev/null || services+=(openssl)
+if [ ${#services[@]} -gt 0 ]; then
+  echo "installing ${services[*]} (promtool, Alertmanager and an SMTP server for the tests)" >&2
+  # The Prometheus packages' install scripts would start daemons on all interfaces; a
   # policy-rc.d that says 101 stops that (RECIPES.md).
   created=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -44,7 +54,7 @@ if ! command -v promtool >/dev/null; then
     chmod +x /usr/sbin/policy-rc.d
     created=1
   fi
-  apt_install prometheus || { [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  apt_install "${services[@]}" || { [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
   [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d
 fi
 

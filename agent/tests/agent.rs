@@ -228,10 +228,13 @@ impl Drop for Reaper {
 }
 
 #[test]
-fn demo_serves_metrics_that_promtool_accepts_and_stops_cleanly() {
+fn demo_serves_metrics_that_promtool_accepts_writes_alert_emails_and_stops_cleanly() {
     let port = free_port();
+    let outbox = tempfile::tempdir().expect("tmp");
     let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--duration", "6s", "--seconds-per-window", "0.3"])
+        .arg("--outbox")
+        .arg(outbox.path())
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -259,8 +262,10 @@ fn demo_serves_metrics_that_promtool_accepts_and_stops_cleanly() {
     );
     for name in driftwatch::metrics::NAMES {
         let exposed = metrics.lines().any(|l| l.starts_with(&format!("# TYPE {name} ")));
-        // Kafka-only families have no series in the demo; all others must be there.
-        if !name.contains("kafka") && !name.contains("dead_letters") {
+        // Kafka-only families, delivery failures and performance (no labels in the demo)
+        // have no series; all others must be there.
+        let absent = ["kafka", "dead_letters", "notification_failures", "performance"];
+        if !absent.iter().any(|a| name.contains(a)) {
             assert!(exposed, "{name} missing from /metrics");
         }
     }
@@ -280,6 +285,21 @@ fn demo_serves_metrics_that_promtool_accepts_and_stops_cleanly() {
     assert!(windows.len() >= 10, "a window every 0.3 s for 6 s:\n{stdout}");
     assert!(windows[..3].iter().all(|l| l.contains(" ok ")), "the stream starts clean:\n{stdout}");
     assert!(stdout.contains("DRIFT") && stdout.contains("income wasserstein"), "then it drifts:\n{stdout}");
+    // The drift fires the demo's rules; their digests are .eml files in the outbox.
+    assert!(stdout.contains("alert firing") && stdout.contains("feature-drift on income"), "{stdout}");
+    assert!(stdout.contains(&format!("alert emails are written to {}", outbox.path().display())), "{stdout}");
+    let emails: Vec<String> = std::fs::read_dir(outbox.path())
+        .expect("outbox")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("eml"))
+        .collect();
+    assert!(!emails.is_empty(), "no .eml in the outbox:\n{stdout}");
+    assert!(stdout.contains(&format!("{} alert email(s) in", emails.len())), "{stdout}");
+    let all = emails.concat();
+    assert!(all.contains("Subject: [") && all.contains("driftwatch: credit-risk"), "{all}");
+    assert!(all.contains("To: ml-oncall@localhost"), "{all}");
+    assert_eq!(std::fs::read_dir(outbox.path().join("queue")).expect("queue").count(), 0, "everything delivered");
 }
 
 #[test]

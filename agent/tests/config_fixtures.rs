@@ -10,7 +10,7 @@ async fn diagnostics(path: &Path) -> Vec<String> {
     let (cfg, mut problems) = config::validate_file(path);
     if let Some(cfg) = cfg {
         problems.extend(config::check_baselines(&cfg).await);
-        problems.sort_by_key(|d| (d.line, d.col));
+        config::sort_diagnostics(&mut problems, path);
     }
     problems.iter().map(ToString::to_string).collect()
 }

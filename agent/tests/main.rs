@@ -1,6 +1,7 @@
 //! The integration-test binary: golden statistics, properties, configuration fixtures and
-//! the command line, the streaming agent.
+//! the command line, the streaming agent, alerts with real SMTP, Prometheus and Alertmanager.
 mod agent;
+mod alerts;
 mod cli;
 mod config_fixtures;
 mod golden;

@@ -194,3 +194,120 @@ proptest! {
         }
     }
 }
+
+/// One window's reading for an alert: a value seen against a rule with warn = 0.1,
+/// critical = 0.3 and resolve = 0.05 (distance-like: higher is worse), or no reading.
+fn readings() -> impl Strategy<Value = Vec<Option<f64>>> {
+    prop::collection::vec(prop_oneof![1 => Just(None), 6 => (0.0f64..0.5).prop_map(Some)], 0..80)
+}
+
+mod alert_props {
+    use driftwatch::alert::{AlertState, Phase, Policy, Transition};
+    use driftwatch::rules::{Direction, Severity};
+
+    pub const WARN: f64 = 0.1;
+    pub const CRITICAL: f64 = 0.3;
+    pub const RESOLVE: f64 = 0.05;
+
+    pub fn level(v: f64) -> Option<Severity> {
+        if Direction::Above.breaches(v, CRITICAL) {
+            Some(Severity::Critical)
+        } else if Direction::Above.breaches(v, WARN) {
+            Some(Severity::Warning)
+        } else {
+            None
+        }
+    }
+
+    /// Runs the machine over one reading per minute; returns (time, value, transition, phase).
+    pub fn run(policy: Policy, values: &[Option<f64>]) -> Vec<(i64, Option<f64>, Option<Transition>, Phase)> {
+        let mut s = AlertState::default();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let at = i as i64 * 60_000;
+                let t = match v {
+                    None => None,
+                    Some(v) => s.step(policy, level(*v), *v < RESOLVE, at),
+                };
+                (at, *v, t, s.phase)
+            })
+            .collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Only transitions notify, and they follow the machine: firing and resolved alternate
+    /// (starting with firing), escalations and repeats happen only while firing, an alert
+    /// fires only after `for` consecutive breaching readings (windows without a reading
+    /// neither count nor reset), never within the cooldown after a resolution, resolves only
+    /// on a reading below the resolve threshold, and repeats no more often than `renotify`.
+    #[test]
+    fn alert_state_machine_invariants(
+        values in readings(),
+        for_windows in 1u32..5,
+        cooldown_min in 0i64..6,
+        renotify_min in prop::option::of(1i64..6),
+    ) {
+        use alert_props::*;
+        use driftwatch::alert::{Phase, Policy, Transition};
+        let policy = Policy {
+            for_windows,
+            cooldown_ms: cooldown_min * 60_000,
+            renotify_ms: renotify_min.map(|m| m * 60_000),
+        };
+        let steps = run(policy, &values);
+        let mut firing = false;
+        let mut last_resolved: Option<i64> = None;
+        let mut last_sent: Option<i64> = None;
+        for (i, &(at, value, transition, phase)) in steps.iter().enumerate() {
+            if value.is_none() {
+                prop_assert!(transition.is_none(), "no reading, no notification");
+                let before = if i == 0 { Phase::Inactive } else { steps[i - 1].3 };
+                prop_assert_eq!(phase, before, "no reading leaves the state as it was");
+                continue;
+            }
+            let v = value.unwrap_or_default();
+            match transition {
+                Some(Transition::Firing) => {
+                    prop_assert!(!firing, "fired twice without a resolution");
+                    // The last `for` readings all breached.
+                    let seen: Vec<f64> = steps[..=i].iter().filter_map(|s| s.1).collect();
+                    let tail = &seen[seen.len() - for_windows as usize..];
+                    prop_assert!(tail.iter().all(|v| level(*v).is_some()), "fired without {} breaches: {:?}", for_windows, tail);
+                    if let Some(r) = last_resolved {
+                        prop_assert!(at >= r + policy.cooldown_ms, "fired within the cooldown");
+                    }
+                    firing = true;
+                    last_sent = Some(at);
+                }
+                Some(Transition::Resolved) => {
+                    prop_assert!(firing, "resolved an alert that was not firing");
+                    prop_assert!(v < RESOLVE, "resolved at {} above the resolve threshold", v);
+                    firing = false;
+                    last_resolved = Some(at);
+                }
+                Some(Transition::Escalated) => {
+                    prop_assert!(firing);
+                    prop_assert!(v >= CRITICAL);
+                    last_sent = Some(at);
+                }
+                Some(Transition::Repeat) => {
+                    prop_assert!(firing);
+                    let every = policy.renotify_ms.expect("repeat needs renotify");
+                    prop_assert!(at - last_sent.unwrap_or(i64::MIN / 2) >= every, "repeated too soon");
+                    last_sent = Some(at);
+                }
+                None => {
+                    if firing {
+                        prop_assert!(v >= RESOLVE, "a firing alert below the resolve threshold must resolve");
+                    }
+                }
+            }
+            prop_assert_eq!(phase == Phase::Firing, firing, "phase agrees with the notifications");
+        }
+    }
+}

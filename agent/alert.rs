@@ -1,0 +1,334 @@
+//! The alert state machine, one per (model, rule, feature): inactive → pending → firing →
+//! resolved (inactive again). Plain synchronous code driven by window readings; time is the
+//! event-time end of each window, so there are no clocks and no sleeps.
+//!
+//! - A breaching window moves an inactive alert to pending; `for` consecutive breaching
+//!   windows fire it. A window that does not breach sends a pending alert back to inactive.
+//! - A firing alert resolves only when a reading is clear of the rule's `resolve` threshold
+//!   (hysteresis): values between `resolve` and the thresholds keep it firing.
+//! - After a resolution the alert cannot fire again for `cooldown` (it waits as pending).
+//! - A firing alert that gets worse (warning → critical) notifies again (`escalated`); one
+//!   that stays firing notifies again every `renotify` (`repeat`). Nothing else notifies.
+//! - A window without a reading (too few samples, insufficient data) changes nothing.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::check::Report;
+use crate::notify::Notice;
+use crate::profile::FeatureProfile;
+use crate::rules::{Direction, Reading, Rule, Severity, Summary};
+
+/// Where an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Inactive,
+    Pending,
+    Firing,
+}
+
+impl Phase {
+    /// The value of `driftwatch_alert_state`.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Phase::Inactive => 0,
+            Phase::Pending => 1,
+            Phase::Firing => 2,
+        }
+    }
+}
+
+/// A change that is worth a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    Firing,
+    Escalated,
+    Repeat,
+    Resolved,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Firing => "firing",
+            Transition::Escalated => "escalated",
+            Transition::Repeat => "repeat",
+            Transition::Resolved => "resolved",
+        }
+    }
+}
+
+/// The timing settings of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub for_windows: u32,
+    pub cooldown_ms: i64,
+    pub renotify_ms: Option<i64>,
+}
+
+impl Policy {
+    pub fn of(rule: &Rule) -> Policy {
+        Policy { for_windows: rule.for_windows.max(1), cooldown_ms: rule.cooldown_ms, renotify_ms: rule.renotify_ms }
+    }
+}
+
+/// One alert's state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertState {
+    pub phase: Phase,
+    pub severity: Severity,
+    /// Consecutive breaching windows so far.
+    pub breaches: u32,
+    /// Event time the alert fired (while firing).
+    pub since: i64,
+    last_sent: i64,
+    /// No firing before this event time (cooldown after a resolution).
+    quiet_until: i64,
+}
+
+impl Default for AlertState {
+    fn default() -> AlertState {
+        AlertState {
+            phase: Phase::Inactive,
+            severity: Severity::Warning,
+            breaches: 0,
+            since: 0,
+            last_sent: 0,
+            quiet_until: i64::MIN,
+        }
+    }
+}
+
+impl AlertState {
+    /// Feeds one window's reading, `at` being the window's end (event time, ms).
+    pub fn step(&mut self, policy: Policy, level: Option<Severity>, clear: bool, at: i64) -> Option<Transition> {
+        match self.phase {
+            Phase::Inactive | Phase::Pending => match level {
+                None => {
+                    self.phase = Phase::Inactive;
+                    self.breaches = 0;
+                    None
+                }
+                Some(severity) => {
+                    self.breaches = self.breaches.saturating_add(1);
+                    self.severity = severity;
+                    if self.breaches >= policy.for_windows.max(1) && at >= self.quiet_until {
+                        self.phase = Phase::Firing;
+                        self.since = at;
+                        self.last_sent = at;
+                        Some(Transition::Firing)
+                    } else {
+                        self.phase = Phase::Pending;
+                        None
+                    }
+                }
+            },
+            Phase::Firing => {
+                if clear && level.is_none() {
+                    self.phase = Phase::Inactive;
+                    self.breaches = 0;
+                    self.quiet_until = at.saturating_add(policy.cooldown_ms);
+                    return Some(Transition::Resolved);
+                }
+                match level {
+                    Some(Severity::Critical) if self.severity == Severity::Warning => {
+                        self.severity = Severity::Critical;
+                        self.last_sent = at;
+                        return Some(Transition::Escalated);
+                    }
+                    Some(Severity::Warning) => self.severity = Severity::Warning,
+                    _ => {}
+                }
+                match policy.renotify_ms {
+                    Some(every) if at.saturating_sub(self.last_sent) >= every => {
+                        self.last_sent = at;
+                        Some(Transition::Repeat)
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Feeds a reading; `None` readings (no value) change nothing.
+    pub fn observe(&mut self, policy: Policy, reading: &Reading, at: i64) -> Option<Transition> {
+        reading.value?;
+        self.step(policy, reading.level, reading.clear, at)
+    }
+}
+
+/// The current state of one alert, for `/metrics` and the status document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertView {
+    pub rule: String,
+    pub feature: String,
+    pub phase: Phase,
+    pub severity: Severity,
+    pub value: Option<f64>,
+    /// Event time the alert fired, RFC 3339 (firing alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// The rules of one model and the state of each (rule, feature) alert.
+#[derive(Default)]
+pub struct Book {
+    rules: Vec<Rule>,
+    states: HashMap<(usize, String), AlertState>,
+}
+
+/// What one window did to a model's alerts.
+#[derive(Default)]
+pub struct Outcome {
+    /// Transitions worth a notification, with their rule's recipients.
+    pub notices: Vec<(Vec<String>, Notice)>,
+    /// Every alert that had a reading, after the window.
+    pub alerts: Vec<AlertView>,
+}
+
+impl Book {
+    pub fn new(rules: Vec<Rule>) -> Book {
+        Book { rules, states: HashMap::new() }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Feeds a closed window: `current` and `reference` are the feature profiles in report order.
+    pub fn observe(
+        &mut self,
+        report: &Report,
+        current: &[FeatureProfile],
+        reference: &[FeatureProfile],
+        window: (i64, i64),
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        for (ri, rule) in self.rules.iter().enumerate() {
+            let policy = Policy::of(rule);
+            for reading in rule.read(report, current) {
+                let state = self.states.entry((ri, reading.feature.clone())).or_default();
+                let transition = state.observe(policy, &reading, window.1);
+                out.alerts.push(AlertView {
+                    rule: rule.name.clone(),
+                    feature: reading.feature.clone(),
+                    phase: state.phase,
+                    severity: state.severity,
+                    value: reading.value,
+                    since: (state.phase == Phase::Firing).then(|| crate::http::rfc3339(state.since)),
+                });
+                let Some(transition) = transition else {
+                    continue;
+                };
+                let index = report.features.iter().position(|f| f.name == reading.feature);
+                let summaries = index.map(|i| {
+                    let kind = report.features[i].kind;
+                    (Summary::of(kind, &reference[i]), Summary::of(kind, &current[i]))
+                });
+                let notice = notice(rule, &reading, state, transition, report, window, summaries);
+                out.notices.push((rule.recipients.clone(), notice));
+            }
+        }
+        out
+    }
+}
+
+fn notice(
+    rule: &Rule,
+    reading: &Reading,
+    state: &AlertState,
+    transition: Transition,
+    report: &Report,
+    window: (i64, i64),
+    summaries: Option<(Summary, Summary)>,
+) -> Notice {
+    let severity = state.severity;
+    let reference_samples = summaries.as_ref().map_or(report.reference.rows, |(r, _)| r.valid);
+    let (reference, current) = match summaries {
+        Some((r, c)) => (Some(r), Some(c)),
+        None => (None, None),
+    };
+    Notice {
+        model: report.model.clone(),
+        rule: rule.name.clone(),
+        feature: reading.feature.clone(),
+        transition,
+        severity,
+        target: rule.target.describe(),
+        value: reading.value,
+        raw: reading.raw,
+        adjusted: reading.adjusted,
+        statistic: reading.statistic,
+        threshold: rule.threshold(severity),
+        direction_below: rule.direction() == Direction::Below,
+        resolve: rule.resolve,
+        effect: reading.effect.map(|(t, s)| (t.name().to_string(), s)),
+        effect_floor: rule.effect.as_ref().map(|e| e.min),
+        window_start: window.0,
+        window_end: window.1,
+        since: state.since,
+        samples: reading.samples,
+        reference_samples,
+        reference,
+        current,
+        labels: rule.labels.clone(),
+        annotations: rule.annotations.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Policy = Policy { for_windows: 2, cooldown_ms: 0, renotify_ms: None };
+    const W: Option<Severity> = Some(Severity::Warning);
+    const C: Option<Severity> = Some(Severity::Critical);
+
+    fn run(policy: Policy, steps: &[(Option<Severity>, bool)]) -> Vec<Option<Transition>> {
+        let mut s = AlertState::default();
+        steps.iter().enumerate().map(|(i, &(level, clear))| s.step(policy, level, clear, i as i64 * 60_000)).collect()
+    }
+
+    #[test]
+    fn fires_after_for_windows_and_resolves_once_clear() {
+        use Transition::*;
+        let got = run(P, &[(W, false), (W, false), (W, false), (None, true), (None, true)]);
+        assert_eq!(got, vec![None, Some(Firing), None, Some(Resolved), None]);
+    }
+
+    #[test]
+    fn a_quiet_window_resets_pending() {
+        let got = run(P, &[(W, false), (None, true), (W, false), (None, true)]);
+        assert!(got.iter().all(Option::is_none), "{got:?}");
+    }
+
+    #[test]
+    fn hysteresis_keeps_it_firing_between_resolve_and_threshold() {
+        use Transition::*;
+        let one = Policy { for_windows: 1, ..P };
+        let got = run(one, &[(W, false), (None, false), (None, false), (None, true)]);
+        assert_eq!(got, vec![Some(Firing), None, None, Some(Resolved)]);
+    }
+
+    #[test]
+    fn escalation_and_repeat_notify_again() {
+        use Transition::*;
+        let p = Policy { for_windows: 1, cooldown_ms: 0, renotify_ms: Some(120_000) };
+        let got = run(p, &[(W, false), (C, false), (C, false), (C, false), (W, false), (C, false)]);
+        // 0 fires, 1 escalates (sent at 1), 3 is two windows after: repeat; 4 de-escalates
+        // quietly; 5 escalates again.
+        assert_eq!(got, vec![Some(Firing), Some(Escalated), None, Some(Repeat), None, Some(Escalated)]);
+    }
+
+    #[test]
+    fn cooldown_holds_a_new_firing_back() {
+        use Transition::*;
+        let p = Policy { for_windows: 1, cooldown_ms: 180_000, renotify_ms: None };
+        // Resolved at t = 1 min; quiet until 4 min: breaches at 2 and 3 wait, 4 fires.
+        let got = run(p, &[(W, false), (None, true), (W, false), (W, false), (W, false)]);
+        assert_eq!(got, vec![Some(Firing), Some(Resolved), None, None, Some(Firing)]);
+    }
+}

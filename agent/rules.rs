@@ -1,0 +1,457 @@
+//! Alert rules: which value of a closed window a rule watches, on which features, and how
+//! that value stands against the rule's thresholds. Pure functions of a window's report and
+//! summaries; the alert state machine (`alert.rs`) turns the readings into alerts.
+//!
+//! A rule watches one target on the features it selects:
+//! - `test`: a drift test's p-value (tests that have one) or statistic (`value = "statistic"`);
+//! - `quality`: a data-quality ratio of the window (`null_rate`, …);
+//! - `dataset`: a model-wide figure (`drift_share`), reported under feature `_all`.
+//!
+//! Noise controls, all optional: `min_samples` (a feature with fewer valid values in the
+//! window gives no reading, so the alert neither advances nor resets), an effect-size floor
+//! (a breach counts only when another test's statistic also reaches a minimum, e.g. KS
+//! p-value and normalised Wasserstein ≥ 0.05), and Benjamini–Hochberg adjustment of the rule's
+//! p-values across the features it selects in the window.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::check::{FeatureReport, Report};
+use crate::profile::{FeatureKind, FeatureProfile};
+use crate::stats::{TestChoice, TestKind};
+
+/// Feature label of model-wide (dataset) readings.
+pub const DATASET_FEATURE: &str = "_all";
+
+/// Which features a rule reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Selector {
+    All,
+    Kind(FeatureKind),
+    Names(Vec<String>),
+}
+
+impl Selector {
+    pub fn matches(&self, name: &str, kind: FeatureKind) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Kind(k) => *k == kind,
+            Selector::Names(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// Which side of a threshold is bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Bad when the value is at or above the threshold (distances, rates).
+    Above,
+    /// Bad when the value is below the threshold (p-values, performance).
+    Below,
+}
+
+impl Direction {
+    pub fn breaches(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Direction::Above => value >= threshold,
+            Direction::Below => value < threshold,
+        }
+    }
+}
+
+/// The data-quality ratios a rule can watch (more arrive with the quality checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QualityCheck {
+    NullRate,
+    NonFiniteRate,
+    OutOfRangeRate,
+    NewCategoryRate,
+}
+
+impl QualityCheck {
+    pub const ALL: [QualityCheck; 4] = [
+        QualityCheck::NullRate,
+        QualityCheck::NonFiniteRate,
+        QualityCheck::OutOfRangeRate,
+        QualityCheck::NewCategoryRate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QualityCheck::NullRate => "null_rate",
+            QualityCheck::NonFiniteRate => "non_finite_rate",
+            QualityCheck::OutOfRangeRate => "out_of_range_rate",
+            QualityCheck::NewCategoryRate => "new_category_rate",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<QualityCheck> {
+        QualityCheck::ALL.into_iter().find(|q| q.name() == name)
+    }
+
+    fn of(self, f: &FeatureReport) -> Option<f64> {
+        let q = &f.quality;
+        match self {
+            QualityCheck::NullRate => q.null_rate,
+            QualityCheck::NonFiniteRate => q.non_finite_rate,
+            QualityCheck::OutOfRangeRate => q.out_of_range_rate,
+            QualityCheck::NewCategoryRate => q.new_category_rate,
+        }
+    }
+}
+
+/// What a rule watches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// A drift test: its p-value when `p_value` (and the test has one), else its statistic.
+    Test {
+        test: TestKind,
+        p_value: bool,
+    },
+    Quality(QualityCheck),
+    /// The share of drifted features of the model.
+    DriftShare,
+}
+
+impl Target {
+    /// The bad side of this target's thresholds.
+    pub fn direction(&self) -> Direction {
+        match self {
+            Target::Test { p_value: true, .. } => Direction::Below,
+            _ => Direction::Above,
+        }
+    }
+
+    /// Short name for messages and the email: `ks p-value`, `psi`, `null_rate`, `drift_share`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Test { test, p_value: true } => format!("{test} p-value"),
+            Target::Test { test, p_value: false } => format!("{test} statistic"),
+            Target::Quality(q) => q.name().to_string(),
+            Target::DriftShare => "drift_share".to_string(),
+        }
+    }
+}
+
+/// A breach of another test's statistic that must accompany the rule's own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EffectFloor {
+    pub test: TestKind,
+    pub min: f64,
+}
+
+/// Alert severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 2] = [Severity::Warning, Severity::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub target: Target,
+    pub features: Selector,
+    /// Thresholds; at least one is set.
+    pub warn: Option<f64>,
+    pub critical: Option<f64>,
+    /// The value must come back past this to resolve a firing alert (hysteresis); defaults
+    /// to the lower of the two thresholds in the direction of the breach.
+    pub resolve: f64,
+    /// Consecutive breaching windows before the alert fires (at least 1).
+    pub for_windows: u32,
+    /// Event time after a resolution during which the alert does not fire again (ms).
+    pub cooldown_ms: i64,
+    /// Event time after which a firing alert is sent again (ms); `None`: never.
+    pub renotify_ms: Option<i64>,
+    pub min_samples: u64,
+    pub effect: Option<EffectFloor>,
+    /// Adjust the rule's p-values with Benjamini–Hochberg across the selected features.
+    pub fdr: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Addresses of this rule's alerts; empty: the `[notify]` default.
+    pub recipients: Vec<String>,
+}
+
+impl Rule {
+    pub fn direction(&self) -> Direction {
+        self.target.direction()
+    }
+
+    /// The severity a value breaches, if any.
+    pub fn level(&self, value: f64) -> Option<Severity> {
+        let d = self.direction();
+        if self.critical.is_some_and(|t| d.breaches(value, t)) {
+            Some(Severity::Critical)
+        } else if self.warn.is_some_and(|t| d.breaches(value, t)) {
+            Some(Severity::Warning)
+        } else {
+            None
+        }
+    }
+
+    /// The threshold a reading of `severity` was compared with.
+    pub fn threshold(&self, severity: Severity) -> Option<f64> {
+        match severity {
+            Severity::Critical => self.critical,
+            Severity::Warning => self.warn.or(self.critical),
+        }
+    }
+
+    /// Tests this rule needs on a feature of `kind` beyond the configured ones.
+    pub fn tests_for(&self, name: &str, kind: FeatureKind) -> Vec<TestChoice> {
+        if !self.features.matches(name, kind) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Target::Test { test, .. } = self.target {
+            if test.applies_to(kind) {
+                out.push(TestChoice::Test(test));
+            }
+        }
+        if let Some(e) = &self.effect {
+            if e.test.applies_to(kind) {
+                out.push(TestChoice::Test(e.test));
+            }
+        }
+        out
+    }
+
+    /// One reading per selected feature (or one `_all` reading for dataset targets).
+    /// `current` holds the window's feature profiles in report order (for `min_samples`).
+    pub fn read(&self, report: &Report, current: &[FeatureProfile]) -> Vec<Reading> {
+        match self.target {
+            Target::DriftShare => {
+                let value = report.drift.share;
+                let samples = report.current.rows;
+                let enough = samples >= self.min_samples && report.drift.total_features > 0;
+                vec![self.reading(DATASET_FEATURE, enough.then_some(value), samples, None, None)]
+            }
+            Target::Quality(q) => report
+                .features
+                .iter()
+                .zip(current)
+                .filter(|(f, _)| self.features.matches(&f.name, f.kind))
+                .filter_map(|(f, p)| {
+                    let value = q.of(f)?;
+                    let enough = p.rows >= self.min_samples;
+                    Some(self.reading(&f.name, enough.then_some(value), p.rows, None, None))
+                })
+                .collect(),
+            Target::Test { test, p_value } => {
+                let mut rows: Vec<(usize, f64, Option<f64>, u64)> = Vec::new();
+                for (i, (f, p)) in report.features.iter().zip(current).enumerate() {
+                    if !self.features.matches(&f.name, f.kind) {
+                        continue;
+                    }
+                    let Some(t) = f.tests.iter().find(|t| t.test == test) else {
+                        continue;
+                    };
+                    let value = if p_value && test.uses_p_value() { t.p_value } else { t.statistic };
+                    if let Some(v) = value.filter(|v| v.is_finite()) {
+                        rows.push((i, v, t.statistic, p.valid()));
+                    }
+                }
+                let adjusted = if self.fdr && p_value && test.uses_p_value() {
+                    bh_adjust(&rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                } else {
+                    rows.iter().map(|r| r.1).collect()
+                };
+                rows.iter()
+                    .zip(adjusted)
+                    .map(|(&(i, raw, statistic, samples), value)| {
+                        let f = &report.features[i];
+                        let enough = samples >= self.min_samples;
+                        let effect = self.effect.as_ref().map(|e| {
+                            let s = f.tests.iter().find(|t| t.test == e.test).and_then(|t| t.statistic);
+                            (e.test, s, s.is_some_and(|s| s >= e.min))
+                        });
+                        let adjusted = (value != raw).then_some(value);
+                        let mut r = self.reading(&f.name, enough.then_some(value), samples, statistic, effect);
+                        r.raw = Some(raw);
+                        r.adjusted = adjusted;
+                        r
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn reading(
+        &self,
+        feature: &str,
+        value: Option<f64>,
+        samples: u64,
+        statistic: Option<f64>,
+        effect: Option<(TestKind, Option<f64>, bool)>,
+    ) -> Reading {
+        let d = self.direction();
+        let (level, clear) = match value {
+            None => (None, false),
+            Some(v) => {
+                let floor_met = effect.is_none_or(|(_, _, met)| met);
+                let level = if floor_met { self.level(v) } else { None };
+                // Below the effect floor the difference is too small to matter: that is clear.
+                (level, !floor_met || !d.breaches(v, self.resolve))
+            }
+        };
+        Reading {
+            feature: feature.to_string(),
+            value,
+            raw: value,
+            adjusted: None,
+            statistic,
+            effect: effect.map(|(test, statistic, _)| (test, statistic)),
+            samples,
+            level,
+            clear,
+        }
+    }
+}
+
+/// What a rule made of one feature in one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reading {
+    pub feature: String,
+    /// The value compared with the thresholds (BH-adjusted when the rule says so); `None`
+    /// when there is no reading (too few samples), which leaves the alert as it was.
+    pub value: Option<f64>,
+    /// The value before adjustment.
+    pub raw: Option<f64>,
+    pub adjusted: Option<f64>,
+    /// The test's statistic (test targets).
+    pub statistic: Option<f64>,
+    /// The effect-size test and its statistic, when the rule has a floor.
+    pub effect: Option<(TestKind, Option<f64>)>,
+    /// Valid values of the feature in the window (rows for dataset targets).
+    pub samples: u64,
+    /// The severity breached, if any (after the effect-size floor).
+    pub level: Option<Severity>,
+    /// On the good side of the resolve threshold: a firing alert may resolve.
+    pub clear: bool,
+}
+
+/// Benjamini–Hochberg adjusted p-values, in input order (step-up, monotone, capped at 1).
+pub fn bh_adjust(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![0.0; m];
+    let mut running = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(p[i] * m as f64 / (rank + 1) as f64);
+        out[i] = running.min(1.0);
+    }
+    out
+}
+
+/// Summary of one side of a feature, for people reading an alert.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// Rows, and valid (non-missing, finite) values among them.
+    pub rows: u64,
+    pub valid: u64,
+    pub null_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub std: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max: Option<f64>,
+    /// The most frequent categories with their shares (categorical).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub top: Vec<(String, f64)>,
+}
+
+impl Summary {
+    pub fn of(kind: FeatureKind, p: &FeatureProfile) -> Summary {
+        let valid = p.valid();
+        let mut s = Summary {
+            rows: p.rows,
+            valid,
+            null_rate: if p.rows == 0 { 0.0 } else { p.nulls as f64 / p.rows as f64 },
+            ..Summary::default()
+        };
+        match kind {
+            FeatureKind::Numerical if valid > 0 => {
+                let n = valid as f64;
+                let mean = p.sum / n;
+                s.mean = Some(mean);
+                s.std = Some((p.sum_sq / n - mean * mean).max(0.0).sqrt());
+                s.min = Some(p.min);
+                s.max = Some(p.max);
+            }
+            FeatureKind::Categorical if valid > 0 => {
+                let mut top: Vec<(&String, &u64)> = p.categories.iter().collect();
+                top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                s.top = top.into_iter().take(5).map(|(k, v)| (k.clone(), *v as f64 / valid as f64)).collect();
+            }
+            _ => {}
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bh_matches_the_textbook_example() {
+        // statsmodels.stats.multitest.multipletests(p, method="fdr_bh")[1]
+        let p = [0.01, 0.04, 0.03, 0.005, 0.2];
+        let want = [0.025, 0.05, 0.05, 0.025, 0.2];
+        for (a, b) in bh_adjust(&p).iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        assert!(bh_adjust(&[]).is_empty());
+    }
+
+    #[test]
+    fn levels_follow_the_direction() {
+        let mut rule = Rule {
+            name: "r".into(),
+            target: Target::Test { test: TestKind::Ks, p_value: true },
+            features: Selector::All,
+            warn: Some(0.05),
+            critical: Some(0.001),
+            resolve: 0.1,
+            for_windows: 1,
+            cooldown_ms: 0,
+            renotify_ms: None,
+            min_samples: 0,
+            effect: None,
+            fdr: false,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            recipients: Vec::new(),
+        };
+        assert_eq!(rule.level(0.0001), Some(Severity::Critical));
+        assert_eq!(rule.level(0.01), Some(Severity::Warning));
+        assert_eq!(rule.level(0.05), None);
+        rule.target = Target::Test { test: TestKind::Psi, p_value: false };
+        rule.warn = Some(0.1);
+        rule.critical = Some(0.25);
+        assert_eq!(rule.level(0.1), Some(Severity::Warning));
+        assert_eq!(rule.level(0.3), Some(Severity::Critical));
+        assert_eq!(rule.level(0.09), None);
+    }
+}
