@@ -270,7 +270,7 @@ pub struct FeatureProfile {
 }
 
 impl FeatureProfile {
-    fn new(spec: &FeatureSpec) -> Self {
+    pub(crate) fn new(spec: &FeatureSpec) -> Self {
         FeatureProfile {
             rows: 0,
             nulls: 0,

@@ -425,6 +425,127 @@ mod tests {
         assert!(bh_adjust(&[]).is_empty());
     }
 
+    fn rule(target: Target) -> Rule {
+        Rule {
+            name: "r".into(),
+            target,
+            features: Selector::All,
+            warn: Some(0.05),
+            critical: None,
+            resolve: 0.05,
+            for_windows: 1,
+            cooldown_ms: 0,
+            renotify_ms: None,
+            min_samples: 0,
+            effect: None,
+            fdr: false,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            recipients: Vec::new(),
+        }
+    }
+
+    /// A report of three numerical features with KS p-values and Wasserstein distances, and
+    /// their current profiles with `valid` values each.
+    fn window(ks: [f64; 3], wasserstein: [f64; 3], valid: [u64; 3]) -> (Report, Vec<FeatureProfile>) {
+        use crate::check::{DatasetDrift, Quality, Rows};
+        use crate::profile::FeatureSpec;
+        use crate::stats::TestResult;
+        let result = |test, statistic: f64, p: Option<f64>| TestResult {
+            test,
+            statistic: Some(statistic),
+            p_value: p,
+            threshold: 0.05,
+            drift: false,
+            p_adjusted: None,
+            reason: None,
+        };
+        let mut features = Vec::new();
+        let mut profiles = Vec::new();
+        for i in 0..3 {
+            let name = format!("f{i}");
+            let spec = FeatureSpec { name: name.clone(), kind: FeatureKind::Numerical, edges: vec![] };
+            let mut p = FeatureProfile::new(&spec);
+            p.rows = valid[i] + 10;
+            p.nulls = 10;
+            profiles.push(p);
+            features.push(FeatureReport {
+                name,
+                kind: FeatureKind::Numerical,
+                drift: false,
+                tests: vec![
+                    result(TestKind::Ks, 0.2, Some(ks[i])),
+                    result(TestKind::Wasserstein, wasserstein[i], None),
+                ],
+                quality: Quality {
+                    null_rate: Some(0.0),
+                    non_finite_rate: None,
+                    out_of_range_rate: None,
+                    new_category_rate: None,
+                },
+            });
+        }
+        let report = Report {
+            model: "m".into(),
+            reference: Rows { rows: 1000 },
+            current: Rows { rows: 1000 },
+            drift: DatasetDrift {
+                detected: false,
+                share: 0.0,
+                drifted_features: 0,
+                total_features: 3,
+                drift_share: 0.5,
+            },
+            features,
+            performance: BTreeMap::new(),
+            notes: Vec::new(),
+        };
+        (report, profiles)
+    }
+
+    #[test]
+    fn effect_floor_min_samples_and_fdr_shape_the_readings() {
+        let ks = Target::Test { test: TestKind::Ks, p_value: true };
+        let (report, current) = window([0.001, 0.001, 0.2], [0.3, 0.01, 0.3], [500, 500, 50]);
+        let levels = |r: &Rule| r.read(&report, &current).iter().map(|x| (x.level, x.clear)).collect::<Vec<_>>();
+        let w = Some(Severity::Warning);
+
+        // Plain: f0, f1 breach; f2 does not and is clear (p ≥ resolve).
+        assert_eq!(levels(&rule(ks.clone())), vec![(w, false), (w, false), (None, true)]);
+
+        // Effect floor: f1's difference is tiny (Wasserstein 0.01 < 0.05), so it does not count
+        // and counts as clear.
+        let mut r = rule(ks.clone());
+        r.effect = Some(EffectFloor { test: TestKind::Wasserstein, min: 0.05 });
+        assert_eq!(levels(&r), vec![(w, false), (None, true), (None, true)]);
+
+        // min_samples: f2 has 50 valid values, below 100: no reading at all.
+        let mut r = rule(ks.clone());
+        r.min_samples = 100;
+        let got = r.read(&report, &current);
+        assert_eq!(got.iter().map(|x| x.value.is_some()).collect::<Vec<_>>(), vec![true, true, false]);
+        assert_eq!(got[2].samples, 50);
+
+        // FDR: the p-values are BH-adjusted across the three features: 0.001·3/2 = 0.0015.
+        let mut r = rule(ks);
+        r.fdr = true;
+        r.warn = Some(0.0012);
+        let got = r.read(&report, &current);
+        assert_eq!(got[0].adjusted, Some(0.0015));
+        assert_eq!(got[0].raw, Some(0.001));
+        assert_eq!(got[0].level, None, "raw p would breach 0.0012, the adjusted one does not");
+
+        // Selectors: names, kinds.
+        let mut r = rule(Target::Test { test: TestKind::Wasserstein, p_value: false });
+        r.warn = Some(0.1);
+        r.features = Selector::Names(vec!["f1".into(), "f2".into()]);
+        let got = r.read(&report, &current);
+        assert_eq!(got.iter().map(|x| x.feature.as_str()).collect::<Vec<_>>(), vec!["f1", "f2"]);
+        assert_eq!((got[0].level, got[1].level), (None, w));
+        r.features = Selector::Kind(FeatureKind::Categorical);
+        assert!(r.read(&report, &current).is_empty());
+    }
+
     #[test]
     fn levels_follow_the_direction() {
         let mut rule = Rule {

@@ -333,6 +333,22 @@ fn digests_reach_a_real_smtp_server_in_plain_starttls_and_tls_modes() {
         wait_for("sent on /metrics", Duration::from_secs(10), || {
             agent.metric("driftwatch_notifications_total{outcome=\"sent\"}").filter(|v| *v >= 1.0)
         });
+        let (_, status) = http_get(port, "/api/v1/status").expect("status");
+        let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+        let alert = &status["models"][0]["alerts"][0];
+        assert_eq!(
+            (&alert["rule"], &alert["feature"], &alert["phase"]),
+            (&"income-drift".into(), &"income".into(), &"firing".into()),
+            "{status}"
+        );
+        assert_eq!(alert["severity"], "critical");
+        assert_eq!(
+            agent.metric(
+                "driftwatch_alert_transitions_total{model=\"credit-risk\",rule=\"income-drift\",transition=\"firing\"}"
+            ),
+            Some(1.0),
+            "fired once over four drifting windows"
+        );
         let log = agent.stop();
         assert!(!log.contains("s3cret"), "the password never reaches the log");
         assert_eq!(queued(&work.join("outbox")), 0, "{mode}: the outbox is empty once delivered");
