@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::Report;
 use crate::notify::Notice;
@@ -21,7 +21,7 @@ use crate::profile::FeatureProfile;
 use crate::rules::{Direction, Reading, Rule, Severity, Summary};
 
 /// Where an alert is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Inactive,
@@ -76,7 +76,7 @@ impl Policy {
 }
 
 /// One alert's state.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
     pub phase: Phase,
     pub severity: Severity,
@@ -180,6 +180,14 @@ pub struct Book {
     states: HashMap<(usize, String), AlertState>,
 }
 
+/// One alert's state as kept across restarts (by rule name: rules may be reordered).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedAlert {
+    pub rule: String,
+    pub feature: String,
+    pub state: AlertState,
+}
+
 /// What one window did to a model's alerts.
 #[derive(Default)]
 pub struct Outcome {
@@ -187,6 +195,8 @@ pub struct Outcome {
     pub notices: Vec<(Vec<String>, Notice)>,
     /// Every alert that had a reading, after the window.
     pub alerts: Vec<AlertView>,
+    /// Some alert changed phase or severity (its state is worth saving).
+    pub changed: bool,
 }
 
 impl Book {
@@ -196,6 +206,34 @@ impl Book {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Alerts that are not inactive, or that are in a cooldown (what a restart must not lose).
+    pub fn snapshot(&self) -> Vec<SavedAlert> {
+        let mut out: Vec<SavedAlert> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.phase != Phase::Inactive || s.quiet_until != i64::MIN)
+            .map(|((ri, feature), state)| SavedAlert {
+                rule: self.rules[*ri].name.clone(),
+                feature: feature.clone(),
+                state: state.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.rule, &a.feature).cmp(&(&b.rule, &b.feature)));
+        out
+    }
+
+    /// Takes back saved states; those of rules that no longer exist are dropped.
+    pub fn restore(&mut self, saved: Vec<SavedAlert>) -> usize {
+        let mut n = 0;
+        for s in saved {
+            if let Some(ri) = self.rules.iter().position(|r| r.name == s.rule) {
+                self.states.insert((ri, s.feature), s.state);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Feeds a closed window: `current` and `reference` are the feature profiles in report order.
@@ -211,7 +249,9 @@ impl Book {
             let policy = Policy::of(rule);
             for reading in rule.read(report, current) {
                 let state = self.states.entry((ri, reading.feature.clone())).or_default();
+                let before = (state.phase, state.severity, state.breaches);
                 let transition = state.observe(policy, &reading, window.1);
+                out.changed |= before != (state.phase, state.severity, state.breaches) || transition.is_some();
                 out.alerts.push(AlertView {
                     rule: rule.name.clone(),
                     feature: reading.feature.clone(),

@@ -132,8 +132,25 @@ impl Pipeline {
 
     /// Where alert notifications are queued (without it, alerts are tracked and exported
     /// but not sent).
+    /// The alert states saved by the last run are taken back first.
     pub fn set_notify(&mut self, queue: Queue) {
+        let mut saved = queue.load_alerts();
+        for m in &mut self.models {
+            if let Some(states) = saved.remove(&m.id) {
+                let n = m.alerts.restore(states);
+                if n > 0 {
+                    tracing::info!(model = %m.id, alerts = n, "alert states of the last run restored");
+                }
+            }
+        }
         self.notify = Some(queue);
+    }
+
+    fn save_alerts(&self) {
+        if let Some(q) = &self.notify {
+            let all = self.models.iter().map(|m| (m.id.clone(), m.alerts.snapshot())).collect();
+            q.save_alerts(&all);
+        }
     }
 
     fn intern(&mut self, topic: u16, partition: i32) -> u32 {
@@ -350,7 +367,9 @@ impl Pipeline {
         }
         let mut notices = Vec::new();
         let mut active = None;
+        let mut changed = false;
         if let Some(outcome) = alerts {
+            changed = outcome.changed;
             for a in &outcome.alerts {
                 for severity in Severity::ALL {
                     let value = if severity == a.severity { a.phase.gauge() } else { 0 };
@@ -429,7 +448,19 @@ impl Pipeline {
             close_ms = close_seconds * 1000.0,
             "window closed"
         );
-        Evaluation { model: m.id.clone(), start: window.start, end: window.end, events, report, close_seconds, notices }
+        let evaluation = Evaluation {
+            model: m.id.clone(),
+            start: window.start,
+            end: window.end,
+            events,
+            report,
+            close_seconds,
+            notices,
+        };
+        if changed {
+            self.save_alerts();
+        }
+        evaluation
     }
 
     fn publish(&self) {

@@ -220,6 +220,23 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Saves every model's alert states; a failure is logged (the alerts go on in memory).
+    pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<crate::alert::SavedAlert>>) {
+        if let Err(e) = self.outbox.save_alerts(alerts) {
+            tracing::error!("cannot save the alert states: {e:#}");
+        }
+    }
+
+    /// The alert states an earlier run saved.
+    pub fn load_alerts(&self) -> BTreeMap<String, Vec<crate::alert::SavedAlert>> {
+        self.outbox.load_alerts().unwrap_or_else(|e| {
+            tracing::error!("alert states of the last run are lost, alerts start inactive: {e:#}");
+            BTreeMap::new()
+        })
+    }
+}
+
 /// Handle of the notifier thread.
 pub struct Notifier {
     stop: Option<mpsc::Sender<()>>,

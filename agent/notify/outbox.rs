@@ -2,8 +2,10 @@
 //! written to a temporary name, fsynced, renamed and the directory fsynced, so a batch
 //! either exists whole or not at all. A batch is removed only after its digest was accepted
 //! by the SMTP server (or written as `.eml` when no server is configured). What is queued
-//! when the agent stops is sent after it starts again.
+//! when the agent stops is sent after it starts again. `alert-state.json` beside the queue
+//! keeps the alerts' states across restarts.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 
 use super::Batch;
+use crate::alert::SavedAlert;
+
+/// File of the alert states in the outbox directory, so a restart neither repeats a firing
+/// nor forgets to resolve.
+pub const ALERT_STATE: &str = "alert-state.json";
 
 /// The outbox directory.
 pub struct Outbox {
@@ -85,6 +92,26 @@ impl Outbox {
             fs::remove_file(p).with_context(|| format!("cannot remove {} from the outbox", p.display()))?;
         }
         sync_dir(&self.queue)
+    }
+
+    /// Saves the alert states of every model (replacing the previous file atomically).
+    pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<SavedAlert>>) -> anyhow::Result<()> {
+        let path = self.dir.join(ALERT_STATE);
+        let tmp = self.dir.join(format!("{ALERT_STATE}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        write_durably(&tmp, &serde_json::to_vec_pretty(alerts)?)?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir)
+    }
+
+    /// The alert states saved by an earlier run (empty when there are none).
+    pub fn load_alerts(&self) -> anyhow::Result<BTreeMap<String, Vec<SavedAlert>>> {
+        let path = self.dir.join(ALERT_STATE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
     }
 
     /// Writes a rendered message as `<name>.eml` in the outbox directory (no SMTP server).

@@ -173,8 +173,12 @@ impl Agent {
 
     /// The drifting credit stream: four ten-minute windows, income drifts in each.
     fn feed_drift(&mut self) {
+        self.feed("fixtures/credit/current_drift.csv");
+    }
+
+    fn feed(&mut self, csv: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        for e in credit_events("fixtures/credit/current_drift.csv", "credit-risk") {
+        for e in credit_events(csv, "credit-risk") {
             writeln!(stdin, "{e}").expect("write event");
         }
         stdin.flush().expect("flush");
@@ -398,6 +402,40 @@ fn a_digest_waits_while_the_server_is_down_and_arrives_exactly_once() {
     assert_eq!(agent.metric("driftwatch_notifications_retrying"), Some(0.0));
     agent.stop();
     assert_eq!(mails(&sink.out).len(), 1, "nothing sent twice at shutdown");
+}
+
+fn eml_files(outbox: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.iter().map(|f| std::fs::read_to_string(f).expect("eml")).collect()
+}
+
+#[test]
+fn alert_states_survive_a_restart_so_the_next_run_resolves_instead_of_firing_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    agent_config(dir.path(), port, "");
+    let outbox = dir.path().join("outbox");
+
+    let mut agent = Agent::start(dir.path(), port, &[]);
+    agent.feed_drift();
+    wait_for("the firing digest", Duration::from_secs(30), || Some(eml_files(&outbox)).filter(|m| m.len() == 1));
+    agent.stop();
+    let saved = std::fs::read_to_string(outbox.join("alert-state.json")).expect("alert states saved");
+    assert!(saved.contains("\"phase\": \"firing\""), "{saved}");
+
+    // The next run sees clean data: the alert it inherited resolves; nothing fires again.
+    let mut agent = Agent::start(dir.path(), port, &[]);
+    assert!(agent.log().contains("alert states of the last run restored"), "{}", agent.log());
+    agent.feed("fixtures/credit/current_ok.csv");
+    let mails =
+        wait_for("the resolved digest", Duration::from_secs(30), || Some(eml_files(&outbox)).filter(|m| m.len() == 2));
+    agent.stop();
+    assert!(mails[0].contains("Subject: [CRITICAL] driftwatch: credit-risk - 1 firing"), "{}", mails[0]);
+    assert!(mails[1].contains("Subject: [RESOLVED] driftwatch: credit-risk - 1 resolved"), "{}", mails[1]);
+    assert_eq!(eml_files(&outbox).len(), 2, "no second firing");
 }
 
 #[test]
