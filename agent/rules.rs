@@ -548,23 +548,8 @@ mod tests {
 
     #[test]
     fn levels_follow_the_direction() {
-        let mut rule = Rule {
-            name: "r".into(),
-            target: Target::Test { test: TestKind::Ks, p_value: true },
-            features: Selector::All,
-            warn: Some(0.05),
-            critical: Some(0.001),
-            resolve: 0.1,
-            for_windows: 1,
-            cooldown_ms: 0,
-            renotify_ms: None,
-            min_samples: 0,
-            effect: None,
-            fdr: false,
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            recipients: Vec::new(),
-        };
+        let mut rule = rule(Target::Test { test: TestKind::Ks, p_value: true });
+        rule.critical = Some(0.001);
         assert_eq!(rule.level(0.0001), Some(Severity::Critical));
         assert_eq!(rule.level(0.01), Some(Severity::Warning));
         assert_eq!(rule.level(0.05), None);
