@@ -255,9 +255,10 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 eprintln!("{}: {} problem(s)", config.display(), problems.len());
                 return Ok(2);
             }
-            let models = cfg.map_or(0, |c| c.models.len());
+            let models = cfg.as_ref().map_or(0, |c| c.models.len());
+            let rules: usize = cfg.as_ref().map_or(0, |c| c.models.iter().map(|m| m.rules.len()).sum());
             let what = if no_baselines { "" } else { ", baselines checked" };
-            println!("{}: valid ({models} model(s){what})", config.display());
+            println!("{}: valid ({models} model(s), {rules} alert rule(s){what})", config.display());
             Ok(0)
         }
         Command::Run { config: path, listen } => {
