@@ -48,6 +48,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod notify;
+pub mod performance;
 pub mod pipeline;
 pub mod profile;
 pub mod rng;

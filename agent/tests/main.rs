@@ -6,4 +6,5 @@ mod cli;
 mod config_fixtures;
 mod golden;
 mod kafka;
+mod performance;
 mod properties;
