@@ -128,6 +128,54 @@ pub async fn read_schema(path: &Path, sql: Option<&str>) -> Result<SchemaRef, Ba
     Ok(Arc::new(df.schema().as_arrow().clone()))
 }
 
+/// Reads whole columns as numbers (booleans as 0/1; integers and decimals as they are; text
+/// that is not a number, and nulls, as `None`), through the optional SQL query. For the
+/// label, score and prediction columns of performance metrics.
+pub async fn read_numbers(
+    path: &Path,
+    sql: Option<&str>,
+    columns: &[&str],
+) -> Result<Vec<Vec<Option<f64>>>, BaselineError> {
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    let format = Format::detect(path)?;
+    if format == Format::Artefact {
+        return Err(BaselineError::Read {
+            path: path.into(),
+            message: "is a baseline artefact, which keeps summaries, not the label and score columns performance needs; give the data file".into(),
+        });
+    }
+    let df = open(path, format, sql).await?;
+    let schema = df.schema().as_arrow().clone();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for c in columns {
+        if schema.field_with_name(c).is_err() {
+            let hint = crate::config::did_you_mean(c, names.iter().copied())
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_else(|| format!("; columns are: {}", names.join(", ")));
+            return Err(BaselineError::UnknownColumn { path: path.into(), column: c.to_string(), hint });
+        }
+    }
+    let read_err =
+        |e: datafusion::error::DataFusionError| BaselineError::Read { path: path.into(), message: e.to_string() };
+    let batches = df.select_columns(columns).map_err(read_err)?.collect().await.map_err(read_err)?;
+    let mut out = vec![Vec::new(); columns.len()];
+    let safe = CastOptions { safe: true, ..CastOptions::default() };
+    for batch in &batches {
+        for (i, column) in batch.columns().iter().enumerate() {
+            let column = if column.data_type() == &DataType::Boolean {
+                cast_with_options(column, &DataType::UInt8, &safe)
+            } else {
+                Ok(column.clone())
+            };
+            let numbers = column.and_then(|c| cast_with_options(&c, &DataType::Float64, &safe)).map_err(|e| {
+                BaselineError::Read { path: path.into(), message: format!("column \"{}\": {e}", columns[i]) }
+            })?;
+            out[i].extend(numbers.as_primitive::<datafusion::arrow::datatypes::Float64Type>().iter());
+        }
+    }
+    Ok(out)
+}
+
 async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFrame, BaselineError> {
     let read_err =
         |e: datafusion::error::DataFusionError| BaselineError::Read { path: path.into(), message: e.to_string() };

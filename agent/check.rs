@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use datafusion::arrow::datatypes::Schema;
 
-use crate::baseline::{Baseline, BaselineError, BuildOptions, FeatureSelection, Format, profile_file, read_schema};
+use crate::baseline::{
+    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, profile_file, read_numbers, read_schema,
+};
 use crate::config::Model;
 use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
 use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
@@ -31,6 +33,8 @@ pub enum CheckError {
     EmptyReference { path: PathBuf },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Usage(String),
     #[error(
         "{path}: column \"{column}\" is missing; the reference {reference} has it (exclude it with --exclude, or add it to the data)"
     )]
@@ -70,6 +74,50 @@ pub struct Plan {
     pub strict_columns: bool,
     /// Alert rules: the tests they read run on the features they select.
     pub rules: Vec<crate::rules::Rule>,
+    /// Label, score and prediction columns, for the `performance` object.
+    pub performance: Option<PerformanceSpec>,
+}
+
+/// Classification (0/1 labels, scores, predicted classes) or regression (numbers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Task {
+    #[default]
+    Classification,
+    Regression,
+}
+
+/// Where ground truth, scores and predictions are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerformanceSpec {
+    pub task: Task,
+    /// Label column: in the current data for realised metrics; in the reference for CBPE.
+    pub label: String,
+    /// Score column: probability of class 1.
+    pub score: Option<String>,
+    /// Predicted class (classification) or value (regression); for classification
+    /// `score >= threshold` when absent.
+    pub prediction: Option<String>,
+    pub threshold: f64,
+}
+
+/// The `performance` object of a report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Performance {
+    /// `false`: realised from the labels; `true`: estimated without labels (CBPE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<bool>,
+    /// Rows the metrics are computed on (rows missing a needed value are left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Metric name → value; null where the metric is undefined on the data.
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, Option<f64>>,
+    /// Standard error of each estimate; the band is ±3 of it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sampling_error: BTreeMap<String, f64>,
+    /// Estimates: whether the scores were calibrated (isotonic) on the reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<bool>,
 }
 
 impl Plan {
@@ -90,6 +138,7 @@ impl Plan {
             bins_explicit: false,
             strict_columns: true,
             rules: Vec::new(),
+            performance: None,
         }
     }
 
@@ -143,6 +192,7 @@ impl Plan {
             bins_explicit: false,
             strict_columns: false,
             rules: m.rules.clone(),
+            performance: None,
         }
     }
 }
@@ -190,8 +240,123 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
     let started = std::time::Instant::now();
     let mut report = compare(&mut baseline, &mut current_profile.features, current_rows, plan);
     report.notes.extend(notes);
+    if let Some(spec) = &plan.performance {
+        report.performance = performance(reference, current, plan.filter.as_deref(), spec).await?;
+    }
     tracing::debug!(elapsed = ?started.elapsed(), "compared");
     Ok(report)
+}
+
+/// Rows whose every column has a value.
+fn complete(columns: Vec<Vec<Option<f64>>>) -> Vec<Vec<f64>> {
+    let n = columns.first().map_or(0, Vec::len);
+    let keep: Vec<usize> = (0..n).filter(|&i| columns.iter().all(|c| c[i].is_some_and(f64::is_finite))).collect();
+    columns.iter().map(|c| keep.iter().map(|&i| c[i].unwrap_or_default()).collect()).collect()
+}
+
+fn as_classes(values: &[f64], path: &Path, column: &str) -> Result<Vec<bool>, CheckError> {
+    match values.iter().find(|v| **v != 0.0 && **v != 1.0) {
+        Some(v) => Err(CheckError::Data(BaselineError::Read {
+            path: path.into(),
+            message: format!(
+                "column \"{column}\" holds {v}; binary classification needs 0/1 or true/false (use --task regression for numeric targets)"
+            ),
+        })),
+        None => Ok(values.iter().map(|v| *v == 1.0).collect()),
+    }
+}
+
+/// The `performance` object: realised metrics when the current data has the label column,
+/// CBPE estimates (fitted on the reference's labels and scores) when it has not.
+pub async fn performance(
+    reference: &Path,
+    current: &Path,
+    filter: Option<&str>,
+    spec: &PerformanceSpec,
+) -> Result<Performance, CheckError> {
+    use crate::performance as perf;
+    let has_label = read_schema(current, None).await?.field_with_name(&spec.label).is_ok();
+    let mut out = Performance::default();
+    if spec.task == Task::Regression {
+        let prediction = spec
+            .prediction
+            .as_deref()
+            .ok_or_else(|| CheckError::Usage("regression metrics need --prediction-column".into()))?;
+        let cols = complete(read_numbers(current, None, &[spec.label.as_str(), prediction]).await?);
+        out.rows = Some(cols[0].len() as u64);
+        out.estimated = Some(false);
+        for (k, v) in perf::regression(&cols[0], &cols[1]) {
+            out.metrics.insert(k.to_string(), v);
+        }
+        return Ok(out);
+    }
+    if spec.score.is_none() && spec.prediction.is_none() {
+        return Err(CheckError::Usage("classification metrics need --score-column or --prediction-column".into()));
+    }
+    // Columns: label?, score?, prediction?
+    let wanted = |label: bool| -> Vec<&str> {
+        let mut c = Vec::new();
+        if label {
+            c.push(spec.label.as_str());
+        }
+        c.extend(spec.score.as_deref());
+        c.extend(spec.prediction.as_deref());
+        c
+    };
+    let split = |cols: &[Vec<f64>], label: bool, path: &Path| -> Result<(Vec<bool>, Vec<f64>, Vec<bool>), CheckError> {
+        let mut k = 0;
+        let labels = if label {
+            k += 1;
+            as_classes(&cols[0], path, &spec.label)?
+        } else {
+            Vec::new()
+        };
+        let scores = if spec.score.is_some() {
+            k += 1;
+            cols[k - 1].clone()
+        } else {
+            Vec::new()
+        };
+        let predicted = match &spec.prediction {
+            Some(p) => as_classes(&cols[k], path, p)?,
+            None => scores.iter().map(|s| *s >= spec.threshold).collect(),
+        };
+        Ok((labels, scores, predicted))
+    };
+    if has_label {
+        let cols = complete(read_numbers(current, None, &wanted(true)).await?);
+        let (labels, scores, predicted) = split(&cols, true, current)?;
+        out.rows = Some(labels.len() as u64);
+        out.estimated = Some(false);
+        for (k, v) in perf::classification(&labels, &predicted, &scores) {
+            out.metrics.insert(k.to_string(), v);
+        }
+        return Ok(out);
+    }
+    if spec.score.is_none() {
+        return Err(CheckError::Data(BaselineError::Read {
+            path: current.into(),
+            message: format!(
+                "has no label column \"{}\"; estimating performance without labels needs --score-column",
+                spec.label
+            ),
+        }));
+    }
+    let rcols = complete(read_numbers(reference, filter, &wanted(true)).await?);
+    let (rlabels, rscores, rpredicted) = split(&rcols, true, reference)?;
+    let cols = complete(read_numbers(current, None, &wanted(false)).await?);
+    let (_, scores, predicted) = split(&cols, false, current)?;
+    let cbpe = perf::Cbpe::fit(&rscores, &rpredicted, &rlabels);
+    out.rows = Some(scores.len() as u64);
+    out.estimated = Some(true);
+    out.calibrated = Some(cbpe.calibrator.is_some());
+    for (k, e) in cbpe.estimate(&scores, &predicted) {
+        out.metrics.insert(k.to_string(), Some(e.value).filter(|v| v.is_finite()));
+        if e.sampling_error.is_finite() {
+            out.sampling_error.insert(k.to_string(), e.sampling_error);
+        }
+    }
+    Ok(out)
 }
 
 /// Loads a baseline as the agent keeps it: an artefact as stored (its bins checked against
@@ -357,7 +522,7 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
             drift_share: plan.drift_share,
         },
         features,
-        performance: BTreeMap::new(),
+        performance: Performance::default(),
         notes,
     }
 }
@@ -370,8 +535,9 @@ pub struct Report {
     pub current: Rows,
     pub drift: DatasetDrift,
     pub features: Vec<FeatureReport>,
-    /// Performance metrics (needs ground truth; empty in a plain drift check).
-    pub performance: BTreeMap<String, f64>,
+    /// Performance metrics: realised from labels, or estimated from scores (CBPE); empty
+    /// when no label, score or prediction column is given.
+    pub performance: Performance,
     /// Advice about the input (for example an identifier-like column), for people.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -581,6 +747,22 @@ impl Report {
                     nulls,
                     verdict
                 );
+            }
+        }
+        let p = &self.performance;
+        if let Some(estimated) = p.estimated {
+            let how = if estimated { "estimated without labels (CBPE, ±3 standard errors)" } else { "realised" };
+            let _ = writeln!(out, "\n{} on {} rows, {how}", paint("1", "performance"), p.rows.unwrap_or(0));
+            for (name, value) in &p.metrics {
+                let value = value.map_or("undefined".to_string(), fmt_num);
+                match p.sampling_error.get(name) {
+                    Some(se) => {
+                        let _ = writeln!(out, "  {name:<10} {value:>12}  ± {}", fmt_num(3.0 * se));
+                    }
+                    None => {
+                        let _ = writeln!(out, "  {name:<10} {value:>12}");
+                    }
+                }
             }
         }
         out

@@ -184,6 +184,29 @@ struct CheckArgs {
     /// Write the report here instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Ground truth column (0/1 for classification). When the current data has it, the report's
+    /// `performance` object holds realised metrics; when only the reference has it, CBPE estimates
+    /// from --score-column (calibrated on the reference).
+    #[arg(long, value_name = "COLUMN")]
+    label_column: Option<String>,
+    /// Score column: the model's probability of class 1 (roc_auc, log_loss, brier, estimates).
+    #[arg(long, value_name = "COLUMN", requires = "label_column")]
+    score_column: Option<String>,
+    /// Predicted class (classification; default: score >= --decision-threshold) or predicted value (regression).
+    #[arg(long, value_name = "COLUMN", requires = "label_column")]
+    prediction_column: Option<String>,
+    /// Score at or above which the predicted class is 1, when there is no --prediction-column.
+    #[arg(long, default_value_t = 0.5)]
+    decision_threshold: f64,
+    /// classification (accuracy, precision, recall, f1, roc_auc, log_loss, brier) or regression (mae, rmse, mape, r2).
+    #[arg(long, value_enum, default_value_t = TaskArg::Classification)]
+    task: TaskArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Classification,
+    Regression,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -358,6 +381,29 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
         _ => (zero_config_plan(&args)?, None),
     };
     apply_overrides(&mut plan.0, &args)?;
+    if let Some(label) = &args.label_column {
+        if args.score_column.is_none() && args.prediction_column.is_none() {
+            return Err(Failure(
+                "--label-column needs --score-column or --prediction-column (the model's output)".into(),
+            ));
+        }
+        plan.0.performance = Some(check::PerformanceSpec {
+            task: match args.task {
+                TaskArg::Classification => check::Task::Classification,
+                TaskArg::Regression => check::Task::Regression,
+            },
+            label: label.clone(),
+            score: args.score_column.clone(),
+            prediction: args.prediction_column.clone(),
+            threshold: args.decision_threshold,
+        });
+        // The label, score and prediction are outputs, not inputs: never drift features.
+        for c in [Some(label), args.score_column.as_ref(), args.prediction_column.as_ref()].into_iter().flatten() {
+            if !plan.0.selection.exclude.contains(c) {
+                plan.0.selection.exclude.push(c.clone());
+            }
+        }
+    }
     let (plan, configured_reference) = plan;
     let reference =
         args.reference.clone().or(configured_reference).ok_or_else(|| Failure("--reference is required".into()))?;

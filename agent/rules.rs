@@ -497,7 +497,7 @@ mod tests {
                 drift_share: 0.5,
             },
             features,
-            performance: BTreeMap::new(),
+            performance: Default::default(),
             notes: Vec::new(),
         };
         (report, profiles)

@@ -110,3 +110,118 @@ fn cbpe_calibrates_overconfident_scores_and_not_calibrated_ones() {
     // NannyML agrees where it matters: the overconfident scores need calibration.
     assert_eq!(c["cbpe"][1]["needs_calibration"], true);
 }
+
+/// Writes columns as CSV.
+fn write_csv(path: &std::path::Path, names: &[&str], columns: &[Vec<String>]) {
+    let mut text = names.join(",") + "\n";
+    for i in 0..columns[0].len() {
+        let row: Vec<&str> = columns.iter().map(|c| c[i].as_str()).collect();
+        text += &(row.join(",") + "\n");
+    }
+    std::fs::write(path, text).expect("csv");
+}
+
+/// A feature column, so that the check has something to compare besides the outputs.
+fn feature(lo: usize, hi: usize) -> Vec<String> {
+    (lo..hi).map(|i| ((i * 7919) % 100).to_string()).collect()
+}
+
+fn texts(v: &Value, lo: usize, hi: usize) -> Vec<String> {
+    v.as_array().expect("array")[lo..hi].iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn check_reports_realised_metrics_with_labels_and_nannyml_estimates_without() {
+    let c = cases();
+    let case = &c["cbpe"][1];
+    assert_eq!(case["name"], "overconfident");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (r, a) = (&case["reference"], &case["analysis"]);
+    let n = r["score"].as_array().expect("scores").len();
+    write_csv(
+        &dir.path().join("reference.csv"),
+        &["x", "score", "pred", "label"],
+        &[feature(0, n), texts(&r["score"], 0, n), texts(&r["prediction"], 0, n), texts(&r["label"], 0, n)],
+    );
+    let chunk = &case["chunks"][3];
+    let (lo, hi) = (chunk["start"].as_u64().expect("start") as usize, chunk["end"].as_u64().expect("end") as usize);
+    write_csv(
+        &dir.path().join("labelled.csv"),
+        &["x", "score", "pred", "label"],
+        &[feature(lo, hi), texts(&a["score"], lo, hi), texts(&a["prediction"], lo, hi), texts(&a["label"], lo, hi)],
+    );
+    write_csv(
+        &dir.path().join("unlabelled.csv"),
+        &["x", "score", "pred"],
+        &[feature(lo, hi), texts(&a["score"], lo, hi), texts(&a["prediction"], lo, hi)],
+    );
+    let run = |current: &str| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["check", "--format", "json", "--label-column", "label", "--score-column", "score"])
+            .args(["--prediction-column", "pred", "--reference"])
+            .arg(dir.path().join("reference.csv"))
+            .arg("--current")
+            .arg(dir.path().join(current))
+            .output()
+            .expect("driftwatch runs");
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        // The label, score and prediction are outputs, never drift features.
+        assert!(
+            report["features"].as_array().expect("features").is_empty() || report["features"][0]["name"] != "label"
+        );
+        report["performance"].clone()
+    };
+    let realised = run("labelled.csv");
+    assert_eq!(realised["estimated"], false);
+    assert_eq!(realised["rows"], (hi - lo) as u64);
+    for m in performance::ESTIMATED {
+        let want = chunk[m]["realized"].as_f64().expect("sklearn");
+        assert!((realised[m].as_f64().expect(m) - want).abs() < 1e-9, "{m}: {realised} vs {want}");
+    }
+    for m in ["log_loss", "brier"] {
+        assert!(realised[m].as_f64().is_some(), "{m} with scores: {realised}");
+    }
+    let estimated = run("unlabelled.csv");
+    assert_eq!(estimated["estimated"], true);
+    assert_eq!(estimated["calibrated"], true);
+    for m in performance::ESTIMATED {
+        let want = chunk[m]["estimated"].as_f64().expect("NannyML");
+        assert!((estimated[m].as_f64().expect(m) - want).abs() < 1e-9, "{m}: {estimated} vs NannyML {want}");
+        let se = chunk[m]["sampling_error"].as_f64().expect("NannyML");
+        assert!((estimated["sampling_error"][m].as_f64().expect(m) - se).abs() < 1e-5 * se, "{m} sampling error");
+    }
+}
+
+#[test]
+fn check_reports_regression_metrics_and_refuses_non_binary_labels() {
+    let c = cases();
+    let r = &c["regression"];
+    let n = r["actual"].as_array().expect("actual").len();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("data.csv");
+    write_csv(&path, &["x", "y", "yhat"], &[feature(0, n), texts(&r["actual"], 0, n), texts(&r["predicted"], 0, n)]);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["check", "--format", "json", "--reference"])
+            .arg(&path)
+            .arg("--current")
+            .arg(&path)
+            .args(extra)
+            .output()
+            .expect("driftwatch runs")
+    };
+    let out = run(&["--task", "regression", "--label-column", "y", "--prediction-column", "yhat"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for (name, want) in r["metrics"].as_object().expect("metrics") {
+        let got = report["performance"][name].as_f64().expect(name);
+        let want = want.as_f64().expect("number");
+        assert!(close(got, want, 1e-9), "{name}: {got} vs {want}");
+    }
+    // Numbers are not classes: a clear error, exit 2.
+    let out = run(&["--label-column", "y", "--prediction-column", "yhat"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("binary classification needs 0/1") && err.contains("--task regression"), "{err}");
+}
