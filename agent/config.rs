@@ -194,11 +194,38 @@ pub struct ModelConfig {
     /// Alert rules.
     #[serde(default)]
     pub rule: Vec<alerts::RuleConfig>,
+    /// Label-free performance estimation from the model's scores.
+    pub performance: Option<PerformanceConfig>,
+}
+
+/// `[model.performance]`: estimate classification performance per window without labels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceConfig {
+    /// The score feature (probability of class 1): a numerical feature of the model, read
+    /// from events like any feature and, with `label`, from the baseline to calibrate.
+    pub score: Spanned<String>,
+    /// Baseline column with the ground truth (0/1) the scores are calibrated against.
+    pub label: Spanned<String>,
+    /// Score at or above which the model predicts class 1 (default 0.5).
+    pub threshold: Option<Spanned<f64>>,
+}
+
+const PERFORMANCE_KEYS: &[&str] = &["score", "label", "threshold"];
+
+/// `[model.performance]` after validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelPerformance {
+    pub score: String,
+    pub label: String,
+    pub threshold: f64,
+    pub pos: Pos,
+    pub label_pos: Pos,
 }
 
 const MODEL_KEYS: &[&str] = &[
     "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
-    "max_samples", "max_categories", "feature", "topics", "events", "window", "rule",
+    "max_samples", "max_categories", "feature", "topics", "events", "window", "rule", "performance",
 ];
 
 /// One monitored feature.
@@ -334,6 +361,7 @@ pub struct Model {
     pub rules: Vec<crate::rules::Rule>,
     /// Where each rule was written (same order as `rules`).
     pub rule_sources: Vec<RuleSource>,
+    pub performance: Option<ModelPerformance>,
 }
 
 /// Where a model's events keep their fields.
@@ -603,9 +631,54 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 r.at(rc.name.span(), format!("rule \"{}\" is defined twice in this model", rc.name.get_ref()));
             }
             let (rule, names) = alerts::rule_of(&mut r, rc, &known);
+            if let (crate::rules::Target::Performance(_), None, Some(v)) =
+                (&rule.target, &m.performance, &rc.performance)
+            {
+                r.at(
+                    v.span(),
+                    "a performance rule needs [model.performance] (the score feature and the baseline's label)",
+                );
+            }
             rules.push(rule);
             rule_sources.push(RuleSource { file: path.into(), names });
         }
+        let performance = m.performance.as_ref().map(|p| {
+            let threshold = p.threshold.as_ref().map_or(0.5, |t| {
+                let v = *t.get_ref();
+                if !(v > 0.0 && v < 1.0) {
+                    r.at(t.span(), format!("threshold must be a score in (0, 1), got {v}"));
+                }
+                v
+            });
+            if m.exclude.iter().any(|e| e.get_ref() == p.score.get_ref()) {
+                r.at(
+                    p.score.span(),
+                    format!("the score \"{}\" is excluded; performance needs it as a feature", p.score.get_ref()),
+                );
+            }
+            if !features.is_empty() && !features.iter().any(|f| &f.name == p.score.get_ref()) {
+                r.at(
+                    p.score.span(),
+                    format!("the score \"{}\" must be one of the model's [[model.feature]]s", p.score.get_ref()),
+                );
+            }
+            if features.iter().any(|f| &f.name == p.label.get_ref()) {
+                r.at(
+                    p.label.span(),
+                    format!(
+                        "the label \"{}\" is ground truth, not a feature: remove its [[model.feature]]",
+                        p.label.get_ref()
+                    ),
+                );
+            }
+            ModelPerformance {
+                score: p.score.get_ref().clone(),
+                label: p.label.get_ref().clone(),
+                threshold,
+                pos: r.pos(p.score.span()),
+                label_pos: r.pos(p.label.span()),
+            }
+        });
         let events = events_of(&mut r, m.events.as_ref());
         let window = window_of(&mut r, m.window.as_ref());
         let mut topics = Vec::new();
@@ -638,6 +711,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             window,
             rules,
             rule_sources,
+            performance,
         });
     }
     let agent = agent_of(&mut r, raw.agent.as_ref(), base);
@@ -754,6 +828,7 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             ("[[model]]", "window") => Some((WINDOW_KEYS, "[model.window]")),
             ("", "agent") => Some((AGENT_SECTION_KEYS, "[agent]")),
             ("[[model]]", "rule") => Some((alerts::RULE_KEYS, "[[model.rule]]")),
+            ("[[model]]", "performance") => Some((PERFORMANCE_KEYS, "[model.performance]")),
             ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
             ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
             ("", "notify") => Some((alerts::NOTIFY_KEYS, "[notify]")),
@@ -1147,7 +1222,7 @@ mod tests {
         let cfg = parse(Path::new("t.toml"), text).unwrap();
         assert_eq!(cfg.models[0].features[0].options.threshold(TestKind::Ks), 0.01);
         assert_eq!(cfg.models[0].options.ks_method, KsMethod::Asymp);
-        assert_eq!(MODEL_KEYS.len(), 17);
+        assert_eq!(MODEL_KEYS.len(), 18);
         assert_eq!(FEATURE_KEYS.len(), 6);
     }
 }
@@ -1217,6 +1292,22 @@ pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
         for (name, pos) in &m.exclude {
             if schema.field_with_name(name).is_err() {
                 at(pos, unknown(name));
+            }
+        }
+        if let Some(p) = &m.performance {
+            if schema.field_with_name(&p.label).is_err() {
+                at(&p.label_pos, unknown(&p.label));
+            } else if !m.exclude.iter().any(|(e, _)| e == &p.label) && m.features.is_empty() {
+                at(
+                    &p.label_pos,
+                    format!(
+                        "model \"{}\": add the label \"{}\" to `exclude`: ground truth is not a drift feature",
+                        m.id, p.label
+                    ),
+                );
+            }
+            if schema.field_with_name(&p.score).is_err() {
+                at(&p.pos, unknown(&p.score));
             }
         }
         // Rules name configured features (checked in phase 3) or, without a feature list,

@@ -43,6 +43,7 @@ pub const NAMES: &[&str] = &[
     "driftwatch_notifications_queued",
     "driftwatch_notifications_retrying",
     "driftwatch_performance",
+    "driftwatch_performance_sampling_error",
 ];
 
 /// The agent's metrics.
@@ -75,6 +76,7 @@ pub struct Metrics {
     pub notifications_queued: IntGauge,
     pub notifications_retrying: IntGauge,
     pub performance: GaugeVec,
+    pub performance_sampling_error: GaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -222,13 +224,20 @@ impl Metrics {
             performance: GaugeVec::new(
                 opts(
                     "driftwatch_performance",
-                    "Model performance of the last window: realised (estimated=\"false\") or estimated without labels (estimated=\"true\"). Needs ground truth or scores; no series until those are configured.",
+                    "Model performance of the last window: realised (estimated=\"false\") or estimated without labels from the scores (estimated=\"true\", CBPE). No series without [model.performance].",
                 ),
                 &["model", "metric", "estimated"],
             )?,
+            performance_sampling_error: GaugeVec::new(
+                opts(
+                    "driftwatch_performance_sampling_error",
+                    "Standard error of the last window's performance estimate; the band is ±3 of it.",
+                ),
+                &["model", "metric"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 28] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
             Box::new(m.dead_letters.clone()),
@@ -256,6 +265,7 @@ impl Metrics {
             Box::new(m.notifications_queued.clone()),
             Box::new(m.notifications_retrying.clone()),
             Box::new(m.performance.clone()),
+            Box::new(m.performance_sampling_error.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;

@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use crate::alert::{Book, Phase};
 use crate::baseline::Baseline;
-use crate::check::{Plan, Report, compare};
+use crate::check::{Performance, Plan, Report, compare};
 use crate::config::Model;
 use crate::decode::{ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::frontier::CommitFrontier;
 use crate::http::{LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
 use crate::notify::{Batch, Notice, Queue};
+use crate::performance::Cbpe;
 use crate::profile::ProfileSpec;
 use crate::rules::Severity;
 use crate::source::Chunk;
@@ -29,6 +30,8 @@ pub struct ModelSetup {
     pub model: Model,
     pub baseline: Baseline,
     pub plan: Plan,
+    /// Label-free performance estimation, fitted on the baseline's scores and labels.
+    pub cbpe: Option<Cbpe>,
 }
 
 /// The verdict on a closed window.
@@ -59,6 +62,8 @@ struct ModelRuntime {
     windows: Windows,
     last_event: Option<Instant>,
     alerts: Book,
+    /// The estimator and the index of the score feature in the baseline's features.
+    cbpe: Option<(Cbpe, usize, f64)>,
 }
 
 /// Decode, window and evaluate; see the module doc. The status document lists the models in
@@ -102,6 +107,12 @@ impl Pipeline {
                     windows: Windows::new(&s.model.window, window_spec(&s)),
                     spec: s.model.window.clone(),
                     alerts: Book::new(s.model.rules.clone()),
+                    cbpe: match (s.cbpe, &s.model.performance) {
+                        (Some(c), Some(p)) => {
+                            s.baseline.spec.features.iter().position(|f| f.name == p.score).map(|i| (c, i, p.threshold))
+                        }
+                        _ => None,
+                    },
                     baseline: s.baseline,
                     plan: s.plan,
                     last_event: None,
@@ -340,7 +351,10 @@ impl Pipeline {
             None
         } else {
             let mut features = window.profile.features;
-            let report = compare(&mut m.baseline, &mut features, events, &m.plan);
+            let mut report = compare(&mut m.baseline, &mut features, events, &m.plan);
+            if let Some((cbpe, score, threshold)) = &m.cbpe {
+                report.performance = estimate(cbpe, features[*score].sample.sorted(), *threshold);
+            }
             if !m.alerts.rules().is_empty() {
                 let span = (window.start, window.end);
                 alerts = Some(m.alerts.observe(&report, &features, &m.baseline.profile.features, span));
@@ -364,6 +378,18 @@ impl Pipeline {
             .inc();
         if let Some(r) = &report {
             metrics.record(r);
+            let estimated = if r.performance.estimated == Some(true) { "true" } else { "false" };
+            for (name, value) in &r.performance.metrics {
+                match value {
+                    Some(v) => metrics.performance.with_label_values(&[id, name, estimated]).set(*v),
+                    None => {
+                        let _ = metrics.performance.remove_label_values(&[id, name, estimated]);
+                    }
+                }
+            }
+            for (name, se) in &r.performance.sampling_error {
+                metrics.performance_sampling_error.with_label_values(&[id, name]).set(*se);
+            }
         }
         let mut notices = Vec::new();
         let mut active = None;
@@ -480,6 +506,24 @@ impl Pipeline {
             }
         });
     }
+}
+
+/// CBPE on a window: the predicted class is score ≥ threshold.
+fn estimate(cbpe: &Cbpe, scores: &[f64], threshold: f64) -> Performance {
+    let predicted: Vec<bool> = scores.iter().map(|s| *s >= threshold).collect();
+    let mut out = Performance {
+        estimated: Some(true),
+        rows: Some(scores.len() as u64),
+        calibrated: Some(cbpe.calibrator.is_some()),
+        ..Performance::default()
+    };
+    for (name, e) in cbpe.estimate(scores, &predicted) {
+        out.metrics.insert(name.to_string(), Some(e.value).filter(|v| v.is_finite()));
+        if e.sampling_error.is_finite() {
+            out.sampling_error.insert(name.to_string(), e.sampling_error);
+        }
+    }
+    out
 }
 
 /// The spec windows are profiled with: the baseline's, less the bin edges of numerical

@@ -113,6 +113,8 @@ pub enum Target {
     Quality(QualityCheck),
     /// The share of drifted features of the model.
     DriftShare,
+    /// A performance metric of the window (estimated without labels, or realised).
+    Performance(String),
 }
 
 impl Target {
@@ -120,6 +122,9 @@ impl Target {
     pub fn direction(&self) -> Direction {
         match self {
             Target::Test { p_value: true, .. } => Direction::Below,
+            Target::Performance(m) if !matches!(m.as_str(), "log_loss" | "brier" | "mae" | "rmse" | "mape") => {
+                Direction::Below
+            }
             _ => Direction::Above,
         }
     }
@@ -131,6 +136,7 @@ impl Target {
             Target::Test { test, p_value: false } => format!("{test} statistic"),
             Target::Quality(q) => q.name().to_string(),
             Target::DriftShare => "drift_share".to_string(),
+            Target::Performance(m) => m.clone(),
         }
     }
 }
@@ -236,14 +242,21 @@ impl Rule {
     /// One reading per selected feature (or one `_all` reading for dataset targets).
     /// `current` holds the window's feature profiles in report order (for `min_samples`).
     pub fn read(&self, report: &Report, current: &[FeatureProfile]) -> Vec<Reading> {
-        match self.target {
+        match &self.target {
+            Target::Performance(metric) => {
+                let p = &report.performance;
+                let value = p.metrics.get(metric.as_str()).copied().flatten();
+                let samples = p.rows.unwrap_or(0);
+                let value = value.filter(|_| samples >= self.min_samples && samples > 0);
+                vec![self.reading(DATASET_FEATURE, value, samples, None, None)]
+            }
             Target::DriftShare => {
                 let value = report.drift.share;
                 let samples = report.current.rows;
                 let enough = samples >= self.min_samples && report.drift.total_features > 0;
                 vec![self.reading(DATASET_FEATURE, enough.then_some(value), samples, None, None)]
             }
-            Target::Quality(q) => report
+            &Target::Quality(q) => report
                 .features
                 .iter()
                 .zip(current)
@@ -254,7 +267,7 @@ impl Rule {
                     Some(self.reading(&f.name, enough.then_some(value), p.rows, None, None))
                 })
                 .collect(),
-            Target::Test { test, p_value } => {
+            &Target::Test { test, p_value } => {
                 let mut rows: Vec<(usize, f64, Option<f64>, u64)> = Vec::new();
                 for (i, (f, p)) in report.features.iter().zip(current).enumerate() {
                     if !self.features.matches(&f.name, f.kind) {

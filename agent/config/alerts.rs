@@ -392,11 +392,13 @@ pub(super) fn rule_of(
             Target::DriftShare
         }
         Some((_, v)) => {
-            r.at(
-                v.span(),
-                "performance rules need ground truth or confidence-based estimation, which this version does not compute yet; watch drift or quality for now",
-            );
-            Target::DriftShare
+            let metric = v.get_ref().as_str();
+            let known: Vec<&str> =
+                crate::performance::CLASSIFICATION.iter().chain(&crate::performance::REGRESSION).copied().collect();
+            if !known.contains(&metric) {
+                r.at(v.span(), format!("unknown performance metric \"{metric}\"{}", suggestion(metric, &known)));
+            }
+            Target::Performance(metric.to_string())
         }
         None => Target::DriftShare,
     };
@@ -408,7 +410,10 @@ pub(super) fn rule_of(
     // Thresholds and hysteresis.
     let d = target.direction();
     let p_like = matches!(target, Target::Test { p_value: true, .. });
-    let unit_range = p_like || matches!(target, Target::Quality(_) | Target::DriftShare);
+    let bounded = |m: &str| matches!(m, "accuracy" | "precision" | "recall" | "f1" | "roc_auc" | "brier");
+    let unit_range = p_like
+        || matches!(&target, Target::Quality(_) | Target::DriftShare)
+        || matches!(&target, Target::Performance(m) if bounded(m));
     let mut check = |v: &Option<Spanned<f64>>, what: &str| -> Option<f64> {
         let v = v.as_ref()?;
         let x = *v.get_ref();
@@ -558,8 +563,8 @@ fn selector_of(
     let Some(v) = &rc.features else {
         return Selector::All;
     };
-    if matches!(target, Target::DriftShare) {
-        r.at(v.span(), "a dataset rule watches the whole model; remove `features`");
+    if matches!(target, Target::DriftShare | Target::Performance(_)) {
+        r.at(v.span(), "a dataset or performance rule watches the whole model; remove `features`");
         return Selector::All;
     }
     let names: Vec<String> = match v.get_ref() {

@@ -65,7 +65,7 @@ fn credit_config(dir: &Path, window: &str) -> PathBuf {
 
 /// Runs events through a pipeline built from a configuration; returns every evaluation and
 /// the metrics text.
-fn run_pipeline(config_path: &Path, events: &[String]) -> (Vec<Evaluation>, String) {
+pub fn run_pipeline(config_path: &Path, events: &[String]) -> (Vec<Evaluation>, String) {
     let cfg = config::load(config_path).expect("valid config");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let setups = rt.block_on(load_models(&cfg)).expect("baselines");

@@ -225,3 +225,106 @@ fn check_reports_regression_metrics_and_refuses_non_binary_labels() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("binary classification needs 0/1") && err.contains("--task regression"), "{err}");
 }
+
+/// The credit reference with a label drawn from its score (P(label = 1) = score²: the
+/// scores are overconfident, so calibration matters), deterministic per row.
+fn labelled_reference(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(crate::agent::root().join("fixtures/credit/reference.csv")).expect("csv");
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if i == 0 {
+            out += &format!("{line},label\n");
+            continue;
+        }
+        let score: f64 = line.rsplit(',').next().and_then(|s| s.parse().ok()).expect("score");
+        let mut state = i as u64;
+        let u = driftwatch::rng::splitmix(&mut state) as f64 / u64::MAX as f64;
+        out += &format!("{line},{}\n", u8::from(u < score * score));
+    }
+    let path = dir.join("reference_labelled.csv");
+    std::fs::write(&path, out).expect("write");
+    path
+}
+
+#[test]
+fn windows_carry_label_free_performance_estimates_and_performance_rules_fire() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let reference = labelled_reference(dir.path());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[model]]
+id = "credit-risk"
+baseline = {:?}
+exclude = ["event_id", "label"]
+
+[model.window]
+size = "10m"
+
+[model.performance]
+score = "score"
+label = "label"
+
+[[model.rule]]
+name = "accuracy-drop"
+performance = "accuracy"
+warn = 0.99
+critical = 0.5
+"#,
+            reference.display().to_string()
+        ),
+    )
+    .expect("config");
+    let events = crate::agent::credit_events("fixtures/credit/current_drift.csv", "credit-risk");
+    let (evaluations, metrics) = crate::agent::run_pipeline(&config, &events);
+    assert_eq!(evaluations.len(), 4);
+
+    // The same estimate, computed directly from the baseline and the window's scores.
+    let text = std::fs::read_to_string(&reference).expect("csv");
+    let (mut rs, mut ry) = (Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        rs.push(c[6].parse::<f64>().expect("score"));
+        ry.push(c[7] == "1");
+    }
+    let rp: Vec<bool> = rs.iter().map(|s| *s >= 0.5).collect();
+    let cbpe = Cbpe::fit(&rs, &rp, &ry);
+    assert!(cbpe.calibrator.is_some(), "overconfident scores are calibrated");
+    let current = std::fs::read_to_string(crate::agent::root().join("fixtures/credit/current_drift.csv")).expect("csv");
+    let scores: Vec<f64> =
+        current.lines().skip(1).take(600).map(|l| l.rsplit(',').next().expect("s").parse().expect("f")).collect();
+    let want = cbpe.estimate(&scores, &scores.iter().map(|s| *s >= 0.5).collect::<Vec<_>>());
+    let first = &evaluations[0].report.as_ref().expect("evaluated").performance;
+    assert_eq!(first.estimated, Some(true));
+    assert_eq!(first.rows, Some(600));
+    for m in performance::ESTIMATED {
+        let got = first.metrics[m].expect(m);
+        assert!((got - want[m].value).abs() < 1e-12, "{m}: {got} vs {}", want[m].value);
+        assert!((first.sampling_error[m] - want[m].sampling_error).abs() < 1e-12);
+    }
+    let line = format!(
+        "driftwatch_performance{{estimated=\"true\",metric=\"accuracy\",model=\"credit-risk\"}} {}",
+        first.metrics["accuracy"].expect("accuracy")
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with("driftwatch_performance{") && l.contains("metric=\"accuracy\"")),
+        "{metrics}"
+    );
+    let _ = line;
+    assert!(
+        metrics.contains("driftwatch_performance_sampling_error{metric=\"roc_auc\",model=\"credit-risk\"}"),
+        "{metrics}"
+    );
+    // Estimated accuracy below 0.99 in the first window: the rule fires once, as a warning.
+    let fired: Vec<_> = evaluations.iter().flat_map(|e| &e.notices).collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!((fired[0].rule.as_str(), fired[0].feature.as_str()), ("accuracy-drop", "_all"));
+    assert_eq!(fired[0].target, "accuracy");
+    assert!(
+        metrics.contains(
+            r#"driftwatch_alert_state{feature="_all",model="credit-risk",rule="accuracy-drop",severity="warning"} 2"#
+        ),
+        "{metrics}"
+    );
+}
