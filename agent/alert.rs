@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Report;
+use crate::detect::{Adwin, PageHinkley, Side};
 use crate::notify::Notice;
 use crate::profile::FeatureProfile;
-use crate::rules::{Direction, Reading, Rule, Severity, Summary};
+use crate::rules::{DetectorSpec, Direction, Reading, Rule, Severity, Summary};
 
 /// Where an alert is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +179,31 @@ pub struct AlertView {
 pub struct Book {
     rules: Vec<Rule>,
     states: HashMap<(usize, String), AlertState>,
+    detectors: HashMap<(usize, String), Detector>,
+}
+
+/// A running change detector of one (rule, feature) series.
+enum Detector {
+    PageHinkley(PageHinkley),
+    Adwin(Adwin),
+}
+
+impl Detector {
+    fn new(spec: DetectorSpec, side: Side) -> Detector {
+        match spec {
+            DetectorSpec::PageHinkley { min_windows, delta, threshold } => {
+                Detector::PageHinkley(PageHinkley::new(min_windows, delta, threshold, 1.0 - 1e-4, side))
+            }
+            DetectorSpec::Adwin { delta } => Detector::Adwin(Adwin::new(delta)),
+        }
+    }
+
+    fn update(&mut self, x: f64, side: Side) -> bool {
+        match self {
+            Detector::PageHinkley(d) => d.update(x),
+            Detector::Adwin(d) => d.update(x, side),
+        }
+    }
 }
 
 /// One alert's state as kept across restarts (by rule name: rules may be reordered).
@@ -201,7 +227,7 @@ pub struct Outcome {
 
 impl Book {
     pub fn new(rules: Vec<Rule>) -> Book {
-        Book { rules, states: HashMap::new() }
+        Book { rules, states: HashMap::new(), detectors: HashMap::new() }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -247,7 +273,22 @@ impl Book {
         let mut out = Outcome::default();
         for (ri, rule) in self.rules.iter().enumerate() {
             let policy = Policy::of(rule);
-            for reading in rule.read(report, current) {
+            for mut reading in rule.read(report, current) {
+                if let (Some(spec), Some(value)) = (rule.detector, reading.value) {
+                    // The detector's signal, in the rule's bad direction, is a warning breach.
+                    let side = match rule.direction() {
+                        Direction::Below => Side::Down,
+                        Direction::Above => Side::Up,
+                    };
+                    let d = self
+                        .detectors
+                        .entry((ri, reading.feature.clone()))
+                        .or_insert_with(|| Detector::new(spec, side));
+                    if d.update(value, side) {
+                        reading.level = reading.level.max(Some(Severity::Warning));
+                        reading.clear = false;
+                    }
+                }
                 let state = self.states.entry((ri, reading.feature.clone())).or_default();
                 let before = (state.phase, state.severity, state.breaches);
                 let transition = state.observe(policy, &reading, window.1);
@@ -361,6 +402,63 @@ mod tests {
         // 0 fires, 1 escalates (sent at 1), 3 is two windows after: repeat; 4 de-escalates
         // quietly; 5 escalates again.
         assert_eq!(got, vec![Some(Firing), Some(Escalated), None, Some(Repeat), None, Some(Escalated)]);
+    }
+
+    /// A window report that carries only an estimated accuracy.
+    fn accuracy_window(accuracy: f64) -> Report {
+        use crate::check::{DatasetDrift, Performance, Rows};
+        let mut performance = Performance { estimated: Some(true), rows: Some(1000), ..Performance::default() };
+        performance.metrics.insert("accuracy".into(), Some(accuracy));
+        Report {
+            model: "m".into(),
+            reference: Rows { rows: 1000 },
+            current: Rows { rows: 1000 },
+            drift: DatasetDrift {
+                detected: false,
+                share: 0.0,
+                drifted_features: 0,
+                total_features: 0,
+                drift_share: 0.5,
+            },
+            features: Vec::new(),
+            performance,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_detector_rule_fires_on_a_change_in_the_series_and_resolves_after_it() {
+        use crate::rules::{DetectorSpec, Rule, Selector, Target};
+        let rule = Rule {
+            name: "accuracy-change".into(),
+            target: Target::Performance("accuracy".into()),
+            features: Selector::All,
+            warn: None,
+            critical: None,
+            resolve: 0.0,
+            for_windows: 1,
+            cooldown_ms: 0,
+            renotify_ms: None,
+            min_samples: 0,
+            effect: None,
+            fdr: false,
+            labels: Default::default(),
+            annotations: Default::default(),
+            recipients: Vec::new(),
+            detector: Some(DetectorSpec::PageHinkley { min_windows: 5, delta: 0.005, threshold: 0.1 }),
+        };
+        let mut book = Book::new(vec![rule]);
+        let mut transitions = Vec::new();
+        // Ten windows at 0.90 (noise-free), then a drop to 0.80.
+        for w in 0..20 {
+            let accuracy = if w < 10 { 0.9 } else { 0.8 };
+            let out = book.observe(&accuracy_window(accuracy), &[], &[], (w * 60_000, (w + 1) * 60_000));
+            transitions.extend(out.notices.into_iter().map(|(_, n)| (w, n.transition)));
+        }
+        assert_eq!(transitions.first().map(|t| t.1), Some(Transition::Firing), "{transitions:?}");
+        let fired_at = transitions[0].0;
+        assert!((10..14).contains(&fired_at), "fires soon after the drop: {transitions:?}");
+        assert_eq!(transitions.get(1).map(|t| t.1), Some(Transition::Resolved), "{transitions:?}");
     }
 
     #[test]

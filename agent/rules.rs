@@ -193,6 +193,15 @@ pub struct Rule {
     pub annotations: BTreeMap<String, String>,
     /// Addresses of this rule's alerts; empty: the `[notify]` default.
     pub recipients: Vec<String>,
+    /// A change detector on the rule's per-window series: its signal is a warning breach.
+    pub detector: Option<DetectorSpec>,
+}
+
+/// Which change detector a rule runs on its series.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DetectorSpec {
+    PageHinkley { min_windows: u64, delta: f64, threshold: f64 },
+    Adwin { delta: f64 },
 }
 
 impl Rule {
@@ -321,7 +330,9 @@ impl Rule {
                 let floor_met = effect.is_none_or(|(_, _, met)| met);
                 let level = if floor_met { self.level(v) } else { None };
                 // Below the effect floor the difference is too small to matter: that is clear.
-                (level, !floor_met || !d.breaches(v, self.resolve))
+                // A rule with only a detector has no threshold to be past.
+                let thresholds = self.warn.is_some() || self.critical.is_some();
+                (level, !floor_met || !thresholds || !d.breaches(v, self.resolve))
             }
         };
         Reading {
@@ -455,6 +466,7 @@ mod tests {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             recipients: Vec::new(),
+            detector: None,
         }
     }
 

@@ -13,7 +13,7 @@ use toml::de::DeTable;
 
 use super::{Diagnostic, Reporter, check_keys, duration_of, suggestion};
 use crate::profile::FeatureKind;
-use crate::rules::{EffectFloor, QualityCheck, Rule, Selector, Target};
+use crate::rules::{DetectorSpec, EffectFloor, QualityCheck, Rule, Selector, Target};
 use crate::stats::TestKind;
 
 /// One `[[model.rule]]` (or `[[rule]]` in a rule file).
@@ -59,12 +59,32 @@ pub struct RuleConfig {
     pub annotations: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub recipients: Vec<Spanned<String>>,
+    /// `{ kind = "page_hinkley", threshold = 1.0 }` or `{ kind = "adwin", delta = 0.002 }`:
+    /// a change in the series of window values is a warning breach.
+    pub detector: Option<DetectorConfig>,
 }
 
 pub const RULE_KEYS: &[&str] = &[
     "name", "model", "features", "test", "value", "quality", "dataset", "performance", "warn", "critical", "resolve",
     "for", "cooldown", "renotify", "min_samples", "effect_size", "fdr", "labels", "annotations", "recipients",
+    "detector",
 ];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// `page_hinkley` or `adwin`.
+    pub kind: Spanned<String>,
+    /// Page-Hinkley: the cumulative deviation that signals a change (default 1.0).
+    pub threshold: Option<Spanned<f64>>,
+    /// Page-Hinkley: the tolerated drift per window (default 0.005); ADWIN: the confidence
+    /// (default 0.002).
+    pub delta: Option<Spanned<f64>>,
+    /// Page-Hinkley: windows before it may signal (default 30).
+    pub min_windows: Option<Spanned<i64>>,
+}
+
+pub const DETECTOR_KEYS: &[&str] = &["kind", "threshold", "delta", "min_windows"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -439,8 +459,9 @@ pub(super) fn rule_of(
     let warn = check(&rc.warn, "warn");
     let critical = check(&rc.critical, "critical");
     let resolve = check(&rc.resolve, "resolve");
-    if warn.is_none() && critical.is_none() {
-        r.at(rc.name.span(), format!("rule \"{name}\" needs `warn`, `critical` or both"));
+    let detector = rc.detector.as_ref().and_then(|d| detector_of(r, d));
+    if warn.is_none() && critical.is_none() && rc.detector.is_none() {
+        r.at(rc.name.span(), format!("rule \"{name}\" needs `warn`, `critical`, `detector` or a combination"));
     }
     if let (Some(w), Some(c), Some(cs)) = (warn, critical, rc.critical.as_ref()) {
         if d.breaches(w, c) && w != c {
@@ -550,8 +571,59 @@ pub(super) fn rule_of(
         labels,
         annotations,
         recipients,
+        detector,
     };
     (rule, names)
+}
+
+fn detector_of(r: &mut Reporter, d: &DetectorConfig) -> Option<DetectorSpec> {
+    let positive = |r: &mut Reporter, v: &Option<Spanned<f64>>, name: &str, default: f64| match v {
+        Some(x) if !(x.get_ref().is_finite() && *x.get_ref() > 0.0) => {
+            r.at(x.span(), format!("detector {name} must be positive, got {}", x.get_ref()));
+            default
+        }
+        Some(x) => *x.get_ref(),
+        None => default,
+    };
+    match d.kind.get_ref().as_str() {
+        "page_hinkley" => {
+            let min_windows = match &d.min_windows {
+                Some(v) if *v.get_ref() < 1 => {
+                    r.at(v.span(), format!("min_windows must be at least 1, got {}", v.get_ref()));
+                    30
+                }
+                Some(v) => *v.get_ref() as u64,
+                None => 30,
+            };
+            let threshold = positive(r, &d.threshold, "threshold", 1.0);
+            let delta = positive(r, &d.delta, "delta", 0.005);
+            Some(DetectorSpec::PageHinkley { min_windows, delta, threshold })
+        }
+        "adwin" => {
+            for (v, name) in [
+                (d.threshold.as_ref().map(|v| v.span()), "threshold"),
+                (d.min_windows.as_ref().map(|v| v.span()), "min_windows"),
+            ] {
+                if let Some(span) = v {
+                    r.at(span, format!("`{name}` belongs to page_hinkley; adwin takes `delta` only"));
+                }
+            }
+            let delta = positive(r, &d.delta, "delta", 0.002);
+            if delta >= 1.0 {
+                if let Some(v) = &d.delta {
+                    r.at(v.span(), "adwin delta is a confidence in (0, 1), e.g. 0.002");
+                }
+            }
+            Some(DetectorSpec::Adwin { delta: delta.min(0.5) })
+        }
+        other => {
+            r.at(
+                d.kind.span(),
+                format!("unknown detector \"{other}\"{}", suggestion(other, &["page_hinkley", "adwin"])),
+            );
+            None
+        }
+    }
 }
 
 fn selector_of(

@@ -328,3 +328,27 @@ critical = 0.5
         "{metrics}"
     );
 }
+
+#[test]
+fn page_hinkley_signals_where_river_does() {
+    use driftwatch::detect::{PageHinkley, Side};
+    let c = cases();
+    let mut signals = 0;
+    for case in c["page_hinkley"].as_array().expect("page_hinkley") {
+        let side = match case["mode"].as_str().expect("mode") {
+            "up" => Side::Up,
+            "down" => Side::Down,
+            _ => Side::Both,
+        };
+        let threshold = case["threshold"].as_f64().expect("threshold");
+        let delta = case["delta"].as_f64().expect("delta");
+        let mut ph = PageHinkley::new(30, delta, threshold, 1.0 - 1e-4, side);
+        let got: Vec<u64> =
+            floats(&case["values"]).iter().enumerate().filter(|(_, v)| ph.update(**v)).map(|(i, _)| i as u64).collect();
+        let want: Vec<u64> =
+            case["detected"].as_array().expect("detected").iter().map(|v| v.as_u64().expect("i")).collect();
+        assert_eq!(got, want, "{} {} threshold {threshold} delta {delta}", case["series"], case["mode"]);
+        signals += want.len();
+    }
+    assert!(signals >= 8, "the cases include changes: {signals}");
+}

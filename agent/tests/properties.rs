@@ -311,3 +311,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// ADWIN never signals on a constant series, and finds a clean step of 0.2 or more in a
+    /// [0, 1] series after 100 or more stable windows within 100 windows, whatever the levels.
+    /// (Shorter histories need larger steps: its bound shrinks with the window lengths.)
+    #[test]
+    fn adwin_is_quiet_on_constants_and_finds_clean_steps(level in 0.0f64..1.0, step in 0.2f64..0.8, before in 100usize..300) {
+        use driftwatch::detect::{Adwin, Side};
+        let mut quiet = Adwin::new(0.002);
+        prop_assert!(!(0..300).any(|_| quiet.update(level, Side::Both)));
+        let (a, b) = if level + step <= 1.0 { (level, level + step) } else { (level, level - step) };
+        prop_assume!((0.0..=1.0).contains(&b));
+        let mut d = Adwin::new(0.002);
+        for _ in 0..before {
+            prop_assert!(!d.update(a, Side::Both));
+        }
+        prop_assert!((0..100).any(|_| d.update(b, Side::Both)), "no change found from {} to {}", a, b);
+    }
+}
