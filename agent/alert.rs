@@ -422,6 +422,7 @@ mod tests {
             },
             features: Vec::new(),
             performance,
+            quality: Default::default(),
             notes: Vec::new(),
         }
     }

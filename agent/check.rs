@@ -523,6 +523,7 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
         },
         features,
         performance: Performance::default(),
+        quality: BTreeMap::new(),
         notes,
     }
 }
@@ -538,6 +539,9 @@ pub struct Report {
     /// Performance metrics: realised from labels, or estimated from scores (CBPE); empty
     /// when no label, score or prediction column is given.
     pub performance: Performance,
+    /// Quality of the whole window (agent only): `late_rate`, `volume`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality: BTreeMap<String, f64>,
     /// Advice about the input (for example an identifier-like column), for people.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,

@@ -143,9 +143,11 @@ pub struct WindowConfig {
     pub idle_timeout: Option<Spanned<String>>,
     /// Windows with fewer events are reported as `insufficient_data`, not tested (default 0).
     pub min_events: Option<Spanned<i64>>,
+    /// Events a window normally holds: its `volume` quality is events / expected_events.
+    pub expected_events: Option<Spanned<i64>>,
 }
 
-const WINDOW_KEYS: &[&str] = &["size", "slide", "allowed_lateness", "idle_timeout", "min_events"];
+const WINDOW_KEYS: &[&str] = &["size", "slide", "allowed_lateness", "idle_timeout", "min_events", "expected_events"];
 
 /// One monitored model.
 #[derive(Debug, Deserialize)]
@@ -1030,6 +1032,9 @@ fn window_of(r: &mut Reporter, w: Option<&WindowConfig>) -> WindowSpec {
             r.at(v.span(), format!("min_events must be 0 or more, got {}", v.get_ref()));
         }
         spec.min_events = (*v.get_ref()).max(0) as u64;
+    }
+    if w.expected_events.is_some() {
+        spec.expected_events = Some(positive_of(r, &w.expected_events, "expected_events", 1) as u64);
     }
     spec
 }

@@ -331,6 +331,9 @@ impl Metrics {
                 }
             }
         }
+        for (check, value) in &report.quality {
+            self.quality.with_label_values(&[model, crate::rules::DATASET_FEATURE, check]).set(*value);
+        }
         self.dataset_drift.with_label_values(&[model, ALL_SLICE]).set(f64::from(u8::from(report.drift.detected)));
         self.dataset_drift_share.with_label_values(&[model, ALL_SLICE]).set(report.drift.share);
     }

@@ -64,6 +64,8 @@ struct ModelRuntime {
     alerts: Book,
     /// The estimator and the index of the score feature in the baseline's features.
     cbpe: Option<(Cbpe, usize, f64)>,
+    /// Late events since the last window closed (for `late_rate`).
+    late_since_close: u64,
 }
 
 /// Decode, window and evaluate; see the module doc. The status document lists the models in
@@ -113,6 +115,7 @@ impl Pipeline {
                         }
                         _ => None,
                     },
+                    late_since_close: 0,
                     baseline: s.baseline,
                     plan: s.plan,
                     last_event: None,
@@ -208,6 +211,7 @@ impl Pipeline {
                         let accepted = rows.times.len() - late.len();
                         shared.metrics.events.with_label_values(&[m.id.as_str(), "accepted"]).inc_by(accepted as u64);
                         if !late.is_empty() {
+                            m.late_since_close += late.len() as u64;
                             shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late.len() as u64);
                             tracing::debug!(model = %m.id, late = late.len(), "late events dropped");
                         }
@@ -355,12 +359,18 @@ impl Pipeline {
             if let Some((cbpe, score, threshold)) = &m.cbpe {
                 report.performance = estimate(cbpe, features[*score].sample.sorted(), *threshold);
             }
+            let late = m.late_since_close as f64;
+            report.quality.insert("late_rate".into(), late / (events as f64 + late));
+            if let Some(expected) = m.spec.expected_events {
+                report.quality.insert("volume".into(), events as f64 / expected as f64);
+            }
             if !m.alerts.rules().is_empty() {
                 let span = (window.start, window.end);
                 alerts = Some(m.alerts.observe(&report, &features, &m.baseline.profile.features, span));
             }
             Some(report)
         };
+        m.late_since_close = 0;
         let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
         let metrics = &self.shared.metrics;
         let id = m.id.as_str();

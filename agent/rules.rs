@@ -68,15 +68,26 @@ pub enum QualityCheck {
     NonFiniteRate,
     OutOfRangeRate,
     NewCategoryRate,
+    /// Per model: late events / (events + late events) since the previous window closed.
+    LateRate,
+    /// Per model: events in the window / `expected_events`.
+    Volume,
 }
 
 impl QualityCheck {
-    pub const ALL: [QualityCheck; 4] = [
+    pub const ALL: [QualityCheck; 6] = [
         QualityCheck::NullRate,
         QualityCheck::NonFiniteRate,
         QualityCheck::OutOfRangeRate,
         QualityCheck::NewCategoryRate,
+        QualityCheck::LateRate,
+        QualityCheck::Volume,
     ];
+
+    /// Checks of the whole model's window rather than of a feature.
+    pub fn model_level(self) -> bool {
+        matches!(self, QualityCheck::LateRate | QualityCheck::Volume)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -84,6 +95,8 @@ impl QualityCheck {
             QualityCheck::NonFiniteRate => "non_finite_rate",
             QualityCheck::OutOfRangeRate => "out_of_range_rate",
             QualityCheck::NewCategoryRate => "new_category_rate",
+            QualityCheck::LateRate => "late_rate",
+            QualityCheck::Volume => "volume",
         }
     }
 
@@ -98,6 +111,7 @@ impl QualityCheck {
             QualityCheck::NonFiniteRate => q.non_finite_rate,
             QualityCheck::OutOfRangeRate => q.out_of_range_rate,
             QualityCheck::NewCategoryRate => q.new_category_rate,
+            QualityCheck::LateRate | QualityCheck::Volume => None,
         }
     }
 }
@@ -122,6 +136,8 @@ impl Target {
     pub fn direction(&self) -> Direction {
         match self {
             Target::Test { p_value: true, .. } => Direction::Below,
+            // Too few events is the failure volume watches.
+            Target::Quality(QualityCheck::Volume) => Direction::Below,
             Target::Performance(m) if !matches!(m.as_str(), "log_loss" | "brier" | "mae" | "rmse" | "mape") => {
                 Direction::Below
             }
@@ -264,6 +280,11 @@ impl Rule {
                 let samples = report.current.rows;
                 let enough = samples >= self.min_samples && report.drift.total_features > 0;
                 vec![self.reading(DATASET_FEATURE, enough.then_some(value), samples, None, None)]
+            }
+            &Target::Quality(q) if q.model_level() => {
+                let value = report.quality.get(q.name()).copied();
+                let samples = report.current.rows;
+                vec![self.reading(DATASET_FEATURE, value.filter(|_| samples >= self.min_samples), samples, None, None)]
             }
             &Target::Quality(q) => report
                 .features
@@ -523,6 +544,7 @@ mod tests {
             },
             features,
             performance: Default::default(),
+            quality: BTreeMap::new(),
             notes: Vec::new(),
         };
         (report, profiles)

@@ -41,12 +41,21 @@ pub struct WindowSpec {
     pub idle_timeout: Duration,
     /// Windows with fewer events are reported as insufficient data, not tested.
     pub min_events: u64,
+    /// Events a window normally holds; gives the window's `volume` (events / expected).
+    pub expected_events: Option<u64>,
 }
 
 impl Default for WindowSpec {
     fn default() -> WindowSpec {
         let five = Duration::from_secs(300);
-        WindowSpec { size: five, slide: five, allowed_lateness: Duration::ZERO, idle_timeout: five, min_events: 0 }
+        WindowSpec {
+            size: five,
+            slide: five,
+            allowed_lateness: Duration::ZERO,
+            idle_timeout: five,
+            min_events: 0,
+            expected_events: None,
+        }
     }
 }
 

@@ -432,7 +432,8 @@ pub(super) fn rule_of(
     let p_like = matches!(target, Target::Test { p_value: true, .. });
     let bounded = |m: &str| matches!(m, "accuracy" | "precision" | "recall" | "f1" | "roc_auc" | "brier");
     let unit_range = p_like
-        || matches!(&target, Target::Quality(_) | Target::DriftShare)
+        || matches!(&target, Target::Quality(q) if *q != QualityCheck::Volume)
+        || matches!(&target, Target::DriftShare)
         || matches!(&target, Target::Performance(m) if bounded(m));
     let mut check = |v: &Option<Spanned<f64>>, what: &str| -> Option<f64> {
         let v = v.as_ref()?;
@@ -635,7 +636,8 @@ fn selector_of(
     let Some(v) = &rc.features else {
         return Selector::All;
     };
-    if matches!(target, Target::DriftShare | Target::Performance(_)) {
+    let whole = matches!(target, Target::Quality(q) if q.model_level());
+    if whole || matches!(target, Target::DriftShare | Target::Performance(_)) {
         r.at(v.span(), "a dataset or performance rule watches the whole model; remove `features`");
         return Selector::All;
     }

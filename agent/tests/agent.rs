@@ -108,7 +108,12 @@ fn a_window_gives_the_same_report_as_check_on_the_same_events() {
         ))
         .expect("check");
     assert!(checked.drift.detected, "the fixture drifts");
-    assert_eq!(window.to_json(), checked.to_json(), "window report = check report, value for value");
+    // The window adds what only a stream has (late events, volume); the rest is identical.
+    let mut window_json: serde_json::Value = serde_json::from_str(&window.to_json()).expect("JSON");
+    let extra = window_json.as_object_mut().expect("object").remove("quality").expect("window quality");
+    assert_eq!(extra, serde_json::json!({"late_rate": 0.0}));
+    let checked_json: serde_json::Value = serde_json::from_str(&checked.to_json()).expect("JSON");
+    assert_eq!(window_json, checked_json, "window report = check report, value for value");
 }
 
 #[test]
@@ -170,6 +175,34 @@ fn bad_events_are_counted_by_reason_and_good_ones_all_kept() {
     assert!(metrics.contains(r#"driftwatch_events_total{model="credit-risk",outcome="accepted"} 2000"#), "{metrics}");
     let counts: Vec<u64> = evaluations.iter().map(|e| e.events).collect();
     assert_eq!(counts, vec![600, 600, 600, 200], "every good event is in its window");
+    // The late event counts in the late_rate of the first window to close after it arrived
+    // (it came with the last chunk, which closed the third window): late / (events + late).
+    let late: Vec<f64> = evaluations.iter().map(|e| e.report.as_ref().expect("tested").quality["late_rate"]).collect();
+    assert_eq!(late, vec![0.0, 0.0, 1.0 / 601.0, 0.0]);
+    let line = r#"driftwatch_quality_ratio{check="late_rate",feature="_all",model="credit-risk"} 0"#;
+    assert!(metrics.contains(line), "the last window's late_rate in\n{metrics}");
+}
+
+#[test]
+fn volume_against_expected_events_feeds_a_quality_rule() {
+    let events = credit_events("fixtures/credit/current_ok.csv", "credit-risk");
+    let dir = tempfile::tempdir().expect("tmp");
+    let window = "size = \"10m\"\nexpected_events = 600\n\n[[model.rule]]\nname = \"low-volume\"\nquality = \"volume\"\nwarn = 0.5\ncritical = 0.1";
+    let (evaluations, metrics) = run_pipeline(&credit_config(dir.path(), window), &events);
+    let volume: Vec<f64> = evaluations.iter().map(|e| e.report.as_ref().expect("tested").quality["volume"]).collect();
+    assert_eq!(volume, vec![1.0, 1.0, 1.0, 200.0 / 600.0]);
+    // Only the short last window is low: one warning on the whole model.
+    let fired: Vec<_> = evaluations.iter().flat_map(|e| &e.notices).collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!((fired[0].rule.as_str(), fired[0].feature.as_str()), ("low-volume", "_all"));
+    assert_eq!(fired[0].severity, driftwatch::rules::Severity::Warning);
+    assert_eq!(fired[0].value, Some(200.0 / 600.0));
+    assert!(
+        metrics.contains(
+            r#"driftwatch_alert_state{feature="_all",model="credit-risk",rule="low-volume",severity="warning"} 2"#
+        ),
+        "{metrics}"
+    );
 }
 
 /// A free loopback port.

@@ -146,6 +146,7 @@ proptest! {
             allowed_lateness: Duration::from_secs(lateness),
             idle_timeout: Duration::from_secs(3600),
             min_events: 0,
+            expected_events: None,
         };
         let mut windows = Windows::new(&window, spec);
         let mut frontier = CommitFrontier::default();
