@@ -406,25 +406,11 @@ mod tests {
 
     /// A window report that carries only an estimated accuracy.
     fn accuracy_window(accuracy: f64) -> Report {
-        use crate::check::{DatasetDrift, Performance, Rows};
-        let mut performance = Performance { estimated: Some(true), rows: Some(1000), ..Performance::default() };
-        performance.metrics.insert("accuracy".into(), Some(accuracy));
-        Report {
-            model: "m".into(),
-            reference: Rows { rows: 1000 },
-            current: Rows { rows: 1000 },
-            drift: DatasetDrift {
-                detected: false,
-                share: 0.0,
-                drifted_features: 0,
-                total_features: 0,
-                drift_share: 0.5,
-            },
-            features: Vec::new(),
-            performance,
-            quality: Default::default(),
-            notes: Vec::new(),
-        }
+        let mut report = Report::for_tests(Vec::new());
+        report.performance.estimated = Some(true);
+        report.performance.rows = Some(1000);
+        report.performance.metrics.insert("accuracy".into(), Some(accuracy));
+        report
     }
 
     #[test]

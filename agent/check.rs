@@ -625,6 +625,28 @@ impl Quality {
 }
 
 impl Report {
+    /// A report of `features` over 1000 reference and 1000 current rows, nothing drifted
+    /// (for tests of what reads reports).
+    #[cfg(test)]
+    pub(crate) fn for_tests(features: Vec<FeatureReport>) -> Report {
+        Report {
+            model: "m".into(),
+            reference: Rows { rows: 1000 },
+            current: Rows { rows: 1000 },
+            drift: DatasetDrift {
+                detected: false,
+                share: 0.0,
+                drifted_features: 0,
+                total_features: features.len(),
+                drift_share: 0.5,
+            },
+            features,
+            performance: Performance::default(),
+            quality: BTreeMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
     /// Exit code of `check`: 1 when the data set drifted, else 0.
     pub fn exit_code(&self) -> i32 {
         i32::from(self.drift.detected)

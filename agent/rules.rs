@@ -494,7 +494,7 @@ mod tests {
     /// A report of three numerical features with KS p-values and Wasserstein distances, and
     /// their current profiles with `valid` values each.
     fn window(ks: [f64; 3], wasserstein: [f64; 3], valid: [u64; 3]) -> (Report, Vec<FeatureProfile>) {
-        use crate::check::{DatasetDrift, Quality, Rows};
+        use crate::check::Quality;
         use crate::profile::FeatureSpec;
         use crate::stats::TestResult;
         let result = |test, statistic: f64, p: Option<f64>| TestResult {
@@ -531,22 +531,7 @@ mod tests {
                 },
             });
         }
-        let report = Report {
-            model: "m".into(),
-            reference: Rows { rows: 1000 },
-            current: Rows { rows: 1000 },
-            drift: DatasetDrift {
-                detected: false,
-                share: 0.0,
-                drifted_features: 0,
-                total_features: 3,
-                drift_share: 0.5,
-            },
-            features,
-            performance: Default::default(),
-            quality: BTreeMap::new(),
-            notes: Vec::new(),
-        };
+        let report = Report::for_tests(features);
         (report, profiles)
     }
 
