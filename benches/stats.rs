@@ -1,5 +1,6 @@
 //! Cost of each statistical test at 1 k, 100 k and 1 M values per side (both sides sorted,
-//! as the engine hands them over), of the binned tests including binning, and of sorting.
+//! as the engine hands them over), of the binned tests including binning, of sorting, and of
+//! performance estimation (CBPE fit on a reference, estimate on a window of scores).
 //! Run: `cargo bench --bench stats` (add `-- ks` to filter).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -100,5 +101,30 @@ fn sorting(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, numerical, binned_tests, sorting);
+fn performance(c: &mut Criterion) {
+    use driftwatch::performance::Cbpe;
+    let mut group = c.benchmark_group("cbpe");
+    group.sample_size(10);
+    // Scores in [0, 1]; overconfident labels (P = score²) so that calibration is used.
+    let scores = |n: usize, seed: u64| -> Vec<f64> {
+        sample(n, seed, 0.0).into_iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect()
+    };
+    let reference = scores(100_000, 5);
+    let uniform = scores(100_000, 6);
+    let labels: Vec<bool> = reference.iter().zip(&uniform).map(|(s, u)| *u < s * s).collect();
+    let predicted: Vec<bool> = reference.iter().map(|s| *s >= 0.5).collect();
+    group.bench_function("fit_100000", |bench| bench.iter(|| Cbpe::fit(&reference, &predicted, &labels)));
+    let cbpe = Cbpe::fit(&reference, &predicted, &labels);
+    for n in [1_000, 100_000] {
+        let window = scores(n, 7);
+        let window_predicted: Vec<bool> = window.iter().map(|s| *s >= 0.5).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("estimate", n), &n, |bench, _| {
+            bench.iter(|| cbpe.estimate(&window, &window_predicted))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, numerical, binned_tests, sorting, performance);
 criterion_main!(benches);
