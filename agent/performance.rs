@@ -378,8 +378,11 @@ fn needs_calibration(scores: &[f64], labels: &[bool]) -> bool {
 /// decimals, and the trapezoids under the resulting curve.
 fn estimate_roc_auc(calibrated: &[f64], scores: &[f64]) -> f64 {
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    // Descending; NumPy reverses an ascending argsort, so equal scores come last-first.
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Descending; NumPy reverses an ascending argsort, so equal scores come last-first. A
+    // window's scores arrive sorted (from its sample): then the stable sort is a no-op.
+    if !scores.windows(2).all(|w| w[0] <= w[1]) {
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    }
     order.reverse();
     let round5 = |v: f64| (v * 1e5).round() / 1e5;
     let mut tps = Vec::with_capacity(order.len() + 1);
