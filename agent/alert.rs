@@ -415,24 +415,13 @@ mod tests {
 
     #[test]
     fn a_detector_rule_fires_on_a_change_in_the_series_and_resolves_after_it() {
-        use crate::rules::{DetectorSpec, Rule, Selector, Target};
+        use crate::rules::{DetectorSpec, Rule, Target};
         let rule = Rule {
             name: "accuracy-change".into(),
-            target: Target::Performance("accuracy".into()),
-            features: Selector::All,
             warn: None,
-            critical: None,
             resolve: 0.0,
-            for_windows: 1,
-            cooldown_ms: 0,
-            renotify_ms: None,
-            min_samples: 0,
-            effect: None,
-            fdr: false,
-            labels: Default::default(),
-            annotations: Default::default(),
-            recipients: Vec::new(),
             detector: Some(DetectorSpec::PageHinkley { min_windows: 5, delta: 0.005, threshold: 0.1 }),
+            ..Rule::for_tests(Target::Performance("accuracy".into()))
         };
         let mut book = Book::new(vec![rule]);
         let mut transitions = Vec::new();

@@ -19,6 +19,7 @@ use crate::baseline::{
     Baseline, BaselineError, BuildOptions, FeatureSelection, Format, profile_file, read_numbers, read_schema,
 };
 use crate::config::Model;
+use crate::performance::Cbpe;
 use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
 use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
 
@@ -98,6 +99,19 @@ pub struct PerformanceSpec {
     /// `score >= threshold` when absent.
     pub prediction: Option<String>,
     pub threshold: f64,
+}
+
+impl PerformanceSpec {
+    /// `[model.performance]`: the score feature, the baseline's label, no prediction column.
+    pub fn from_model(p: &crate::config::ModelPerformance) -> PerformanceSpec {
+        PerformanceSpec {
+            task: Task::Classification,
+            label: p.label.clone(),
+            score: Some(p.score.clone()),
+            prediction: None,
+            threshold: p.threshold,
+        }
+    }
 }
 
 /// The `performance` object of a report.
@@ -266,6 +280,83 @@ fn as_classes(values: &[f64], path: &Path, column: &str) -> Result<Vec<bool>, Ch
     }
 }
 
+/// Labels, scores and predicted classes of the rows that have every one asked for.
+struct Outputs {
+    labels: Vec<bool>,
+    scores: Vec<f64>,
+    predicted: Vec<bool>,
+}
+
+/// Reads the spec's output columns (the label only when `with_label`); the predicted class is
+/// the prediction column, or score >= threshold without one.
+async fn read_outputs(
+    path: &Path,
+    filter: Option<&str>,
+    spec: &PerformanceSpec,
+    with_label: bool,
+) -> Result<Outputs, CheckError> {
+    let mut names = Vec::new();
+    if with_label {
+        names.push(spec.label.as_str());
+    }
+    names.extend(spec.score.as_deref());
+    names.extend(spec.prediction.as_deref());
+    let mut columns = complete(read_numbers(path, filter, &names).await?).into_iter();
+    let labels = match with_label {
+        true => as_classes(&columns.next().unwrap_or_default(), path, &spec.label)?,
+        false => Vec::new(),
+    };
+    let scores = match spec.score {
+        Some(_) => columns.next().unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let predicted = match &spec.prediction {
+        Some(p) => as_classes(&columns.next().unwrap_or_default(), path, p)?,
+        None => scores.iter().map(|s| *s >= spec.threshold).collect(),
+    };
+    Ok(Outputs { labels, scores, predicted })
+}
+
+/// Fits CBPE on the reference's labels and scores (through the SQL filter).
+pub async fn fit_cbpe(reference: &Path, filter: Option<&str>, spec: &PerformanceSpec) -> Result<Cbpe, CheckError> {
+    let r = read_outputs(reference, filter, spec, true).await?;
+    if r.labels.is_empty() {
+        return Err(CheckError::Data(BaselineError::Read {
+            path: reference.into(),
+            message: format!("no rows with both a score and a label (\"{}\")", spec.label),
+        }));
+    }
+    Ok(Cbpe::fit(&r.scores, &r.predicted, &r.labels))
+}
+
+impl Performance {
+    fn realised(rows: usize, metrics: BTreeMap<&'static str, Option<f64>>) -> Performance {
+        Performance {
+            estimated: Some(false),
+            rows: Some(rows as u64),
+            metrics: metrics.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..Performance::default()
+        }
+    }
+
+    /// CBPE's estimates for `scores` and their predicted classes.
+    pub fn estimated(cbpe: &Cbpe, scores: &[f64], predicted: &[bool]) -> Performance {
+        let mut out = Performance {
+            estimated: Some(true),
+            rows: Some(scores.len() as u64),
+            calibrated: Some(cbpe.calibrator.is_some()),
+            ..Performance::default()
+        };
+        for (name, e) in cbpe.estimate(scores, predicted) {
+            out.metrics.insert(name.to_string(), Some(e.value).filter(|v| v.is_finite()));
+            if e.sampling_error.is_finite() {
+                out.sampling_error.insert(name.to_string(), e.sampling_error);
+            }
+        }
+        out
+    }
+}
+
 /// The `performance` object: realised metrics when the current data has the label column,
 /// CBPE estimates (fitted on the reference's labels and scores) when it has not.
 pub async fn performance(
@@ -275,63 +366,20 @@ pub async fn performance(
     spec: &PerformanceSpec,
 ) -> Result<Performance, CheckError> {
     use crate::performance as perf;
-    let has_label = read_schema(current, None).await?.field_with_name(&spec.label).is_ok();
-    let mut out = Performance::default();
     if spec.task == Task::Regression {
         let prediction = spec
             .prediction
             .as_deref()
             .ok_or_else(|| CheckError::Usage("regression metrics need --prediction-column".into()))?;
         let cols = complete(read_numbers(current, None, &[spec.label.as_str(), prediction]).await?);
-        out.rows = Some(cols[0].len() as u64);
-        out.estimated = Some(false);
-        for (k, v) in perf::regression(&cols[0], &cols[1]) {
-            out.metrics.insert(k.to_string(), v);
-        }
-        return Ok(out);
+        return Ok(Performance::realised(cols[0].len(), perf::regression(&cols[0], &cols[1])));
     }
     if spec.score.is_none() && spec.prediction.is_none() {
         return Err(CheckError::Usage("classification metrics need --score-column or --prediction-column".into()));
     }
-    // Columns: label?, score?, prediction?
-    let wanted = |label: bool| -> Vec<&str> {
-        let mut c = Vec::new();
-        if label {
-            c.push(spec.label.as_str());
-        }
-        c.extend(spec.score.as_deref());
-        c.extend(spec.prediction.as_deref());
-        c
-    };
-    let split = |cols: &[Vec<f64>], label: bool, path: &Path| -> Result<(Vec<bool>, Vec<f64>, Vec<bool>), CheckError> {
-        let mut k = 0;
-        let labels = if label {
-            k += 1;
-            as_classes(&cols[0], path, &spec.label)?
-        } else {
-            Vec::new()
-        };
-        let scores = if spec.score.is_some() {
-            k += 1;
-            cols[k - 1].clone()
-        } else {
-            Vec::new()
-        };
-        let predicted = match &spec.prediction {
-            Some(p) => as_classes(&cols[k], path, p)?,
-            None => scores.iter().map(|s| *s >= spec.threshold).collect(),
-        };
-        Ok((labels, scores, predicted))
-    };
-    if has_label {
-        let cols = complete(read_numbers(current, None, &wanted(true)).await?);
-        let (labels, scores, predicted) = split(&cols, true, current)?;
-        out.rows = Some(labels.len() as u64);
-        out.estimated = Some(false);
-        for (k, v) in perf::classification(&labels, &predicted, &scores) {
-            out.metrics.insert(k.to_string(), v);
-        }
-        return Ok(out);
+    if read_schema(current, None).await?.field_with_name(&spec.label).is_ok() {
+        let c = read_outputs(current, None, spec, true).await?;
+        return Ok(Performance::realised(c.labels.len(), perf::classification(&c.labels, &c.predicted, &c.scores)));
     }
     if spec.score.is_none() {
         return Err(CheckError::Data(BaselineError::Read {
@@ -342,21 +390,9 @@ pub async fn performance(
             ),
         }));
     }
-    let rcols = complete(read_numbers(reference, filter, &wanted(true)).await?);
-    let (rlabels, rscores, rpredicted) = split(&rcols, true, reference)?;
-    let cols = complete(read_numbers(current, None, &wanted(false)).await?);
-    let (_, scores, predicted) = split(&cols, false, current)?;
-    let cbpe = perf::Cbpe::fit(&rscores, &rpredicted, &rlabels);
-    out.rows = Some(scores.len() as u64);
-    out.estimated = Some(true);
-    out.calibrated = Some(cbpe.calibrator.is_some());
-    for (k, e) in cbpe.estimate(&scores, &predicted) {
-        out.metrics.insert(k.to_string(), Some(e.value).filter(|v| v.is_finite()));
-        if e.sampling_error.is_finite() {
-            out.sampling_error.insert(k.to_string(), e.sampling_error);
-        }
-    }
-    Ok(out)
+    let cbpe = fit_cbpe(reference, filter, spec).await?;
+    let c = read_outputs(current, None, spec, false).await?;
+    Ok(Performance::estimated(&cbpe, &c.scores, &c.predicted))
 }
 
 /// Loads a baseline as the agent keeps it: an artefact as stored (its bins checked against

@@ -911,6 +911,26 @@ fn thresholds_of(r: &mut Reporter, map: &BTreeMap<Spanned<String>, Spanned<f64>>
     out
 }
 
+/// Reads a secret named by `{setting}_env` (an environment variable) or `{setting}_file` (a
+/// file; trailing line breaks dropped), e.g. `read_secret("[source] sasl_password", …)`.
+/// `None` when neither is set. Errors name the variable or file, never the value.
+pub fn read_secret(setting: &str, env: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    use anyhow::Context as _;
+    if let Some(var) = env {
+        let value =
+            std::env::var(var).with_context(|| format!("{setting}_env: environment variable {var} is not set"))?;
+        return Ok(Some(value));
+    }
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{setting}_file: cannot read {}", path.display()))?;
+            Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Parses a duration such as `"250ms"`, `"30s"`, `"5m"`, `"1h30m"` or `"1d"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let help = "write a duration such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"1d\"";

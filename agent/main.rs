@@ -374,13 +374,7 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
             })?;
             let mut plan = Plan::from_model(model);
             // [model.performance]: realised metrics when the batch has the labels, else estimates.
-            plan.performance = model.performance.as_ref().map(|p| check::PerformanceSpec {
-                task: check::Task::Classification,
-                label: p.label.clone(),
-                score: Some(p.score.clone()),
-                prediction: None,
-                threshold: p.threshold,
-            });
+            plan.performance = model.performance.as_ref().map(check::PerformanceSpec::from_model);
             plan.selection.columns.extend(args.features.columns.iter().cloned());
             plan.selection.exclude.extend(args.features.exclude.iter().cloned());
             plan.selection.declared.extend(args.features.selection()?.declared);

@@ -331,6 +331,18 @@ impl Metrics {
                 }
             }
         }
+        let estimated = if report.performance.estimated == Some(true) { "true" } else { "false" };
+        for (name, value) in &report.performance.metrics {
+            match value {
+                Some(v) => self.performance.with_label_values(&[model, name, estimated]).set(*v),
+                None => {
+                    let _ = self.performance.remove_label_values(&[model, name, estimated]);
+                }
+            }
+        }
+        for (name, se) in &report.performance.sampling_error {
+            self.performance_sampling_error.with_label_values(&[model, name]).set(*se);
+        }
         for (check, value) in &report.quality {
             self.quality.with_label_values(&[model, crate::rules::DATASET_FEATURE, check]).set(*value);
         }

@@ -17,15 +17,10 @@ pub const REGRESSION: [&str; 4] = ["mae", "rmse", "mape", "r2"];
 /// Metrics CBPE estimates.
 pub const ESTIMATED: [&str; 5] = ["accuracy", "precision", "recall", "f1", "roc_auc"];
 
-/// Realised binary-classification metrics. `scores` may be empty (then `roc_auc`,
-/// `log_loss` and `brier` are absent).
-pub fn classification(labels: &[bool], predicted: &[bool], scores: &[f64]) -> BTreeMap<&'static str, Option<f64>> {
-    let n = labels.len();
-    let mut out = BTreeMap::new();
-    if n == 0 {
-        return out;
-    }
-    let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
+/// Counts of the confusion matrix: (true positives, false positives, false negatives, true
+/// negatives).
+fn confusion(labels: &[bool], predicted: &[bool]) -> (u64, u64, u64, u64) {
+    let (mut tp, mut fp, mut fn_, mut tn) = (0, 0, 0, 0);
     for (&y, &p) in labels.iter().zip(predicted) {
         match (y, p) {
             (true, true) => tp += 1,
@@ -34,6 +29,25 @@ pub fn classification(labels: &[bool], predicted: &[bool], scores: &[f64]) -> BT
             (false, false) => tn += 1,
         }
     }
+    (tp, fp, fn_, tn)
+}
+
+/// Indices of `scores` in ascending order (stable: equal scores keep their order).
+fn ascending(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    order
+}
+
+/// Realised binary-classification metrics. `scores` may be empty (then `roc_auc`,
+/// `log_loss` and `brier` are absent).
+pub fn classification(labels: &[bool], predicted: &[bool], scores: &[f64]) -> BTreeMap<&'static str, Option<f64>> {
+    let n = labels.len();
+    let mut out = BTreeMap::new();
+    if n == 0 {
+        return out;
+    }
+    let (tp, fp, fn_, tn) = confusion(labels, predicted);
     let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
     out.insert("accuracy", ratio(tp + tn, n as u64));
     out.insert("precision", ratio(tp, tp + fp));
@@ -61,8 +75,7 @@ pub fn classification(labels: &[bool], predicted: &[bool], scores: &[f64]) -> BT
 /// negative, ties counting one half (equal to scikit-learn's trapezoids over distinct
 /// thresholds). `None` without both classes.
 pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let order = ascending(scores);
     let positives = labels.iter().filter(|&&y| y).count() as f64;
     let negatives = labels.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
@@ -127,8 +140,7 @@ pub struct Isotonic {
 
 impl Isotonic {
     pub fn fit(scores: &[f64], labels: &[bool]) -> Isotonic {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let order = ascending(scores);
         // Equal scores become one point: the mean label, weighted by their count.
         let mut x: Vec<f64> = Vec::new();
         let mut y: Vec<f64> = Vec::new();
@@ -189,8 +201,7 @@ impl Isotonic {
 /// definition).
 fn calibration_error(scores: &[f64], labels: &[bool], bins: usize) -> f64 {
     let n = scores.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let order = ascending(scores);
     let bins = if n <= 2 * bins { (n / 2).max(1) } else { bins };
     let width = (n / bins).max(1);
     let mut edges: Vec<usize> = (0..=n).step_by(width).collect();
@@ -264,15 +275,8 @@ impl Cbpe {
         // accuracy: std of "correct", fraction 1.
         let correct: Vec<f64> = labels.iter().zip(predicted).map(|(y, p)| f64::from(u8::from(y == p))).collect();
         sampling.insert("accuracy", SamplingError { std: population_std(&correct), fraction: 1.0 });
-        let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
-        for (&y, &p) in labels.iter().zip(predicted) {
-            match (y, p) {
-                (true, true) => tp += 1,
-                (false, true) => fp += 1,
-                (true, false) => fn_ += 1,
-                _ => {}
-            }
-        }
+        let (tp, fp, fn_, _) = confusion(labels, predicted);
+        let (tp, fp, fn_) = (tp as usize, fp as usize, fn_ as usize);
         let ones_zeros = |ones: usize, zeros: usize| -> Vec<f64> {
             std::iter::repeat_n(1.0, ones).chain(std::iter::repeat_n(0.0, zeros)).collect()
         };
@@ -377,12 +381,9 @@ fn needs_calibration(scores: &[f64], labels: &[bool]) -> bool {
 /// true and false positives accumulated from the calibrated probabilities, rounded to 5
 /// decimals, and the trapezoids under the resulting curve.
 fn estimate_roc_auc(calibrated: &[f64], scores: &[f64]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
     // Descending; NumPy reverses an ascending argsort, so equal scores come last-first. A
-    // window's scores arrive sorted (from its sample): then the stable sort is a no-op.
-    if !scores.windows(2).all(|w| w[0] <= w[1]) {
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    }
+    // window's scores arrive sorted (from its sample): then the stable sort is not needed.
+    let mut order = if scores.is_sorted() { (0..scores.len()).collect() } else { ascending(scores) };
     order.reverse();
     let round5 = |v: f64| (v * 1e5).round() / 1e5;
     let mut tps = Vec::with_capacity(order.len() + 1);
@@ -418,8 +419,7 @@ fn auroc_sampling(scores: &[f64], labels: &[bool]) -> Option<SamplingError> {
     let flip = positives as f64 / n as f64 > 0.5;
     let (y, s): (Vec<bool>, Vec<f64>) =
         labels.iter().zip(scores).map(|(&y, &s)| if flip { (!y, 1.0 - s) } else { (y, s) }).unzip();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| s[a].total_cmp(&s[b]));
+    let order = ascending(&s);
     let n_pos = y.iter().filter(|&&v| v).count();
     let n_neg = (n - n_pos) as f64;
     // Ranks (0-based) of the positives, in order; the first one (rank 0) is dropped, as

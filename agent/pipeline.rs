@@ -357,7 +357,9 @@ impl Pipeline {
             let mut features = window.profile.features;
             let mut report = compare(&mut m.baseline, &mut features, events, &m.plan);
             if let Some((cbpe, score, threshold)) = &m.cbpe {
-                report.performance = estimate(cbpe, features[*score].sample.sorted(), *threshold);
+                let scores = features[*score].sample.sorted();
+                let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
+                report.performance = Performance::estimated(cbpe, scores, &predicted);
             }
             let late = m.late_since_close as f64;
             report.quality.insert("late_rate".into(), late / (events as f64 + late));
@@ -388,18 +390,6 @@ impl Pipeline {
             .inc();
         if let Some(r) = &report {
             metrics.record(r);
-            let estimated = if r.performance.estimated == Some(true) { "true" } else { "false" };
-            for (name, value) in &r.performance.metrics {
-                match value {
-                    Some(v) => metrics.performance.with_label_values(&[id, name, estimated]).set(*v),
-                    None => {
-                        let _ = metrics.performance.remove_label_values(&[id, name, estimated]);
-                    }
-                }
-            }
-            for (name, se) in &r.performance.sampling_error {
-                metrics.performance_sampling_error.with_label_values(&[id, name]).set(*se);
-            }
         }
         let mut notices = Vec::new();
         let mut active = None;
@@ -516,24 +506,6 @@ impl Pipeline {
             }
         });
     }
-}
-
-/// CBPE on a window: the predicted class is score ≥ threshold.
-fn estimate(cbpe: &Cbpe, scores: &[f64], threshold: f64) -> Performance {
-    let predicted: Vec<bool> = scores.iter().map(|s| *s >= threshold).collect();
-    let mut out = Performance {
-        estimated: Some(true),
-        rows: Some(scores.len() as u64),
-        calibrated: Some(cbpe.calibrator.is_some()),
-        ..Performance::default()
-    };
-    for (name, e) in cbpe.estimate(scores, &predicted) {
-        out.metrics.insert(name.to_string(), Some(e.value).filter(|v| v.is_finite()));
-        if e.sampling_error.is_finite() {
-            out.sampling_error.insert(name.to_string(), e.sampling_error);
-        }
-    }
-    out
 }
 
 /// The spec windows are profiled with: the baseline's, less the bin edges of numerical

@@ -221,6 +221,30 @@ pub enum DetectorSpec {
 }
 
 impl Rule {
+    /// A rule named "r" on every feature: warn at 0.05, nothing else set (for tests of what
+    /// reads rules).
+    #[cfg(test)]
+    pub(crate) fn for_tests(target: Target) -> Rule {
+        Rule {
+            name: "r".into(),
+            target,
+            features: Selector::All,
+            warn: Some(0.05),
+            critical: None,
+            resolve: 0.05,
+            for_windows: 1,
+            cooldown_ms: 0,
+            renotify_ms: None,
+            min_samples: 0,
+            effect: None,
+            fdr: false,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            recipients: Vec::new(),
+            detector: None,
+        }
+    }
+
     pub fn direction(&self) -> Direction {
         self.target.direction()
     }
@@ -470,27 +494,6 @@ mod tests {
         assert!(bh_adjust(&[]).is_empty());
     }
 
-    fn rule(target: Target) -> Rule {
-        Rule {
-            name: "r".into(),
-            target,
-            features: Selector::All,
-            warn: Some(0.05),
-            critical: None,
-            resolve: 0.05,
-            for_windows: 1,
-            cooldown_ms: 0,
-            renotify_ms: None,
-            min_samples: 0,
-            effect: None,
-            fdr: false,
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            recipients: Vec::new(),
-            detector: None,
-        }
-    }
-
     /// A report of three numerical features with KS p-values and Wasserstein distances, and
     /// their current profiles with `valid` values each.
     fn window(ks: [f64; 3], wasserstein: [f64; 3], valid: [u64; 3]) -> (Report, Vec<FeatureProfile>) {
@@ -543,23 +546,23 @@ mod tests {
         let w = Some(Severity::Warning);
 
         // Plain: f0, f1 breach; f2 does not and is clear (p ≥ resolve).
-        assert_eq!(levels(&rule(ks.clone())), vec![(w, false), (w, false), (None, true)]);
+        assert_eq!(levels(&Rule::for_tests(ks.clone())), vec![(w, false), (w, false), (None, true)]);
 
         // Effect floor: f1's difference is tiny (Wasserstein 0.01 < 0.05), so it does not count
         // and counts as clear.
-        let mut r = rule(ks.clone());
+        let mut r = Rule::for_tests(ks.clone());
         r.effect = Some(EffectFloor { test: TestKind::Wasserstein, min: 0.05 });
         assert_eq!(levels(&r), vec![(w, false), (None, true), (None, true)]);
 
         // min_samples: f2 has 50 valid values, below 100: no reading at all.
-        let mut r = rule(ks.clone());
+        let mut r = Rule::for_tests(ks.clone());
         r.min_samples = 100;
         let got = r.read(&report, &current);
         assert_eq!(got.iter().map(|x| x.value.is_some()).collect::<Vec<_>>(), vec![true, true, false]);
         assert_eq!(got[2].samples, 50);
 
         // FDR: the p-values are BH-adjusted across the three features: 0.001·3/2 = 0.0015.
-        let mut r = rule(ks);
+        let mut r = Rule::for_tests(ks);
         r.fdr = true;
         r.warn = Some(0.0012);
         let got = r.read(&report, &current);
@@ -568,7 +571,7 @@ mod tests {
         assert_eq!(got[0].level, None, "raw p would breach 0.0012, the adjusted one does not");
 
         // Selectors: names, kinds.
-        let mut r = rule(Target::Test { test: TestKind::Wasserstein, p_value: false });
+        let mut r = Rule::for_tests(Target::Test { test: TestKind::Wasserstein, p_value: false });
         r.warn = Some(0.1);
         r.features = Selector::Names(vec!["f1".into(), "f2".into()]);
         let got = r.read(&report, &current);
@@ -580,7 +583,7 @@ mod tests {
 
     #[test]
     fn levels_follow_the_direction() {
-        let mut rule = rule(Target::Test { test: TestKind::Ks, p_value: true });
+        let mut rule = Rule::for_tests(Target::Test { test: TestKind::Ks, p_value: true });
         rule.critical = Some(0.001);
         assert_eq!(rule.level(0.0001), Some(Severity::Critical));
         assert_eq!(rule.level(0.01), Some(Severity::Warning));

@@ -18,13 +18,11 @@ use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::baseline::read_numbers;
-use crate::check::{Plan, load_baseline};
+use crate::check::{PerformanceSpec, Plan, fit_cbpe, load_baseline};
 use crate::config::{Config, SourceKind};
 use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
 use crate::metrics::Metrics;
-use crate::notify::{Notifier, outbox_path};
-use crate::performance::Cbpe;
+use crate::notify::Notifier;
 use crate::pipeline::{ModelSetup, Observer, Pipeline};
 use crate::source::Chunk;
 use crate::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
@@ -63,43 +61,23 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
             "baseline loaded"
         );
         let cbpe = match &m.performance {
-            Some(p) => Some(fit_cbpe(m, p).await.with_context(|| format!("model \"{}\": [model.performance]", m.id))?),
+            Some(p) => {
+                let spec = PerformanceSpec::from_model(p);
+                let cbpe = fit_cbpe(&m.baseline, m.filter.as_deref(), &spec)
+                    .await
+                    .with_context(|| format!("model \"{}\": [model.performance]", m.id))?;
+                tracing::info!(
+                    model = %m.id,
+                    calibrated = cbpe.calibrator.is_some(),
+                    "performance estimation fitted on the baseline's scores and labels"
+                );
+                Some(cbpe)
+            }
             None => None,
         };
         setups.push(ModelSetup { model: m.clone(), baseline, plan, cbpe });
     }
     Ok(setups)
-}
-
-/// Fits label-free performance estimation on the baseline's scores and labels.
-pub async fn fit_cbpe(m: &crate::config::Model, p: &crate::config::ModelPerformance) -> anyhow::Result<Cbpe> {
-    let columns = read_numbers(&m.baseline, m.filter.as_deref(), &[p.score.as_str(), p.label.as_str()]).await?;
-    let (mut scores, mut labels) = (Vec::new(), Vec::new());
-    for (s, y) in columns[0].iter().zip(&columns[1]) {
-        if let (Some(s), Some(y)) = (s, y) {
-            if !(*y == 0.0 || *y == 1.0) {
-                return Err(anyhow!(
-                    "{}: label column \"{}\" holds {y}; it must hold 0/1 or true/false",
-                    m.baseline.display(),
-                    p.label
-                ));
-            }
-            scores.push(*s);
-            labels.push(*y == 1.0);
-        }
-    }
-    if labels.is_empty() {
-        return Err(anyhow!("{}: no rows with both a score and a label", m.baseline.display()));
-    }
-    let predicted: Vec<bool> = scores.iter().map(|s| *s >= p.threshold).collect();
-    let cbpe = Cbpe::fit(&scores, &predicted, &labels);
-    tracing::info!(
-        model = %m.id,
-        rows = labels.len(),
-        calibrated = cbpe.calibrator.is_some(),
-        "performance estimation fitted on the baseline's scores and labels"
-    );
-    Ok(cbpe)
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -214,14 +192,14 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         match &notify.smtp {
             Some(smtp) => tracing::info!(
                 rules,
-                outbox = %outbox_path(&notify).display(),
+                outbox = %notifier.outbox.display(),
                 "alert digests go to {}:{} (queued in the outbox first)",
                 smtp.host,
                 smtp.port
             ),
             None => tracing::info!(
                 rules,
-                outbox = %outbox_path(&notify).display(),
+                outbox = %notifier.outbox.display(),
                 "no [notify.smtp]: alert digests are written to the outbox as .eml files"
             ),
         }

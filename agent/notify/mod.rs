@@ -24,7 +24,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Transition;
-use crate::config::{Notify, Smtp, SmtpTls};
+use crate::config::{Notify, Smtp, SmtpTls, read_secret};
 use crate::http::Shared;
 use crate::rules::{Severity, Summary};
 pub use outbox::Outbox;
@@ -174,24 +174,12 @@ impl Delivery {
                 builder.tls(if s.tls == SmtpTls::Implicit { Tls::Wrapper(params) } else { Tls::Required(params) });
         }
         if let Some(user) = &s.username {
-            let password = read_secret(s.password_env.as_deref(), s.password_file.as_deref())?;
+            let password =
+                read_secret("[notify.smtp] password", s.password_env.as_deref(), s.password_file.as_deref())?
+                    .ok_or_else(|| anyhow!("[notify.smtp] username needs password_env or password_file"))?;
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         Ok(Delivery::Smtp(Box::new(builder.build())))
-    }
-}
-
-/// Reads a secret from an environment variable or a file (one trailing newline dropped).
-/// Errors name the variable or file, never the value.
-pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
-    match (env, file) {
-        (Some(var), _) => std::env::var(var).map_err(|_| anyhow!("the SMTP password variable {var} is not set")),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the SMTP password file {}", path.display()))?;
-            Ok(text.strip_suffix('\n').unwrap_or(&text).trim_end_matches('\r').to_string())
-        }
-        (None, None) => Err(anyhow!("no SMTP password source configured")),
     }
 }
 
@@ -239,6 +227,8 @@ impl Queue {
 
 /// Handle of the notifier thread.
 pub struct Notifier {
+    /// The outbox directory (absolute).
+    pub outbox: PathBuf,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     stopping: Arc<Mutex<bool>>,
@@ -262,7 +252,8 @@ impl Notifier {
             stopping: stopping.clone(),
         };
         let thread = std::thread::Builder::new().name("notifier".into()).spawn(move || worker.run(woken))?;
-        Ok((Notifier { stop: Some(wake), thread: Some(thread), stopping }, queue))
+        let outbox = queue.outbox.dir().to_path_buf();
+        Ok((Notifier { outbox, stop: Some(wake), thread: Some(thread), stopping }, queue))
     }
 
     /// Sends what is queued once more, without waiting for grouping, then stops. Whatever is
@@ -321,7 +312,8 @@ impl Worker {
     /// Delivers every digest that is due; returns when the next one will be.
     fn pass(&mut self, flush: bool) -> Option<Instant> {
         let queued = self.outbox.queued();
-        self.shared.metrics.notifications_queued.set(queued.len() as i64);
+        let mut remaining = queued.len();
+        self.shared.metrics.notifications_queued.set(remaining as i64);
         let mut groups: BTreeMap<Key, Vec<outbox::Queued>> = BTreeMap::new();
         for q in queued {
             let mut to =
@@ -349,6 +341,7 @@ impl Worker {
             }
             match self.deliver(&key, &items) {
                 Ok(()) => {
+                    remaining -= items.len();
                     self.retry.remove(&key);
                     self.last_sent.insert(key, Instant::now());
                 }
@@ -372,7 +365,7 @@ impl Worker {
             }
         }
         self.shared.metrics.notifications_retrying.set(self.retry.len() as i64);
-        self.shared.metrics.notifications_queued.set(self.outbox.queued().len() as i64);
+        self.shared.metrics.notifications_queued.set(remaining as i64);
         next
     }
 
@@ -413,9 +406,4 @@ impl Worker {
         tracing::info!(model = %model, alerts = notices.len(), subject = %digest.subject, "alert digest delivered");
         Ok(())
     }
-}
-
-/// The outbox path the agent will use (for messages at start-up).
-pub fn outbox_path(config: &Notify) -> PathBuf {
-    std::path::absolute(&config.outbox).unwrap_or_else(|_| config.outbox.clone())
 }

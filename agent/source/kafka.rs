@@ -43,15 +43,13 @@ pub fn client_config(kafka: &Kafka, consumer: bool) -> anyhow::Result<ClientConf
         }
         cfg.set(k, v);
     }
-    if let Some(var) = &kafka.sasl_password_env {
-        let password = std::env::var(var)
-            .with_context(|| format!("[source] sasl_password_env: environment variable {var} is not set"))?;
+    let password = crate::config::read_secret(
+        "[source] sasl_password",
+        kafka.sasl_password_env.as_deref(),
+        kafka.sasl_password_file.as_deref(),
+    )?;
+    if let Some(password) = password {
         cfg.set("sasl.password", password);
-    }
-    if let Some(path) = &kafka.sasl_password_file {
-        let password = std::fs::read_to_string(path)
-            .with_context(|| format!("[source] sasl_password_file: cannot read {}", path.display()))?;
-        cfg.set("sasl.password", password.trim_end_matches(['\n', '\r']));
     }
     if consumer {
         if !kafka.properties.contains_key("group.id") {
