@@ -413,7 +413,7 @@ impl Baseline {
     ) -> Result<(ProfileSpec, Vec<String>), BaselineError> {
         let (features, skipped) = selection.resolve(schema, path)?;
         let spec = ProfileSpec {
-            features: features.into_iter().map(|(name, kind)| FeatureSpec { name, kind, edges: Vec::new() }).collect(),
+            features: features.into_iter().map(|(name, kind)| FeatureSpec::new(name, kind, Vec::new())).collect(),
             bins: options.bins,
             max_samples: options.max_samples,
             max_categories: options.max_categories,
@@ -666,6 +666,8 @@ impl Header {
                 rows: h.rows,
                 nulls: h.nulls,
                 non_finite: h.non_finite,
+                type_errors: 0,
+                violations: 0,
                 min: h.min.unwrap_or(f64::INFINITY),
                 max: h.max.unwrap_or(f64::NEG_INFINITY),
                 sum: h.sum,
@@ -675,6 +677,6 @@ impl Header {
                 sample: Sample::from_sorted(h.sample_seen, values),
             })
             .collect();
-        Ok(Baseline { spec: self.spec, profile: Profile { features }, source: path.into() })
+        Ok(Baseline { spec: self.spec, profile: Profile { features, events: Default::default() }, source: path.into() })
     }
 }

@@ -20,7 +20,7 @@ use crate::baseline::{
 };
 use crate::config::Model;
 use crate::performance::Cbpe;
-use crate::profile::{FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
+use crate::profile::{Declared, FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
 use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
 
 /// Input problems a check reports (exit code 2).
@@ -77,6 +77,8 @@ pub struct Plan {
     pub rules: Vec<crate::rules::Rule>,
     /// Label, score and prediction columns, for the `performance` object.
     pub performance: Option<PerformanceSpec>,
+    /// Declared constraints per feature (attached to the spec by [`Plan::constrain`]).
+    pub declared: BTreeMap<String, Arc<Declared>>,
 }
 
 /// Classification (0/1 labels, scores, predicted classes) or regression (numbers).
@@ -153,6 +155,7 @@ impl Plan {
             strict_columns: true,
             rules: Vec::new(),
             performance: None,
+            declared: BTreeMap::new(),
         }
     }
 
@@ -182,6 +185,7 @@ impl Plan {
         };
         let mut per_feature = BTreeMap::new();
         let mut feature_bins = BTreeMap::new();
+        let mut declared = BTreeMap::new();
         for f in &m.features {
             selection.columns.push(f.name.clone());
             if let Some(k) = f.kind {
@@ -190,6 +194,9 @@ impl Plan {
             per_feature.insert(f.name.clone(), (f.tests.clone(), f.options.clone()));
             if let Some(b) = f.bins {
                 feature_bins.insert(f.name.clone(), b);
+            }
+            if let Some(d) = &f.declared {
+                declared.insert(f.name.clone(), Arc::new(d.clone()));
             }
         }
         Plan {
@@ -207,6 +214,32 @@ impl Plan {
             strict_columns: false,
             rules: m.rules.clone(),
             performance: None,
+            declared,
+        }
+    }
+
+    /// Attaches the declared constraints to the features of a spec. A constraint of the other
+    /// kind than the baseline gave the feature (possible only when its type was inferred) is
+    /// left out, with a warning.
+    pub fn constrain(&self, spec: &mut ProfileSpec) {
+        for f in &mut spec.features {
+            let Some(d) = self.declared.get(&f.name) else {
+                continue;
+            };
+            let fits = match f.kind {
+                FeatureKind::Numerical => !d.has_text_rules(),
+                FeatureKind::Categorical => !d.has_range(),
+            };
+            if fits {
+                f.declared = Some(d.clone());
+            } else {
+                tracing::warn!(
+                    model = %self.model,
+                    feature = %f.name,
+                    "the declared constraints do not fit a {} feature (min/max are numerical; allowed, pattern and lengths categorical): not checked",
+                    f.kind.as_str()
+                );
+            }
         }
     }
 }
@@ -234,7 +267,8 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         (baseline, profile, rows)
     } else {
         let schema = read_schema(reference, plan.filter.as_deref()).await?;
-        let (spec, skipped) = Baseline::spec_for(&schema, reference, &plan.selection, plan.build)?;
+        let (mut spec, skipped) = Baseline::spec_for(&schema, reference, &plan.selection, plan.build)?;
+        plan.constrain(&mut spec);
         notes.extend(
             skipped
                 .iter()
@@ -409,10 +443,13 @@ pub async fn load_baseline(path: &Path, plan: &Plan) -> Result<Baseline, CheckEr
                 asked: plan.build.bins,
             });
         }
-        return Ok(baseline.select(&plan.selection)?);
+        let mut baseline = baseline.select(&plan.selection)?;
+        plan.constrain(&mut baseline.spec);
+        return Ok(baseline);
     }
     let schema = read_schema(path, plan.filter.as_deref()).await?;
-    let (spec, _) = Baseline::spec_for(&schema, path, &plan.selection, plan.build)?;
+    let (mut spec, _) = Baseline::spec_for(&schema, path, &plan.selection, plan.build)?;
+    plan.constrain(&mut spec);
     let profile = read_reference(path.into(), format, plan.filter.clone(), Arc::new(spec.clone())).await?;
     Ok(Baseline::from_profile(spec, profile, path, &plan.feature_bins))
 }
@@ -614,32 +651,48 @@ pub struct FeatureReport {
 pub struct Quality {
     pub null_rate: Option<f64>,
     pub non_finite_rate: Option<f64>,
+    /// Values of the wrong JSON type (live events; 0 for typed files).
+    pub type_error_rate: Option<f64>,
+    /// Outside the declared range, or else the reference's min/max (numerical).
     pub out_of_range_rate: Option<f64>,
     pub new_category_rate: Option<f64>,
+    /// Breaking a declared constraint (categorical features that declare one).
+    pub constraint_violation_rate: Option<f64>,
 }
 
 impl Quality {
     fn of(spec: &FeatureSpec, reference: &mut FeatureProfile, current: &mut FeatureProfile) -> Quality {
         let rows = current.rows;
         let rate = |n: u64| (rows > 0).then(|| n as f64 / rows as f64);
+        let declared = spec.declared.as_deref();
         match spec.kind {
             FeatureKind::Numerical => {
-                let (lo, hi) = (reference.min, reference.max);
-                let valid = current.valid();
-                let sample = current.sample.sorted();
-                // Counted on the sample, scaled to all valid values (exact while the sample is).
-                let outside = if sample.is_empty() || lo > hi {
-                    0.0
-                } else {
-                    let below = sample.partition_point(|v| *v < lo);
-                    let above = sample.len() - sample.partition_point(|v| *v <= hi);
-                    (below + above) as f64 / sample.len() as f64 * valid as f64
+                let out_of_range_rate = match declared {
+                    // Declared: counted on every value as it was observed.
+                    Some(d) if d.has_range() => rate(current.violations),
+                    _ => {
+                        let (lo, hi) = (reference.min, reference.max);
+                        let valid = current.valid();
+                        let sample = current.sample.sorted();
+                        // Counted on the sample, scaled to all valid values (exact while the
+                        // sample is).
+                        let outside = if sample.is_empty() || lo > hi {
+                            0.0
+                        } else {
+                            let below = sample.partition_point(|v| *v < lo);
+                            let above = sample.len() - sample.partition_point(|v| *v <= hi);
+                            (below + above) as f64 / sample.len() as f64 * valid as f64
+                        };
+                        (rows > 0 && lo <= hi).then(|| outside / rows as f64)
+                    }
                 };
                 Quality {
                     null_rate: rate(current.nulls),
                     non_finite_rate: rate(current.non_finite),
-                    out_of_range_rate: (rows > 0 && lo <= hi).then(|| outside / rows as f64),
+                    type_error_rate: rate(current.type_errors),
+                    out_of_range_rate,
                     new_category_rate: None,
+                    constraint_violation_rate: None,
                 }
             }
             FeatureKind::Categorical => {
@@ -652,8 +705,14 @@ impl Quality {
                 Quality {
                     null_rate: rate(current.nulls),
                     non_finite_rate: None,
+                    type_error_rate: rate(current.type_errors),
                     out_of_range_rate: None,
                     new_category_rate: rate(new),
+                    constraint_violation_rate: if declared.is_some_and(|d| d.has_text_rules()) {
+                        rate(current.violations)
+                    } else {
+                        None
+                    },
                 }
             }
         }

@@ -26,7 +26,9 @@ use crate::stats::{KsMethod, TestChoice, TestKind, TestOptions};
 use crate::window::WindowSpec;
 
 mod alerts;
+mod quality;
 pub use alerts::{DEFAULT_OUTBOX, Notify, RuleSource, Smtp, SmtpTls};
+pub use quality::{ModelQuality, Required};
 
 /// The agent file.
 #[derive(Debug, Deserialize)]
@@ -125,9 +127,11 @@ pub struct EventsConfig {
     pub timestamp_format: Option<Spanned<String>>,
     /// Object holding the features (default "features"; "" for top-level fields).
     pub features: Option<Spanned<String>>,
+    /// Path of the event id (default "event_id"): duplicates and the ground-truth join.
+    pub event_id: Option<Spanned<String>>,
 }
 
-const EVENTS_KEYS: &[&str] = &["model_id", "timestamp", "timestamp_format", "features"];
+const EVENTS_KEYS: &[&str] = &["model_id", "timestamp", "timestamp_format", "features", "event_id"];
 
 /// `[model.window]`: event-time windows.
 #[derive(Debug, Deserialize)]
@@ -198,6 +202,8 @@ pub struct ModelConfig {
     pub rule: Vec<alerts::RuleConfig>,
     /// Label-free performance estimation from the model's scores.
     pub performance: Option<PerformanceConfig>,
+    /// Event-level quality checks.
+    pub quality: Option<quality::QualityConfig>,
 }
 
 /// `[model.performance]`: estimate classification performance per window without labels.
@@ -227,7 +233,7 @@ pub struct ModelPerformance {
 
 const MODEL_KEYS: &[&str] = &[
     "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
-    "max_samples", "max_categories", "feature", "topics", "events", "window", "rule", "performance",
+    "max_samples", "max_categories", "feature", "topics", "events", "window", "rule", "performance", "quality",
 ];
 
 /// One monitored feature.
@@ -249,9 +255,23 @@ pub struct FeatureConfig {
     /// Path of this feature in an event (default: the model's `events.features` object, then
     /// `name`), e.g. `"payload.income"`.
     pub field: Option<Spanned<String>>,
+    /// Declared valid range (numerical): values outside count towards `out_of_range_rate`
+    /// instead of the reference's min/max.
+    pub min: Option<Spanned<f64>>,
+    pub max: Option<Spanned<f64>>,
+    /// Declared constraints (categorical): values breaking one count towards
+    /// `constraint_violation_rate`.
+    pub allowed: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A regular expression the whole value must match.
+    pub pattern: Option<Spanned<String>>,
+    pub min_length: Option<Spanned<i64>>,
+    pub max_length: Option<Spanned<i64>>,
 }
 
-const FEATURE_KEYS: &[&str] = &["name", "type", "tests", "thresholds", "bins", "field"];
+const FEATURE_KEYS: &[&str] = &[
+    "name", "type", "tests", "thresholds", "bins", "field", "min", "max", "allowed", "pattern", "min_length",
+    "max_length",
+];
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,6 +384,7 @@ pub struct Model {
     /// Where each rule was written (same order as `rules`).
     pub rule_sources: Vec<RuleSource>,
     pub performance: Option<ModelPerformance>,
+    pub quality: ModelQuality,
 }
 
 /// Where a model's events keep their fields.
@@ -374,6 +395,7 @@ pub struct Events {
     pub timestamp_format: TimestampFormat,
     /// Prefix of feature paths (empty: top level).
     pub features: FieldPath,
+    pub event_id: FieldPath,
 }
 
 impl Default for Events {
@@ -383,6 +405,7 @@ impl Default for Events {
             timestamp: FieldPath::parse("timestamp"),
             timestamp_format: TimestampFormat::Auto,
             features: FieldPath::parse("features"),
+            event_id: FieldPath::parse("event_id"),
         }
     }
 }
@@ -398,6 +421,7 @@ pub struct Feature {
     pub bins: Option<usize>,
     /// Explicit path in the event, replacing `events.features` + `name`.
     pub field: Option<FieldPath>,
+    pub declared: Option<crate::profile::Declared>,
 }
 
 /// A validated configuration.
@@ -619,6 +643,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 options: fopts,
                 bins: fbins,
                 field: f.field.as_ref().map(|p| path_of(&mut r, p)),
+                declared: quality::declared_of(&mut r, f, kind),
             });
         }
         let known: Vec<(String, Option<FeatureKind>)> = features.iter().map(|f| (f.name.clone(), f.kind)).collect();
@@ -681,6 +706,8 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 label_pos: r.pos(p.label.span()),
             }
         });
+        let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
+        let quality = quality::quality_of(&mut r, m.quality.as_ref(), &names);
         let events = events_of(&mut r, m.events.as_ref());
         let window = window_of(&mut r, m.window.as_ref());
         let mut topics = Vec::new();
@@ -714,6 +741,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             rules,
             rule_sources,
             performance,
+            quality,
         });
     }
     let agent = agent_of(&mut r, raw.agent.as_ref(), base);
@@ -831,6 +859,7 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             ("", "agent") => Some((AGENT_SECTION_KEYS, "[agent]")),
             ("[[model]]", "rule") => Some((alerts::RULE_KEYS, "[[model.rule]]")),
             ("[[model]]", "performance") => Some((PERFORMANCE_KEYS, "[model.performance]")),
+            ("[[model]]", "quality") => Some((quality::QUALITY_KEYS, "[model.quality]")),
             ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
             ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
             ("[[model.rule]]" | "[[rule]]", "detector") => Some((alerts::DETECTOR_KEYS, "detector")),
@@ -993,7 +1022,9 @@ fn events_of(r: &mut Reporter, e: Option<&EventsConfig>) -> Events {
     let Some(e) = e else {
         return out;
     };
-    for (value, slot) in [(&e.model_id, &mut out.model_id), (&e.timestamp, &mut out.timestamp)] {
+    for (value, slot) in
+        [(&e.model_id, &mut out.model_id), (&e.timestamp, &mut out.timestamp), (&e.event_id, &mut out.event_id)]
+    {
         if let Some(v) = value {
             if v.get_ref().is_empty() {
                 r.at(v.span(), "the path must not be empty");
@@ -1244,12 +1275,37 @@ mod tests {
             tests = ["ks"]
             thresholds = { ks = 0.01 }
             bins = 5
+            min = 0
+            max = 120
+            [[model.feature]]
+            name = "c"
+            type = "categorical"
+            allowed = ["DE", "FR"]
+            pattern = "[A-Z]{2}"
+            min_length = 2
+            max_length = 2
+            [model.quality]
+            required = ["a"]
+            unknown_fields = true
+            duplicate_horizon = "1h"
+            max_tracked_ids = 5000
         "#;
         let cfg = parse(Path::new("t.toml"), text).unwrap();
-        assert_eq!(cfg.models[0].features[0].options.threshold(TestKind::Ks), 0.01);
-        assert_eq!(cfg.models[0].options.ks_method, KsMethod::Asymp);
-        assert_eq!(MODEL_KEYS.len(), 18);
-        assert_eq!(FEATURE_KEYS.len(), 6);
+        let m = &cfg.models[0];
+        assert_eq!(m.features[0].options.threshold(TestKind::Ks), 0.01);
+        assert_eq!(m.options.ks_method, KsMethod::Asymp);
+        let range = m.features[0].declared.as_ref().unwrap();
+        assert!(range.out_of_range(121.0) && !range.out_of_range(120.0));
+        let text_rules = m.features[1].declared.as_ref().unwrap();
+        assert!(!text_rules.violated_by("DE"));
+        assert!(text_rules.violated_by("ES") && text_rules.violated_by("de") && text_rules.violated_by("DEU"));
+        assert_eq!(m.quality.required, Required::Names(vec!["a".into()]));
+        assert!(m.quality.unknown_fields);
+        assert_eq!(m.quality.duplicate_horizon, Some(Duration::from_secs(3600)));
+        assert_eq!(m.quality.max_tracked_ids, 5000);
+        assert_eq!(MODEL_KEYS.len(), 19);
+        assert_eq!(FEATURE_KEYS.len(), 12);
+        assert_eq!(quality::QUALITY_KEYS.len(), 4);
     }
 }
 

@@ -11,7 +11,10 @@
 //!
 //! Types: a numerical feature takes a JSON number or null; a categorical feature takes a
 //! string, integer, boolean or null (integers and booleans as their text). A missing feature
-//! is a null. The model id is required when several models share a topic. Event time is an
+//! is a null. A value of another type costs the event nothing else: it is stored as a null
+//! and reported as an [`Issue::TypeError`] (the window's `type_error_rate`), as are absent
+//! required features and unknown fields ([`Issue::Schema`]). Repeated event ids within the
+//! model's horizon are dropped and their times reported as duplicates. The model id is required when several models share a topic. Event time is an
 //! RFC 3339 string or epoch milliseconds (`timestamp_format` chooses); when the field is
 //! absent the Kafka message timestamp is used, and without one the event is rejected.
 
@@ -24,6 +27,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::json::{Cell, Node, scan};
 
 use crate::profile::FeatureKind;
+use crate::recent::{RecentIds, id_hash};
 
 /// A dotted path to a field in an event, e.g. `features.income`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -151,6 +155,45 @@ pub struct ModelFields {
     pub timestamp_format: TimestampFormat,
     /// (column name, path, kind) per feature, in the model's spec order.
     pub features: Vec<(String, FieldPath, FeatureKind)>,
+    /// Per feature: an absent field is a schema error (empty: none is required).
+    pub required: Vec<bool>,
+    /// An object whose keys no model on the topic watches are schema errors (`None`: not
+    /// checked).
+    pub known_fields: Option<FieldPath>,
+    /// Fields that are known without being read (excluded columns): not schema errors.
+    pub also_known: Vec<FieldPath>,
+    /// Where the event id is (duplicates, the ground-truth join); `None`: not read.
+    pub event_id: Option<FieldPath>,
+    /// Repeated event ids within this much event time are duplicates (`None`: not checked),
+    /// and at most this many ids are remembered.
+    pub duplicates: Option<(i64, usize)>,
+}
+
+impl ModelFields {
+    /// The fields of a model at the default paths with no event-level checks.
+    pub fn new(id: &str, model_id: FieldPath, timestamp: FieldPath, format: TimestampFormat) -> ModelFields {
+        ModelFields {
+            id: id.into(),
+            model_id,
+            timestamp,
+            timestamp_format: format,
+            features: Vec::new(),
+            required: Vec::new(),
+            known_fields: None,
+            also_known: Vec::new(),
+            event_id: None,
+            duplicates: None,
+        }
+    }
+}
+
+/// A problem with one value or one event that does not cost the event its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Issue {
+    /// The feature's value had the wrong JSON type; it was stored as a null.
+    TypeError { row: u32, feature: u16 },
+    /// A required feature was absent or the event carried a field no model knows.
+    Schema { row: u32 },
 }
 
 /// Rows decoded for one model, ready for the window stage.
@@ -160,6 +203,30 @@ pub struct Decoded {
     /// Event time of each row, epoch milliseconds.
     pub times: Vec<i64>,
     pub positions: Vec<Position>,
+    /// Value and schema problems of these rows, in row order.
+    pub issues: Vec<Issue>,
+    /// Event times of the duplicates dropped since the last flush.
+    pub duplicates: Vec<i64>,
+    /// Event id hash per row (0: no id); empty when the model reads no event id.
+    pub ids: Vec<u64>,
+    /// When the agent read these rows (epoch ms), for `freshness_seconds`; set by the
+    /// pipeline.
+    pub received_ms: Option<i64>,
+}
+
+impl Decoded {
+    /// Rows with no issue, duplicate or id (tests, benches).
+    pub fn plain(batch: RecordBatch, times: Vec<i64>, positions: Vec<Position>) -> Decoded {
+        Decoded {
+            batch,
+            times,
+            positions,
+            issues: Vec::new(),
+            duplicates: Vec::new(),
+            ids: Vec::new(),
+            received_ms: None,
+        }
+    }
 }
 
 struct ModelPlan {
@@ -167,10 +234,16 @@ struct ModelPlan {
     id_slot: usize,
     time_slot: usize,
     feature_slots: Vec<usize>,
+    unknown_slot: Option<usize>,
+    event_id_slot: Option<usize>,
+    recent: Option<RecentIds>,
     schema: SchemaRef,
     columns: Vec<Column>,
     times: Vec<i64>,
     positions: Vec<Position>,
+    issues: Vec<Issue>,
+    duplicates: Vec<i64>,
+    ids: Vec<u64>,
 }
 
 enum Column {
@@ -201,20 +274,41 @@ impl TopicDecoder {
             let id_slot = add(&fields.model_id)?;
             let time_slot = add(&fields.timestamp)?;
             let feature_slots = fields.features.iter().map(|(_, p, _)| add(p)).collect::<Result<Vec<_>, _>>()?;
+            let event_id_slot = fields.event_id.as_ref().map(&mut add).transpose()?;
+            if fields.known_fields.is_some() {
+                for path in &fields.also_known {
+                    add(path)?;
+                }
+            }
             let schema = Arc::new(Schema::new(
                 fields.features.iter().map(|(name, _, k)| Field::new(name, data_type(*k), true)).collect::<Vec<_>>(),
             ));
             let columns = fields.features.iter().map(|(_, _, k)| new_column(*k)).collect();
             plans.push(ModelPlan {
+                recent: fields.duplicates.map(|(horizon, cap)| RecentIds::new(horizon, cap)),
                 fields,
                 id_slot,
                 time_slot,
                 feature_slots,
+                unknown_slot: None,
+                event_id_slot,
                 schema,
                 columns,
                 times: Vec::new(),
                 positions: Vec::new(),
+                issues: Vec::new(),
+                duplicates: Vec::new(),
+                ids: Vec::new(),
             });
+        }
+        // Unknown keys are watched once every model's fields are in the trie.
+        for plan in &mut plans {
+            if let Some(path) = &plan.fields.known_fields {
+                plan.unknown_slot = Some(
+                    root.watch_unknown(path.segments(), &mut slots)
+                        .map_err(|e| format!("model \"{}\": fields of {path}: {e}", plan.fields.id))?,
+                );
+            }
         }
         Ok(TopicDecoder {
             root,
@@ -247,28 +341,29 @@ impl TopicDecoder {
         let plan = &self.models[model];
         let time = event_time(plan, &self.cells, &self.texts, kafka_time)
             .map_err(|(r, m)| Rejected::new(r, Some(model), m))?;
-        // Check every feature before appending any.
-        for ((_, path, kind), &slot) in plan.fields.features.iter().zip(&plan.feature_slots) {
-            let cell = self.cells[slot];
-            let ok = match kind {
-                FeatureKind::Numerical => matches!(cell, Cell::Missing | Cell::Null | Cell::Int(_) | Cell::Float(_)),
-                FeatureKind::Categorical => !matches!(cell, Cell::Complex),
-            };
-            if !ok {
-                let expected = match kind {
-                    FeatureKind::Numerical => "a number or null",
-                    FeatureKind::Categorical => "a string, integer, boolean or null",
-                };
-                return Err(Rejected::new(
-                    Reason::WrongType,
-                    Some(model),
-                    format!("field \"{path}\" is {}; expected {expected}", describe(cell)),
-                ));
-            }
-        }
+        let id = match plan.event_id_slot.map(|s| self.cells[s]) {
+            Some(Cell::Text) => id_hash(self.texts[plan.event_id_slot.unwrap_or_default()].as_bytes()),
+            Some(Cell::Int(v)) => id_hash(v.to_string().as_bytes()),
+            _ => 0,
+        };
         let plan = &mut self.models[model];
-        for (column, &slot) in plan.columns.iter_mut().zip(&plan.feature_slots) {
-            match (column, self.cells[slot]) {
+        if id != 0 && plan.recent.as_mut().is_some_and(|r| r.repeated(id, time)) {
+            plan.duplicates.push(time);
+            return Ok(model);
+        }
+        let row = plan.times.len() as u32;
+        let mut schema_error = plan.unknown_slot.is_some_and(|s| self.cells[s] == Cell::Bool(true));
+        for (f, (column, &slot)) in plan.columns.iter_mut().zip(&plan.feature_slots).enumerate() {
+            let cell = self.cells[slot];
+            schema_error |= cell == Cell::Missing && plan.fields.required.get(f) == Some(&true);
+            let fits = match column {
+                Column::Num(_) => matches!(cell, Cell::Missing | Cell::Null | Cell::Int(_) | Cell::Float(_)),
+                Column::Text(_) => !matches!(cell, Cell::Complex),
+            };
+            if !fits {
+                plan.issues.push(Issue::TypeError { row, feature: f as u16 });
+            }
+            match (column, cell) {
                 (Column::Num(b), Cell::Int(v)) => b.append_value(v as f64),
                 (Column::Num(b), Cell::Float(v)) => b.append_value(v),
                 (Column::Num(b), _) => b.append_null(),
@@ -278,6 +373,12 @@ impl TopicDecoder {
                 (Column::Text(b), Cell::Bool(v)) => b.append_value(if v { "true" } else { "false" }),
                 (Column::Text(b), _) => b.append_null(),
             }
+        }
+        if schema_error {
+            plan.issues.push(Issue::Schema { row });
+        }
+        if plan.event_id_slot.is_some() {
+            plan.ids.push(id);
         }
         plan.times.push(time);
         plan.positions.push(position);
@@ -316,7 +417,7 @@ impl TopicDecoder {
             ),
             other => Rejected::new(
                 Reason::WrongType,
-                None,
+                single.then_some(0),
                 format!("field \"{}\" is {}; expected a string", plan.fields.model_id, describe(other)),
             ),
         })
@@ -324,13 +425,13 @@ impl TopicDecoder {
 
     /// Rows waiting in a model's builders.
     pub fn pending(&self, model: usize) -> usize {
-        self.models[model].times.len()
+        self.models[model].times.len() + self.models[model].duplicates.len()
     }
 
     /// Takes a model's pending rows as one batch (`None` when there are none).
     pub fn flush(&mut self, model: usize) -> Option<Decoded> {
         let plan = &mut self.models[model];
-        if plan.times.is_empty() {
+        if plan.times.is_empty() && plan.duplicates.is_empty() {
             return None;
         }
         let columns: Vec<ArrayRef> = plan
@@ -342,11 +443,13 @@ impl TopicDecoder {
             })
             .collect();
         let (times, positions) = (std::mem::take(&mut plan.times), std::mem::take(&mut plan.positions));
+        let (issues, duplicates, ids) =
+            (std::mem::take(&mut plan.issues), std::mem::take(&mut plan.duplicates), std::mem::take(&mut plan.ids));
         let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(times.len()));
         // Builders and schema are made together from one plan, so this cannot fail; if it
         // ever did, the rows are dropped whole and said so, never misaligned.
         match RecordBatch::try_new_with_options(plan.schema.clone(), columns, &options) {
-            Ok(batch) => Some(Decoded { batch, times, positions }),
+            Ok(batch) => Some(Decoded { batch, times, positions, issues, duplicates, ids, received_ms: None }),
             Err(e) => {
                 tracing::error!(model = %plan.fields.id, rows = times.len(), "cannot assemble decoded rows: {e}");
                 None
@@ -494,16 +597,13 @@ mod tests {
     use datafusion::arrow::array::{Array, AsArray, Float64Array};
 
     fn fields(id: &str) -> ModelFields {
-        ModelFields {
-            id: id.into(),
-            model_id: FieldPath::parse("model_id"),
-            timestamp: FieldPath::parse("timestamp"),
-            timestamp_format: TimestampFormat::Auto,
-            features: vec![
-                ("income".into(), FieldPath::parse("features.income"), FeatureKind::Numerical),
-                ("country".into(), FieldPath::parse("features.country"), FeatureKind::Categorical),
-            ],
-        }
+        let mut f =
+            ModelFields::new(id, FieldPath::parse("model_id"), FieldPath::parse("timestamp"), TimestampFormat::Auto);
+        f.features = vec![
+            ("income".into(), FieldPath::parse("features.income"), FeatureKind::Numerical),
+            ("country".into(), FieldPath::parse("features.country"), FeatureKind::Categorical),
+        ];
+        f
     }
 
     fn pos(offset: i64) -> Position {
@@ -534,7 +634,7 @@ mod tests {
         let mut d = TopicDecoder::new(vec![fields("m")], 200).unwrap();
         let cases: [(&[u8], Reason); 6] = [
             (b"not json", Reason::NotJson),
-            (br#"{"model_id":"m","timestamp":1,"features":{"income":"high"}}"#, Reason::WrongType),
+            (br#"{"model_id":7,"timestamp":1,"features":{"income":1}}"#, Reason::WrongType),
             (br#"{"model_id":"x","timestamp":1}"#, Reason::UnknownModel),
             (br#"{"model_id":"m","features":{}}"#, Reason::MissingField),
             (br#"{"model_id":"m","timestamp":"yesterday"}"#, Reason::BadTimestamp),
@@ -548,6 +648,46 @@ mod tests {
         // The Kafka timestamp stands in for a missing one.
         assert_eq!(d.push(br#"{"model_id":"m"}"#, Some(5), pos(1)), Ok(0));
         assert_eq!(d.flush(0).unwrap().times, vec![5]);
+    }
+
+    #[test]
+    fn value_and_schema_problems_keep_the_event_and_duplicates_are_dropped() {
+        let mut f = fields("m");
+        f.required = vec![true, false];
+        f.known_fields = Some(FieldPath::parse("features"));
+        f.event_id = Some(FieldPath::parse("event_id"));
+        f.duplicates = Some((60_000, 1000));
+        let mut d = TopicDecoder::new(vec![f], 1 << 20).unwrap();
+        let events: [&[u8]; 6] = [
+            br#"{"model_id":"m","event_id":"a","timestamp":1000,"features":{"income":"high","country":"DE"}}"#,
+            br#"{"model_id":"m","event_id":"b","timestamp":2000,"features":{"country":{"x":1}}}"#,
+            br#"{"model_id":"m","event_id":3,"timestamp":3000,"features":{"income":1,"colour":"red"}}"#,
+            br#"{"model_id":"m","event_id":"a","timestamp":4000,"features":{"income":2}}"#,
+            br#"{"model_id":"m","timestamp":5000,"features":{"income":2}}"#,
+            br#"{"model_id":"m","event_id":"a","timestamp":99000,"features":{"income":2}}"#,
+        ];
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(d.push(e, None, pos(i as i64)), Ok(0));
+        }
+        assert_eq!(d.pending(0), 6);
+        let out = d.flush(0).unwrap();
+        assert_eq!(out.times, vec![1000, 2000, 3000, 5000, 99000]);
+        assert_eq!(
+            out.issues,
+            vec![
+                Issue::TypeError { row: 0, feature: 0 },
+                Issue::TypeError { row: 1, feature: 1 },
+                Issue::Schema { row: 1 },
+                Issue::Schema { row: 2 },
+            ]
+        );
+        // "a" again within a minute is a duplicate; long after, it is a new event.
+        assert_eq!(out.duplicates, vec![4000]);
+        assert_eq!(out.ids[0], out.ids[4]);
+        assert_eq!(out.ids[3], 0);
+        let income = out.batch.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(income.is_null(0));
+        assert_eq!(income.value(2), 1.0);
     }
 
     proptest::proptest! {

@@ -105,6 +105,7 @@ pub struct WindowStatus {
 pub struct EventCounts {
     pub accepted: u64,
     pub late: u64,
+    pub duplicate: u64,
     pub rejected: u64,
 }
 

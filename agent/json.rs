@@ -49,6 +49,8 @@ pub struct Node {
     /// one), so that a producer writing keys in a stable order costs one comparison per key.
     next: Vec<usize>,
     first: usize,
+    /// Set to `Cell::Bool(true)` when the object has a key that is not watched.
+    unknown: Option<usize>,
 }
 
 impl Node {
@@ -76,6 +78,22 @@ impl Node {
             (Entry::Object(n), false) => n.insert(rest, next_slot),
             _ => Err(format!("\"{first}\" is used both as a value and as an object")),
         }
+    }
+
+    /// Watches the object at `path` (already holding watched fields) for keys that are not
+    /// watched; returns the slot that says whether there was one.
+    pub fn watch_unknown(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
+        let mut node = self;
+        for key in path {
+            match node.index.get(key.as_bytes()).map(|&i| &mut node.entries[i]) {
+                Some(Entry::Object(child)) => node = child,
+                _ => return Err(format!("\"{key}\" holds no watched fields")),
+            }
+        }
+        Ok(*node.unknown.get_or_insert_with(|| {
+            *next_slot += 1;
+            *next_slot - 1
+        }))
     }
 
     /// The entry for a key.
@@ -216,7 +234,12 @@ impl Scanner<'_> {
             }
             self.ws();
             let ok = match entry {
-                None => self.skip_value(),
+                None => {
+                    if let Some(slot) = node.unknown {
+                        cells[slot] = Cell::Bool(true);
+                    }
+                    self.skip_value()
+                }
                 Some(Entry::Slot(slot)) => {
                     let slot = *slot;
                     self.cell(slot, cells, texts)
@@ -619,6 +642,9 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         while let Some(Key(key)) = map.next_key::<Key>()? {
             match self.node.get(key.as_ref()) {
                 None => {
+                    if let Some(slot) = self.node.unknown {
+                        self.cells[slot] = Cell::Bool(true);
+                    }
                     map.next_value::<IgnoredAny>()?;
                 }
                 Some(Entry::Slot(slot)) => {

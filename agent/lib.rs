@@ -52,6 +52,7 @@ pub mod notify;
 pub mod performance;
 pub mod pipeline;
 pub mod profile;
+pub mod recent;
 pub mod rng;
 pub mod rules;
 pub mod run;

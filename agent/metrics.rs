@@ -319,15 +319,9 @@ impl Metrics {
                 self.drift_detected.with_label_values(&labels).set(f64::from(u8::from(t.drift)));
             }
             self.feature_drift.with_label_values(&[model, name, ALL_SLICE]).set(f64::from(u8::from(f.drift)));
-            let q = &f.quality;
-            for (check, value) in [
-                ("null_rate", q.null_rate),
-                ("non_finite_rate", q.non_finite_rate),
-                ("out_of_range_rate", q.out_of_range_rate),
-                ("new_category_rate", q.new_category_rate),
-            ] {
-                if let Some(v) = value {
-                    self.quality.with_label_values(&[model, name, check]).set(v);
+            for check in crate::rules::QualityCheck::ALL.into_iter().filter(|c| !c.model_level()) {
+                if let Some(v) = check.of(f) {
+                    self.quality.with_label_values(&[model, name, check.name()]).set(v);
                 }
             }
         }

@@ -199,13 +199,24 @@ impl Pipeline {
             }
         }
         let shared = self.shared.clone();
+        let received_ms = chrono::Utc::now().timestamp_millis();
         for (decoder, readers) in &mut self.decoders {
             for (local, &global) in readers.iter().enumerate() {
-                let Some(rows) = decoder.flush(local) else {
+                let Some(mut rows) = decoder.flush(local) else {
                     continue;
                 };
+                rows.received_ms = Some(received_ms);
                 let m = &mut self.models[global];
                 m.last_event = Some(now);
+                if !rows.duplicates.is_empty() {
+                    let n = rows.duplicates.len() as u64;
+                    shared.metrics.events.with_label_values(&[m.id.as_str(), "duplicate"]).inc_by(n);
+                    shared.update_status(|s| {
+                        if let Some(ms) = s.models.get_mut(global) {
+                            ms.events.duplicate += n;
+                        }
+                    });
+                }
                 match m.windows.insert(&rows, &mut self.frontier, now) {
                     Ok(late) => {
                         let accepted = rows.times.len() - late.len();
@@ -354,8 +365,13 @@ impl Pipeline {
         let report = if events == 0 || events < m.spec.min_events {
             None
         } else {
+            let quality = window.profile.events;
             let mut features = window.profile.features;
             let mut report = compare(&mut m.baseline, &mut features, events, &m.plan);
+            report.quality.insert("schema_error_rate".into(), quality.schema_errors as f64 / events as f64);
+            let seen = events + quality.duplicates;
+            report.quality.insert("duplicate_rate".into(), quality.duplicates as f64 / seen as f64);
+            report.quality.insert("freshness_seconds".into(), quality.delay_seconds / events as f64);
             if let Some((cbpe, score, threshold)) = &m.cbpe {
                 let scores = features[*score].sample.sorted();
                 let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
@@ -545,11 +561,15 @@ fn model_fields(s: &ModelSetup) -> ModelFields {
             (f.name.clone(), path, f.kind)
         })
         .collect();
-    ModelFields {
-        id: s.model.id.clone(),
-        model_id: events.model_id.clone(),
-        timestamp: events.timestamp.clone(),
-        timestamp_format: events.timestamp_format,
-        features,
-    }
+    let quality = &s.model.quality;
+    let mut fields =
+        ModelFields::new(&s.model.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
+    fields.required = s.baseline.spec.features.iter().map(|f| quality.required.contains(&f.name)).collect();
+    fields.features = features;
+    fields.known_fields = quality.unknown_fields.then(|| events.features.clone());
+    fields.also_known = s.model.exclude.iter().map(|(name, _)| events.features.child(name)).collect();
+    fields.event_id = Some(events.event_id.clone());
+    fields.duplicates =
+        quality.duplicate_horizon.map(|h| (i64::try_from(h.as_millis()).unwrap_or(i64::MAX), quality.max_tracked_ids));
+    fields
 }

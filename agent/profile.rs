@@ -15,6 +15,7 @@
 //! distribution (not value by value) whatever the merge order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Category counts; a fixed-seed fast hash (categories are looked up once per row).
 pub type CategoryCounts = HashMap<String, u64, foldhash::fast::FixedState>;
@@ -72,6 +73,73 @@ pub struct FeatureSpec {
     /// Interior bin edges (numerical): a value x falls in bin k = number of edges <= x.
     #[serde(default)]
     pub edges: Vec<f64>,
+    /// Constraints the configuration declares for the feature (never part of a stored
+    /// baseline: they are attached from the configuration each time).
+    #[serde(skip)]
+    pub declared: Option<Arc<Declared>>,
+}
+
+impl FeatureSpec {
+    pub fn new(name: impl Into<String>, kind: FeatureKind, edges: Vec<f64>) -> FeatureSpec {
+        FeatureSpec { name: name.into(), kind, edges, declared: None }
+    }
+}
+
+/// Declared constraints of one feature: a valid range (numerical; values outside it count
+/// towards `out_of_range_rate` instead of the reference's min/max) and, for categorical
+/// features, allowed values, a pattern and length bounds (values breaking any of them count
+/// towards `constraint_violation_rate`).
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub allowed: Option<std::collections::HashSet<String>>,
+    /// Anchored: the whole value must match.
+    pub pattern: Option<regex::Regex>,
+    /// In characters.
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+}
+
+impl PartialEq for Declared {
+    fn eq(&self, other: &Declared) -> bool {
+        self.min == other.min
+            && self.max == other.max
+            && self.allowed == other.allowed
+            && self.pattern.as_ref().map(|r| r.as_str()) == other.pattern.as_ref().map(|r| r.as_str())
+            && self.min_length == other.min_length
+            && self.max_length == other.max_length
+    }
+}
+
+impl Declared {
+    /// Whether a numerical value is outside the declared range.
+    pub fn out_of_range(&self, v: f64) -> bool {
+        self.min.is_some_and(|lo| v < lo) || self.max.is_some_and(|hi| v > hi)
+    }
+
+    pub fn has_range(&self) -> bool {
+        self.min.is_some() || self.max.is_some()
+    }
+
+    /// Whether the categorical constraints are declared at all.
+    pub fn has_text_rules(&self) -> bool {
+        self.allowed.is_some() || self.pattern.is_some() || self.min_length.is_some() || self.max_length.is_some()
+    }
+
+    /// Whether a categorical value breaks a declared constraint.
+    pub fn violated_by(&self, v: &str) -> bool {
+        if self.allowed.as_ref().is_some_and(|a| !a.contains(v)) {
+            return true;
+        }
+        if self.min_length.is_some() || self.max_length.is_some() {
+            let n = v.chars().count();
+            if self.min_length.is_some_and(|m| n < m) || self.max_length.is_some_and(|m| n > m) {
+                return true;
+            }
+        }
+        self.pattern.as_ref().is_some_and(|p| !p.is_match(v))
+    }
 }
 
 /// The features of one model, their bins and the sampling caps.
@@ -258,6 +326,14 @@ pub struct FeatureProfile {
     pub nulls: u64,
     /// ±inf.
     pub non_finite: u64,
+    /// Values of the wrong JSON type (live events only; kept out of every other count but
+    /// `rows`).
+    #[serde(default)]
+    pub type_errors: u64,
+    /// Values breaking a declared constraint: outside the declared range (numerical) or
+    /// not allowed, not matching or of the wrong length (categorical).
+    #[serde(default)]
+    pub violations: u64,
     pub min: f64,
     pub max: f64,
     pub sum: f64,
@@ -275,6 +351,8 @@ impl FeatureProfile {
             rows: 0,
             nulls: 0,
             non_finite: 0,
+            type_errors: 0,
+            violations: 0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             sum: 0.0,
@@ -287,7 +365,14 @@ impl FeatureProfile {
 
     /// Non-missing values: finite numbers or non-null categories.
     pub fn valid(&self) -> u64 {
-        self.rows - self.nulls - self.non_finite
+        self.rows - self.nulls - self.non_finite - self.type_errors
+    }
+
+    /// Counts a value that arrived with the wrong type, which was observed as a null.
+    pub fn retype_null_as_error(&mut self) {
+        debug_assert!(self.nulls > 0);
+        self.nulls = self.nulls.saturating_sub(1);
+        self.type_errors += 1;
     }
 
     fn observe_numbers(&mut self, values: &Float64Array, spec: &FeatureSpec, caps: &ProfileSpec) {
@@ -362,6 +447,8 @@ impl FeatureProfile {
         self.rows += other.rows;
         self.nulls += other.nulls;
         self.non_finite += other.non_finite;
+        self.type_errors += other.type_errors;
+        self.violations += other.violations;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.sum += other.sum;
@@ -390,11 +477,34 @@ impl FeatureProfile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub features: Vec<FeatureProfile>,
+    /// Event-level quality counts (live windows only).
+    #[serde(default)]
+    pub events: EventQuality,
+}
+
+/// What a window learns about its events as a whole, beyond their feature values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventQuality {
+    /// Events (in `rows`) that missed a required feature or carried a field the model does
+    /// not know.
+    pub schema_errors: u64,
+    /// Repeated event ids (not in `rows`: a duplicate is dropped before the window).
+    pub duplicates: u64,
+    /// Sum over the events of (time the agent read it − event time), seconds.
+    pub delay_seconds: f64,
+}
+
+impl EventQuality {
+    fn merge(&mut self, other: &EventQuality) {
+        self.schema_errors += other.schema_errors;
+        self.duplicates += other.duplicates;
+        self.delay_seconds += other.delay_seconds;
+    }
 }
 
 impl Profile {
     pub fn new(spec: &ProfileSpec) -> Profile {
-        Profile { features: spec.features.iter().map(FeatureProfile::new).collect() }
+        Profile { features: spec.features.iter().map(FeatureProfile::new).collect(), events: EventQuality::default() }
     }
 
     /// Rows observed (the row count of any feature: every feature sees every row).
@@ -418,6 +528,7 @@ impl Profile {
         for (a, b) in self.features.iter_mut().zip(&other.features) {
             a.merge(b, spec);
         }
+        self.events.merge(&other.events);
     }
 }
 
@@ -445,7 +556,11 @@ pub fn observe_column(
                 return Err(type_error());
             }
             let floats = cast(column, &DataType::Float64).map_err(|_| type_error())?;
-            prof.observe_numbers(floats.as_primitive(), fspec, spec);
+            let floats: &Float64Array = floats.as_primitive();
+            if let Some(d) = fspec.declared.as_deref().filter(|d| d.has_range()) {
+                prof.violations += floats.iter().flatten().filter(|v| !v.is_nan() && d.out_of_range(*v)).count() as u64;
+            }
+            prof.observe_numbers(floats, fspec, spec);
         }
         FeatureKind::Categorical => {
             let strings = match column.data_type() {
@@ -454,6 +569,15 @@ pub fn observe_column(
             };
             let column = strings.as_deref().unwrap_or(column);
             let cap = spec.max_categories;
+            if let Some(d) = fspec.declared.as_deref().filter(|d| d.has_text_rules()) {
+                let bad = |v: Option<&str>| v.is_some_and(|v| d.violated_by(v));
+                prof.violations += match column.data_type() {
+                    DataType::Utf8 => column.as_string::<i32>().iter().filter(|v| bad(*v)).count(),
+                    DataType::LargeUtf8 => column.as_string::<i64>().iter().filter(|v| bad(*v)).count(),
+                    DataType::Utf8View => column.as_string_view().iter().filter(|v| bad(*v)).count(),
+                    _ => 0,
+                } as u64;
+            }
             match column.data_type() {
                 DataType::Utf8 => column.as_string::<i32>().iter().for_each(|v| prof.observe_category(v, cap)),
                 DataType::LargeUtf8 => column.as_string::<i64>().iter().for_each(|v| prof.observe_category(v, cap)),

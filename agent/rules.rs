@@ -61,41 +61,66 @@ impl Direction {
     }
 }
 
-/// The data-quality ratios a rule can watch (more arrive with the quality checks).
+/// The data-quality checks a rule can watch (DESIGN section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum QualityCheck {
     NullRate,
     NonFiniteRate,
+    TypeErrorRate,
     OutOfRangeRate,
     NewCategoryRate,
+    ConstraintViolationRate,
+    /// Per model: events with a missing required feature or an unknown field / events.
+    SchemaErrorRate,
+    /// Per model: repeated event ids / (events + duplicates).
+    DuplicateRate,
     /// Per model: late events / (events + late events) since the previous window closed.
     LateRate,
+    /// Per model: mean seconds between an event's time and when the agent read it.
+    FreshnessSeconds,
     /// Per model: events in the window / `expected_events`.
     Volume,
 }
 
 impl QualityCheck {
-    pub const ALL: [QualityCheck; 6] = [
+    pub const ALL: [QualityCheck; 11] = [
         QualityCheck::NullRate,
         QualityCheck::NonFiniteRate,
+        QualityCheck::TypeErrorRate,
         QualityCheck::OutOfRangeRate,
         QualityCheck::NewCategoryRate,
+        QualityCheck::ConstraintViolationRate,
+        QualityCheck::SchemaErrorRate,
+        QualityCheck::DuplicateRate,
         QualityCheck::LateRate,
+        QualityCheck::FreshnessSeconds,
         QualityCheck::Volume,
     ];
 
     /// Checks of the whole model's window rather than of a feature.
     pub fn model_level(self) -> bool {
-        matches!(self, QualityCheck::LateRate | QualityCheck::Volume)
+        matches!(
+            self,
+            QualityCheck::SchemaErrorRate
+                | QualityCheck::DuplicateRate
+                | QualityCheck::LateRate
+                | QualityCheck::FreshnessSeconds
+                | QualityCheck::Volume
+        )
     }
 
     pub fn name(self) -> &'static str {
         match self {
             QualityCheck::NullRate => "null_rate",
             QualityCheck::NonFiniteRate => "non_finite_rate",
+            QualityCheck::TypeErrorRate => "type_error_rate",
             QualityCheck::OutOfRangeRate => "out_of_range_rate",
             QualityCheck::NewCategoryRate => "new_category_rate",
+            QualityCheck::ConstraintViolationRate => "constraint_violation_rate",
+            QualityCheck::SchemaErrorRate => "schema_error_rate",
+            QualityCheck::DuplicateRate => "duplicate_rate",
             QualityCheck::LateRate => "late_rate",
+            QualityCheck::FreshnessSeconds => "freshness_seconds",
             QualityCheck::Volume => "volume",
         }
     }
@@ -104,14 +129,17 @@ impl QualityCheck {
         QualityCheck::ALL.into_iter().find(|q| q.name() == name)
     }
 
-    fn of(self, f: &FeatureReport) -> Option<f64> {
+    /// The feature's value of a per-feature check.
+    pub fn of(self, f: &FeatureReport) -> Option<f64> {
         let q = &f.quality;
         match self {
             QualityCheck::NullRate => q.null_rate,
             QualityCheck::NonFiniteRate => q.non_finite_rate,
+            QualityCheck::TypeErrorRate => q.type_error_rate,
             QualityCheck::OutOfRangeRate => q.out_of_range_rate,
             QualityCheck::NewCategoryRate => q.new_category_rate,
-            QualityCheck::LateRate | QualityCheck::Volume => None,
+            QualityCheck::ConstraintViolationRate => q.constraint_violation_rate,
+            _ => None,
         }
     }
 }
@@ -513,7 +541,7 @@ mod tests {
         let mut profiles = Vec::new();
         for i in 0..3 {
             let name = format!("f{i}");
-            let spec = FeatureSpec { name: name.clone(), kind: FeatureKind::Numerical, edges: vec![] };
+            let spec = FeatureSpec::new(name.clone(), FeatureKind::Numerical, vec![]);
             let mut p = FeatureProfile::new(&spec);
             p.rows = valid[i] + 10;
             p.nulls = 10;
@@ -529,8 +557,10 @@ mod tests {
                 quality: Quality {
                     null_rate: Some(0.0),
                     non_finite_rate: None,
+                    type_error_rate: None,
                     out_of_range_rate: None,
                     new_category_rate: None,
+                    constraint_violation_rate: None,
                 },
             });
         }

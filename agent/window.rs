@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
 
-use crate::decode::Decoded;
+use crate::decode::{Decoded, Issue};
 use crate::frontier::CommitFrontier;
 use crate::profile::{Profile, ProfileError, ProfileSpec};
 
@@ -165,6 +165,10 @@ impl Windows {
                     .map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
                 pane.profile.observe(&self.spec, &taken)?;
             }
+            if let Some(received) = rows.received_ms {
+                let delay_ms: i64 = indices.iter().map(|&i| received - rows.times[i as usize]).sum();
+                pane.profile.events.delay_seconds += delay_ms as f64 / 1000.0;
+            }
             for &i in &indices {
                 let p = rows.positions[i as usize];
                 match pane.holds.iter_mut().find(|(part, _)| *part == p.partition) {
@@ -179,6 +183,31 @@ impl Windows {
                         pane.holds.push((p.partition, p.offset));
                     }
                 }
+            }
+        }
+        // Value and schema problems go to the pane their row went to (late rows went nowhere).
+        for issue in &rows.issues {
+            let (Issue::TypeError { row, .. } | Issue::Schema { row }) = *issue;
+            if late.binary_search(&(row as usize)).is_ok() {
+                continue;
+            }
+            let Some(pane) = self.panes.get_mut(&self.pane_of(rows.times[row as usize])) else {
+                continue;
+            };
+            match *issue {
+                Issue::TypeError { feature, .. } => {
+                    if let Some(f) = pane.profile.features.get_mut(feature as usize) {
+                        f.retype_null_as_error();
+                    }
+                }
+                Issue::Schema { .. } => pane.profile.events.schema_errors += 1,
+            }
+        }
+        // A duplicate counts in the pane its original went to, while that pane is open.
+        for &t in &rows.duplicates {
+            let start = self.pane_of(t);
+            if let Some(pane) = self.panes.get_mut(&start) {
+                pane.profile.events.duplicates += 1;
             }
         }
         Ok(late)
@@ -305,7 +334,7 @@ mod tests {
 
     fn spec() -> ProfileSpec {
         ProfileSpec {
-            features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![] }],
+            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
             bins: 10,
             max_samples: 1000,
             max_categories: 10,
@@ -315,11 +344,11 @@ mod tests {
     fn rows(times: &[i64], first_offset: i64) -> Decoded {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
         let x = Float64Array::from(times.iter().map(|t| *t as f64).collect::<Vec<_>>());
-        Decoded {
-            batch: RecordBatch::try_new(schema, vec![Arc::new(x)]).unwrap(),
-            times: times.to_vec(),
-            positions: (0..times.len() as i64).map(|i| Position { partition: 0, offset: first_offset + i }).collect(),
-        }
+        Decoded::plain(
+            RecordBatch::try_new(schema, vec![Arc::new(x)]).unwrap(),
+            times.to_vec(),
+            (0..times.len() as i64).map(|i| Position { partition: 0, offset: first_offset + i }).collect(),
+        )
     }
 
     fn now() -> Instant {

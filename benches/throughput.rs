@@ -165,17 +165,10 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let setups = rt.block_on(load_models(&cfg)).expect("baseline");
     let spec = &setups[0].baseline.spec;
-    let fields = ModelFields {
-        id: "bench".into(),
-        model_id: cfg.models[0].events.model_id.clone(),
-        timestamp: cfg.models[0].events.timestamp.clone(),
-        timestamp_format: cfg.models[0].events.timestamp_format,
-        features: spec
-            .features
-            .iter()
-            .map(|f| (f.name.clone(), cfg.models[0].events.features.child(&f.name), f.kind))
-            .collect(),
-    };
+    let events = &cfg.models[0].events;
+    let mut fields =
+        ModelFields::new("bench", events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
+    fields.features = spec.features.iter().map(|f| (f.name.clone(), events.features.child(&f.name), f.kind)).collect();
     let mut decoder = TopicDecoder::new(vec![fields], 1 << 20).expect("decoder");
     if only.as_deref() == Some("utf8") {
         let t0 = Instant::now();

@@ -408,7 +408,7 @@ mod tests {
         use datafusion::arrow::array::{Float64Array, RecordBatch};
         use std::sync::Arc;
         let spec = crate::profile::ProfileSpec {
-            features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![] }],
+            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
             bins: 10,
             max_samples: 1 << 20,
             max_categories: 10,
@@ -426,7 +426,7 @@ mod tests {
     }
 
     fn auto_for(kind: FeatureKind, reference: &[f64], current: &[f64]) -> TestKind {
-        let spec = FeatureSpec { name: "x".into(), kind, edges: vec![] };
+        let spec = FeatureSpec::new("x", kind, vec![]);
         let (mut r, mut c) = (numerical_profile(reference), numerical_profile(current));
         if kind == FeatureKind::Categorical {
             for (p, values) in [(&mut r, reference), (&mut c, current)] {

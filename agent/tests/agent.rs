@@ -108,10 +108,15 @@ fn a_window_gives_the_same_report_as_check_on_the_same_events() {
         ))
         .expect("check");
     assert!(checked.drift.detected, "the fixture drifts");
-    // The window adds what only a stream has (late events, volume); the rest is identical.
+    // The window adds what only a stream has (schema, duplicates, lateness, freshness); the
+    // rest is identical.
     let mut window_json: serde_json::Value = serde_json::from_str(&window.to_json()).expect("JSON");
-    let extra = window_json.as_object_mut().expect("object").remove("quality").expect("window quality");
-    assert_eq!(extra, serde_json::json!({"late_rate": 0.0}));
+    let mut extra = window_json.as_object_mut().expect("object").remove("quality").expect("window quality");
+    // The events are from 2026-11-27, read now: their age is the time since then.
+    let freshness = extra.as_object_mut().and_then(|q| q.remove("freshness_seconds")).and_then(|v| v.as_f64());
+    let age = (chrono::Utc::now().timestamp_millis() - T0) as f64 / 1000.0;
+    assert!(freshness.is_some_and(|f| f > age - 3700.0 && f < age), "{freshness:?} vs {age}");
+    assert_eq!(extra, serde_json::json!({"late_rate": 0.0, "schema_error_rate": 0.0, "duplicate_rate": 0.0}));
     let checked_json: serde_json::Value = serde_json::from_str(&checked.to_json()).expect("JSON");
     assert_eq!(window_json, checked_json, "window report = check report, value for value");
 }
@@ -146,10 +151,7 @@ fn bad_events_are_counted_by_reason_and_good_ones_all_kept() {
     let mut events = credit_events("fixtures/credit/current_ok.csv", "credit-risk");
     let bad = [
         ("not_json", "this is not json".to_string()),
-        (
-            "wrong_type",
-            r#"{"model_id":"credit-risk","timestamp":"2026-11-27T00:00:01Z","features":{"age":"old"}}"#.into(),
-        ),
+        ("wrong_type", r#"{"model_id":7,"timestamp":"2026-11-27T00:00:01Z","features":{"age":3}}"#.into()),
         ("missing_field", r#"{"model_id":"credit-risk","features":{"age":3}}"#.into()),
         ("unknown_model", r#"{"model_id":"fraud","timestamp":"2026-11-27T00:00:01Z"}"#.into()),
         ("bad_timestamp", r#"{"model_id":"credit-risk","timestamp":"yesterday"}"#.into()),

@@ -413,7 +413,7 @@ fn bad_events_are_counted_dead_lettered_and_never_stall_a_partition() {
         ("not_json", Vec::new()),
         (
             "wrong_type",
-            br#"{"model_id":"credit-risk","timestamp":"2026-11-27T00:00:01Z","features":{"income":"lots"}}"#.to_vec(),
+            br#"{"model_id":["credit-risk"],"timestamp":"2026-11-27T00:00:01Z","features":{"income":1}}"#.to_vec(),
         ),
         ("missing_field", br#"{"timestamp":"2026-11-27T00:00:01Z","features":{}}"#.to_vec()),
         ("unknown_model", br#"{"model_id":"fraud","timestamp":"2026-11-27T00:00:01Z"}"#.to_vec()),
@@ -440,7 +440,7 @@ fn bad_events_are_counted_dead_lettered_and_never_stall_a_partition() {
         ("_unknown", "too_large", 3.0),
         ("_unknown", "missing_field", 3.0),
         ("_unknown", "unknown_model", 3.0),
-        ("credit-risk", "wrong_type", 3.0),
+        ("_unknown", "wrong_type", 3.0),
         ("credit-risk", "bad_timestamp", 3.0),
     ] {
         let series = format!("driftwatch_events_total{{model=\"{model}\",outcome=\"{reason}\"}}");

@@ -8,3 +8,4 @@ mod golden;
 mod kafka;
 mod performance;
 mod properties;
+mod quality;

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 fn spec() -> ProfileSpec {
     ProfileSpec {
         features: vec![
-            FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![-1.0, 0.0, 2.5] },
-            FeatureSpec { name: "c".into(), kind: FeatureKind::Categorical, edges: vec![] },
+            FeatureSpec::new("x", FeatureKind::Numerical, vec![-1.0, 0.0, 2.5]),
+            FeatureSpec::new("c", FeatureKind::Categorical, vec![]),
         ],
         bins: 4,
         max_samples: 10_000,
@@ -114,11 +114,11 @@ proptest! {
 fn decoded(rows: &[(u32, i64, i64)]) -> driftwatch::decode::Decoded {
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
     let x: ArrayRef = Arc::new(Float64Array::from(rows.iter().map(|r| r.2 as f64).collect::<Vec<_>>()));
-    driftwatch::decode::Decoded {
-        batch: RecordBatch::try_new(schema, vec![x]).expect("batch"),
-        times: rows.iter().map(|r| r.2).collect(),
-        positions: rows.iter().map(|r| driftwatch::decode::Position { partition: r.0, offset: r.1 }).collect(),
-    }
+    driftwatch::decode::Decoded::plain(
+        RecordBatch::try_new(schema, vec![x]).expect("batch"),
+        rows.iter().map(|r| r.2).collect(),
+        rows.iter().map(|r| driftwatch::decode::Position { partition: r.0, offset: r.1 }).collect(),
+    )
 }
 
 proptest! {
@@ -135,7 +135,7 @@ proptest! {
         use driftwatch::window::{WindowSpec, Windows};
         use std::time::{Duration, Instant};
         let spec = ProfileSpec {
-            features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numerical, edges: vec![] }],
+            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
             bins: 10,
             max_samples: 1000,
             max_categories: 10,
