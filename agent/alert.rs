@@ -421,7 +421,7 @@ mod tests {
             warn: None,
             resolve: 0.0,
             detector: Some(DetectorSpec::PageHinkley { min_windows: 5, delta: 0.005, threshold: 0.1 }),
-            ..Rule::for_tests(Target::Performance("accuracy".into()))
+            ..Rule::for_tests(Target::Performance { metric: "accuracy".into(), realised: false })
         };
         let mut book = Book::new(vec![rule]);
         let mut transitions = Vec::new();

@@ -612,7 +612,8 @@ pub struct Report {
     /// Performance metrics: realised from labels, or estimated from scores (CBPE); empty
     /// when no label, score or prediction column is given.
     pub performance: Performance,
-    /// Quality of the whole window (agent only): `late_rate`, `volume`.
+    /// Quality of the whole window (agent only): `schema_error_rate`, `duplicate_rate`,
+    /// `late_rate`, `freshness_seconds`, `volume`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub quality: BTreeMap<String, f64>,
     /// Advice about the input (for example an identifier-like column), for people.
@@ -720,6 +721,30 @@ impl Quality {
 }
 
 impl Report {
+    /// The report of a window whose labels are in: realised performance over `rows`
+    /// labelled predictions, nothing else.
+    pub fn realised(model: &str, reference_rows: u64, labels: &[bool], predicted: &[bool], scores: &[f64]) -> Report {
+        Report {
+            model: model.into(),
+            reference: Rows { rows: reference_rows },
+            current: Rows { rows: labels.len() as u64 },
+            drift: DatasetDrift {
+                detected: false,
+                share: 0.0,
+                drifted_features: 0,
+                total_features: 0,
+                drift_share: 0.0,
+            },
+            features: Vec::new(),
+            performance: Performance::realised(
+                labels.len(),
+                crate::performance::classification(labels, predicted, scores),
+            ),
+            quality: BTreeMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
     /// A report of `features` over 1000 reference and 1000 current rows, nothing drifted
     /// (for tests of what reads reports).
     #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::window::WindowSpec;
 mod alerts;
 mod quality;
 pub use alerts::{DEFAULT_OUTBOX, Notify, RuleSource, Smtp, SmtpTls};
-pub use quality::{ModelQuality, Required};
+pub use quality::{ModelLabels, ModelQuality, Required};
 
 /// The agent file.
 #[derive(Debug, Deserialize)]
@@ -204,6 +204,8 @@ pub struct ModelConfig {
     pub performance: Option<PerformanceConfig>,
     /// Event-level quality checks.
     pub quality: Option<quality::QualityConfig>,
+    /// Ground truth on its own topics.
+    pub labels: Option<quality::LabelsConfig>,
 }
 
 /// `[model.performance]`: estimate classification performance per window without labels.
@@ -234,6 +236,7 @@ pub struct ModelPerformance {
 const MODEL_KEYS: &[&str] = &[
     "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
     "max_samples", "max_categories", "feature", "topics", "events", "window", "rule", "performance", "quality",
+    "labels",
 ];
 
 /// One monitored feature.
@@ -385,6 +388,7 @@ pub struct Model {
     pub rule_sources: Vec<RuleSource>,
     pub performance: Option<ModelPerformance>,
     pub quality: ModelQuality,
+    pub labels: Option<ModelLabels>,
 }
 
 /// Where a model's events keep their fields.
@@ -658,7 +662,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 r.at(rc.name.span(), format!("rule \"{}\" is defined twice in this model", rc.name.get_ref()));
             }
             let (rule, names) = alerts::rule_of(&mut r, rc, &known);
-            if let (crate::rules::Target::Performance(_), None, Some(v)) =
+            if let (crate::rules::Target::Performance { .. }, None, Some(v)) =
                 (&rule.target, &m.performance, &rc.performance)
             {
                 r.at(
@@ -708,6 +712,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         });
         let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
         let quality = quality::quality_of(&mut r, m.quality.as_ref(), &names);
+        let labels = m.labels.as_ref().map(|l| quality::labels_of(&mut r, l, m.performance.is_some()));
         let events = events_of(&mut r, m.events.as_ref());
         let window = window_of(&mut r, m.window.as_ref());
         let mut topics = Vec::new();
@@ -742,6 +747,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             rule_sources,
             performance,
             quality,
+            labels,
         });
     }
     let agent = agent_of(&mut r, raw.agent.as_ref(), base);
@@ -860,6 +866,7 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             ("[[model]]", "rule") => Some((alerts::RULE_KEYS, "[[model.rule]]")),
             ("[[model]]", "performance") => Some((PERFORMANCE_KEYS, "[model.performance]")),
             ("[[model]]", "quality") => Some((quality::QUALITY_KEYS, "[model.quality]")),
+            ("[[model]]", "labels") => Some((quality::LABELS_KEYS, "[model.labels]")),
             ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
             ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
             ("[[model.rule]]" | "[[rule]]", "detector") => Some((alerts::DETECTOR_KEYS, "detector")),
@@ -1303,7 +1310,7 @@ mod tests {
         assert!(m.quality.unknown_fields);
         assert_eq!(m.quality.duplicate_horizon, Some(Duration::from_secs(3600)));
         assert_eq!(m.quality.max_tracked_ids, 5000);
-        assert_eq!(MODEL_KEYS.len(), 19);
+        assert_eq!(MODEL_KEYS.len(), 20);
         assert_eq!(FEATURE_KEYS.len(), 12);
         assert_eq!(quality::QUALITY_KEYS.len(), 4);
     }

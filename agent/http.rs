@@ -65,6 +65,9 @@ pub struct ModelStatus {
     pub events: EventCounts,
     pub windows_closed: u64,
     pub last_window: Option<LastWindow>,
+    /// The last window whose labels are in (models with `[model.labels]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_labelled: Option<LabelledSummary>,
     /// The latest closed windows, newest last (at most [`RECENT_WINDOWS`]).
     pub recent_windows: Vec<WindowSummary>,
     /// Pending and firing alerts after the last evaluated window.
@@ -107,6 +110,16 @@ pub struct EventCounts {
     pub late: u64,
     pub duplicate: u64,
     pub rejected: u64,
+}
+
+/// The last window whose labels are in: its realised performance.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabelledSummary {
+    pub start: String,
+    pub end: String,
+    /// Predictions of the window that met their label.
+    pub labelled: u64,
+    pub performance: crate::check::Performance,
 }
 
 #[derive(Clone, Debug, Serialize)]

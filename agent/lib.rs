@@ -47,6 +47,7 @@ pub mod detect;
 pub mod frontier;
 pub mod http;
 pub mod json;
+pub mod labels;
 pub mod metrics;
 pub mod notify;
 pub mod performance;

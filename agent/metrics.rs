@@ -44,6 +44,9 @@ pub const NAMES: &[&str] = &[
     "driftwatch_notifications_retrying",
     "driftwatch_performance",
     "driftwatch_performance_sampling_error",
+    "driftwatch_labels_total",
+    "driftwatch_labels_pending",
+    "driftwatch_performance_window_end_timestamp_seconds",
 ];
 
 /// The agent's metrics.
@@ -77,6 +80,9 @@ pub struct Metrics {
     pub notifications_retrying: IntGauge,
     pub performance: GaugeVec,
     pub performance_sampling_error: GaugeVec,
+    pub labels: IntCounterVec,
+    pub labels_pending: IntGaugeVec,
+    pub performance_window_end: GaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -235,9 +241,30 @@ impl Metrics {
                 ),
                 &["model", "metric"],
             )?,
+            labels: IntCounterVec::new(
+                opts(
+                    "driftwatch_labels_total",
+                    "Ground truth joined to predictions, by outcome: matched, prediction_expired (no label within the horizon), label_expired (no prediction), evicted (dropped early to bound memory), duplicate_label, invalid_label.",
+                ),
+                &["model", "outcome"],
+            )?,
+            labels_pending: IntGaugeVec::new(
+                opts(
+                    "driftwatch_labels_pending",
+                    "Predictions waiting for their label, and labels waiting for their prediction.",
+                ),
+                &["model", "side"],
+            )?,
+            performance_window_end: GaugeVec::new(
+                opts(
+                    "driftwatch_performance_window_end_timestamp_seconds",
+                    "End of the last window whose realised performance was computed (labels arrive later than predictions).",
+                ),
+                &["model"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 28] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 31] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
             Box::new(m.dead_letters.clone()),
@@ -266,6 +293,9 @@ impl Metrics {
             Box::new(m.notifications_retrying.clone()),
             Box::new(m.performance.clone()),
             Box::new(m.performance_sampling_error.clone()),
+            Box::new(m.labels.clone()),
+            Box::new(m.labels_pending.clone()),
+            Box::new(m.performance_window_end.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
@@ -287,6 +317,13 @@ impl Metrics {
             self.windows.with_label_values(&[model, verdict]);
         }
         self.open_windows.with_label_values(&[model]);
+    }
+
+    /// Label-join counters of a model that reads ground truth, from the start.
+    pub fn register_labels(&self, model: &str) {
+        for outcome in crate::labels::Outcome::ALL {
+            self.labels.with_label_values(&[model, outcome.as_str()]);
+        }
     }
 
     /// Transition counters of a rule, from the start.
@@ -325,8 +362,19 @@ impl Metrics {
                 }
             }
         }
-        let estimated = if report.performance.estimated == Some(true) { "true" } else { "false" };
-        for (name, value) in &report.performance.metrics {
+        self.record_performance(model, &report.performance);
+        for (check, value) in &report.quality {
+            self.quality.with_label_values(&[model, crate::rules::DATASET_FEATURE, check]).set(*value);
+        }
+        self.dataset_drift.with_label_values(&[model, ALL_SLICE]).set(f64::from(u8::from(report.drift.detected)));
+        self.dataset_drift_share.with_label_values(&[model, ALL_SLICE]).set(report.drift.share);
+    }
+
+    /// Publishes performance figures: estimates of a closed window, or the realised values
+    /// of a window whose labels are in.
+    pub fn record_performance(&self, model: &str, performance: &crate::check::Performance) {
+        let estimated = if performance.estimated == Some(true) { "true" } else { "false" };
+        for (name, value) in &performance.metrics {
             match value {
                 Some(v) => self.performance.with_label_values(&[model, name, estimated]).set(*v),
                 None => {
@@ -334,14 +382,9 @@ impl Metrics {
                 }
             }
         }
-        for (name, se) in &report.performance.sampling_error {
+        for (name, se) in &performance.sampling_error {
             self.performance_sampling_error.with_label_values(&[model, name]).set(*se);
         }
-        for (check, value) in &report.quality {
-            self.quality.with_label_values(&[model, crate::rules::DATASET_FEATURE, check]).set(*value);
-        }
-        self.dataset_drift.with_label_values(&[model, ALL_SLICE]).set(f64::from(u8::from(report.drift.detected)));
-        self.dataset_drift_share.with_label_values(&[model, ALL_SLICE]).set(report.drift.share);
     }
 
     /// The text exposition format.

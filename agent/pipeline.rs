@@ -8,19 +8,23 @@
 //! source which offsets may be stored.
 
 use std::collections::{HashMap, HashSet};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Float64Type;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::alert::{Book, Phase};
+use crate::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
 use crate::baseline::Baseline;
 use crate::check::{Performance, Plan, Report, compare};
-use crate::config::Model;
+use crate::config::{Events, Model, ModelLabels};
 use crate::decode::{ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::frontier::CommitFrontier;
-use crate::http::{LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
+use crate::http::{LabelledSummary, LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
+use crate::labels::{LabelJoin, Labelled, parse_label};
 use crate::notify::{Batch, Notice, Queue};
 use crate::performance::Cbpe;
-use crate::profile::ProfileSpec;
+use crate::profile::{FeatureKind, ProfileSpec};
 use crate::rules::Severity;
 use crate::source::Chunk;
 use crate::window::{ClosedWindow, WindowSpec, Windows};
@@ -66,6 +70,17 @@ struct ModelRuntime {
     cbpe: Option<(Cbpe, usize, f64)>,
     /// Late events since the last window closed (for `late_rate`).
     late_since_close: u64,
+    /// Ground truth: the join, the score column and the decision threshold.
+    join: Option<(LabelJoin, String, f64)>,
+    events: Events,
+    labels_config: Option<ModelLabels>,
+}
+
+/// The decoder of one topic and the models reading it (predictions, or labels).
+struct TopicReader {
+    decoder: TopicDecoder,
+    models: Vec<usize>,
+    labels: bool,
 }
 
 /// Decode, window and evaluate; see the module doc. The status document lists the models in
@@ -73,7 +88,7 @@ struct ModelRuntime {
 pub struct Pipeline {
     models: Vec<ModelRuntime>,
     /// Per topic: its decoder and the global index of each of its models.
-    decoders: Vec<(TopicDecoder, Vec<usize>)>,
+    decoders: Vec<TopicReader>,
     partitions: HashMap<(u16, i32), u32>,
     partition_keys: Vec<(u16, i32)>,
     frontier: CommitFrontier,
@@ -85,7 +100,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// `topics[i]` lists the models reading topic `i` (indices into `models`).
+    /// `topics[i]` lists the models reading predictions from topic `i` (indices into
+    /// `models`); label topics follow, numbered from `topics.len()` (see [`Pipeline::read_labels`]).
     pub fn new(
         models: Vec<ModelSetup>,
         topics: &[Vec<usize>],
@@ -95,7 +111,8 @@ impl Pipeline {
         let mut decoders = Vec::new();
         for readers in topics {
             let fields = readers.iter().map(|&i| model_fields(&models[i])).collect();
-            decoders.push((TopicDecoder::new(fields, max_event_bytes)?, readers.clone()));
+            let decoder = TopicDecoder::new(fields, max_event_bytes)?;
+            decoders.push(TopicReader { decoder, models: readers.clone(), labels: false });
         }
         let models = models
             .into_iter()
@@ -116,6 +133,22 @@ impl Pipeline {
                         _ => None,
                     },
                     late_since_close: 0,
+                    join: match (&s.model.labels, &s.model.performance) {
+                        (Some(l), Some(p)) => {
+                            shared.metrics.register_labels(&s.model.id);
+                            let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+                            let join = LabelJoin::new(
+                                ms(l.horizon),
+                                l.max_pending,
+                                ms(s.model.window.size),
+                                ms(s.model.window.slide),
+                            );
+                            Some((join, p.score.clone(), p.threshold))
+                        }
+                        _ => None,
+                    },
+                    events: s.model.events.clone(),
+                    labels_config: s.model.labels.clone(),
                     baseline: s.baseline,
                     plan: s.plan,
                     last_event: None,
@@ -134,6 +167,27 @@ impl Pipeline {
             warned: HashSet::new(),
             notify: None,
         })
+    }
+
+    /// Adds a topic of ground truth for `models` (each with `[model.labels]`); label events
+    /// carry the model id, event id and time at the model's event paths and the label at
+    /// its `field`. The topic's index is the number of topics before it.
+    pub fn read_labels(&mut self, models: Vec<usize>, max_event_bytes: usize) -> Result<(), String> {
+        let mut fields = Vec::new();
+        for &i in &models {
+            let m = &self.models[i];
+            let (Some(labels), events) = (&m.labels_config, &m.events) else {
+                return Err(format!("model \"{}\" has no [model.labels]", m.id));
+            };
+            let mut f =
+                ModelFields::new(&m.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
+            f.features = vec![("label".into(), labels.field.clone(), FeatureKind::Categorical)];
+            f.event_id = Some(events.event_id.clone());
+            fields.push(f);
+        }
+        let decoder = TopicDecoder::new(fields, max_event_bytes)?;
+        self.decoders.push(TopicReader { decoder, models, labels: true });
+        Ok(())
     }
 
     pub fn observe(&mut self, observer: Observer) {
@@ -189,24 +243,34 @@ impl Pipeline {
                 }
             };
             parts.push(part);
-            let Some((decoder, readers)) = self.decoders.get_mut(r.topic as usize) else {
+            let Some(reader) = self.decoders.get_mut(r.topic as usize) else {
                 continue;
             };
             let payload = chunk.payload(r);
-            if let Err(rejected) = decoder.push(payload, r.timestamp, Position { partition: part, offset: r.offset }) {
-                let model = rejected.model.map(|m| readers[m]);
+            let position = Position { partition: part, offset: r.offset };
+            if let Err(rejected) = reader.decoder.push(payload, r.timestamp, position) {
+                let model = rejected.model.map(|m| reader.models[m]);
                 self.reject(model, r.topic, payload, &rejected);
             }
         }
         let shared = self.shared.clone();
         let received_ms = chrono::Utc::now().timestamp_millis();
-        for (decoder, readers) in &mut self.decoders {
-            for (local, &global) in readers.iter().enumerate() {
-                let Some(mut rows) = decoder.flush(local) else {
+        for reader in &mut self.decoders {
+            for (local, &global) in reader.models.iter().enumerate() {
+                let Some(mut rows) = reader.decoder.flush(local) else {
                     continue;
                 };
-                rows.received_ms = Some(received_ms);
                 let m = &mut self.models[global];
+                if reader.labels {
+                    if let Some((join, _, _)) = &mut m.join {
+                        let labels = rows.batch.column(0).as_string::<i32>();
+                        for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
+                            join.label(id, time, labels.is_valid(i).then(|| parse_label(labels.value(i))).flatten());
+                        }
+                    }
+                    continue;
+                }
+                rows.received_ms = Some(received_ms);
                 m.last_event = Some(now);
                 if !rows.duplicates.is_empty() {
                     let n = rows.duplicates.len() as u64;
@@ -219,6 +283,19 @@ impl Pipeline {
                 }
                 match m.windows.insert(&rows, &mut self.frontier, now) {
                     Ok(late) => {
+                        if let Some((join, score, _)) = &mut m.join {
+                            let scores =
+                                rows.batch.column_by_name(score).and_then(|c| c.as_primitive_opt::<Float64Type>());
+                            if let Some(scores) = scores {
+                                let mut late_rows = late.iter().peekable();
+                                for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
+                                    if late_rows.next_if(|&&l| l == i).is_some() {
+                                        continue;
+                                    }
+                                    join.prediction(id, time, scores.is_valid(i).then(|| scores.value(i)));
+                                }
+                            }
+                        }
                         let accepted = rows.times.len() - late.len();
                         shared.metrics.events.with_label_values(&[m.id.as_str(), "accepted"]).inc_by(accepted as u64);
                         if !late.is_empty() {
@@ -244,6 +321,8 @@ impl Pipeline {
             let started = Instant::now();
             let closed = self.models[i].windows.advance(&mut self.frontier, now);
             self.evaluate_all(i, closed, started);
+            let labelled = self.models[i].join.as_mut().map(|(j, _, _)| j.advance()).unwrap_or_default();
+            self.realise_all(i, labelled);
         }
         self.publish();
     }
@@ -278,6 +357,8 @@ impl Pipeline {
             let started = Instant::now();
             let closed = self.models[i].windows.flush(&mut self.frontier);
             self.evaluate_all(i, closed, started);
+            let labelled = self.models[i].join.as_mut().map(|(j, _, _)| j.flush()).unwrap_or_default();
+            self.realise_all(i, labelled);
         }
         self.publish();
     }
@@ -305,8 +386,8 @@ impl Pipeline {
         }
         for &(topic, partition) in assigned {
             let part = self.intern(topic, partition);
-            if let Some((_, readers)) = self.decoders.get(topic as usize) {
-                for &m in readers {
+            if let Some(reader) = self.decoders.get(topic as usize).filter(|r| !r.labels) {
+                for &m in &reader.models {
                     self.models[m].windows.expect_partition(part, now);
                 }
             }
@@ -390,8 +471,10 @@ impl Pipeline {
         };
         m.late_since_close = 0;
         let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
-        let metrics = &self.shared.metrics;
-        let id = m.id.as_str();
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        let id = m.id.clone();
+        let id = id.as_str();
         metrics.window_close.with_label_values(&[id]).observe(close_seconds);
         metrics.window_events.with_label_values(&[id]).set(events as i64);
         metrics.window_end.with_label_values(&[id]).set(window.end as f64 / 1000.0);
@@ -407,48 +490,13 @@ impl Pipeline {
         if let Some(r) = &report {
             metrics.record(r);
         }
-        let mut notices = Vec::new();
-        let mut active = None;
-        let mut changed = false;
-        if let Some(outcome) = alerts {
-            changed = outcome.changed;
-            for a in &outcome.alerts {
-                for severity in Severity::ALL {
-                    let value = if severity == a.severity { a.phase.gauge() } else { 0 };
-                    metrics.alert_state.with_label_values(&[id, &a.rule, &a.feature, severity.as_str()]).set(value);
-                }
+        let (notices, active, changed) = match alerts {
+            Some(outcome) => {
+                let (notices, active, changed) = self.deliver(i, outcome);
+                (notices, Some(active), changed)
             }
-            active = Some(outcome.alerts.into_iter().filter(|a| a.phase != Phase::Inactive).collect::<Vec<_>>());
-            // One batch per recipient list, so a digest never reaches people a rule did not name.
-            let mut batches: Vec<Batch> = Vec::new();
-            for (recipients, notice) in outcome.notices {
-                metrics.alert_transitions.with_label_values(&[id, &notice.rule, notice.transition.as_str()]).inc();
-                tracing::warn!(
-                    model = id,
-                    rule = %notice.rule,
-                    feature = %notice.feature,
-                    severity = notice.severity.as_str(),
-                    transition = notice.transition.as_str(),
-                    value = ?notice.value,
-                    "alert"
-                );
-                notices.push(notice.clone());
-                match batches.iter_mut().find(|b| b.recipients == recipients) {
-                    Some(b) => b.notices.push(notice),
-                    None => batches.push(Batch {
-                        created_ms: chrono::Utc::now().timestamp_millis(),
-                        model: id.to_string(),
-                        recipients,
-                        notices: vec![notice],
-                    }),
-                }
-            }
-            if let Some(q) = &self.notify {
-                for b in &batches {
-                    q.push(b);
-                }
-            }
-        }
+            None => (Vec::new(), None, false),
+        };
         let last = LastWindow {
             start: rfc3339(window.start),
             end: rfc3339(window.end),
@@ -491,7 +539,7 @@ impl Pipeline {
             "window closed"
         );
         let evaluation = Evaluation {
-            model: m.id.clone(),
+            model: id.to_string(),
             start: window.start,
             end: window.end,
             events,
@@ -503,6 +551,119 @@ impl Pipeline {
             self.save_alerts();
         }
         evaluation
+    }
+
+    /// Publishes what the alert book made of a window: alert-state gauges, transition
+    /// counters and logs, and one queued digest per recipient list. Returns the notices, the
+    /// alerts still pending or firing, and whether any state changed.
+    fn deliver(&self, i: usize, outcome: AlertOutcome) -> (Vec<Notice>, Vec<AlertView>, bool) {
+        let metrics = &self.shared.metrics;
+        let id = self.models[i].id.as_str();
+        for a in &outcome.alerts {
+            for severity in Severity::ALL {
+                let value = if severity == a.severity { a.phase.gauge() } else { 0 };
+                metrics.alert_state.with_label_values(&[id, &a.rule, &a.feature, severity.as_str()]).set(value);
+            }
+        }
+        let active: Vec<AlertView> = outcome.alerts.into_iter().filter(|a| a.phase != Phase::Inactive).collect();
+        // One batch per recipient list, so a digest never reaches people a rule did not name.
+        let mut notices = Vec::new();
+        let mut batches: Vec<Batch> = Vec::new();
+        for (recipients, notice) in outcome.notices {
+            metrics.alert_transitions.with_label_values(&[id, &notice.rule, notice.transition.as_str()]).inc();
+            tracing::warn!(
+                model = id,
+                rule = %notice.rule,
+                feature = %notice.feature,
+                severity = notice.severity.as_str(),
+                transition = notice.transition.as_str(),
+                value = ?notice.value,
+                "alert"
+            );
+            notices.push(notice.clone());
+            match batches.iter_mut().find(|b| b.recipients == recipients) {
+                Some(b) => b.notices.push(notice),
+                None => batches.push(Batch {
+                    created_ms: chrono::Utc::now().timestamp_millis(),
+                    model: id.to_string(),
+                    recipients,
+                    notices: vec![notice],
+                }),
+            }
+        }
+        if let Some(q) = &self.notify {
+            for b in &batches {
+                q.push(b);
+            }
+        }
+        (notices, active, outcome.changed)
+    }
+
+    /// Windows whose labels are in: realised performance, exported beside the estimates and
+    /// read by the rules with `value = "realised"`.
+    fn realise_all(&mut self, i: usize, labelled: Vec<Labelled>) {
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        let m = &mut self.models[i];
+        if let Some((join, _, _)) = &mut m.join {
+            for (outcome, n) in join.take_counts() {
+                metrics.labels.with_label_values(&[m.id.as_str(), outcome.as_str()]).inc_by(n);
+            }
+            let (predictions, labels) = join.pending();
+            metrics.labels_pending.with_label_values(&[m.id.as_str(), "predictions"]).set(predictions as i64);
+            metrics.labels_pending.with_label_values(&[m.id.as_str(), "labels"]).set(labels as i64);
+        }
+        for w in labelled {
+            let m = &mut self.models[i];
+            let threshold = m.join.as_ref().map_or(0.5, |(_, _, t)| *t);
+            let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= threshold).collect();
+            let report = Report::realised(&m.id, m.baseline.profile.rows(), &w.labels, &predicted, &w.scores);
+            metrics.record_performance(&m.id, &report.performance);
+            metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
+            tracing::info!(
+                model = %m.id,
+                start = %rfc3339(w.start),
+                end = %rfc3339(w.end),
+                labelled = w.labels.len(),
+                accuracy = ?report.performance.metrics.get("accuracy").copied().flatten(),
+                "window labelled"
+            );
+            let outcome = (!m.alerts.rules().is_empty())
+                .then(|| m.alerts.observe(&report, &[], &m.baseline.profile.features, (w.start, w.end)));
+            let (notices, active, changed) = match outcome {
+                Some(o) => self.deliver(i, o),
+                None => (Vec::new(), Vec::new(), false),
+            };
+            let summary = LabelledSummary {
+                start: rfc3339(w.start),
+                end: rfc3339(w.end),
+                labelled: w.labels.len() as u64,
+                performance: report.performance.clone(),
+            };
+            self.shared.update_status(|s| {
+                if let Some(ms) = s.models.get_mut(i) {
+                    ms.last_labelled = Some(summary);
+                    // Only the alerts read on labels are replaced.
+                    ms.alerts.retain(|a| !active.iter().any(|b| b.rule == a.rule && b.feature == a.feature));
+                    ms.alerts.extend(active);
+                }
+            });
+            let evaluation = Evaluation {
+                model: self.models[i].id.clone(),
+                start: w.start,
+                end: w.end,
+                events: w.labels.len() as u64,
+                report: Some(report),
+                close_seconds: 0.0,
+                notices,
+            };
+            for o in &mut self.observers {
+                o(&evaluation);
+            }
+            if changed {
+                self.save_alerts();
+            }
+        }
     }
 
     fn publish(&self) {

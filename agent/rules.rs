@@ -156,7 +156,12 @@ pub enum Target {
     /// The share of drifted features of the model.
     DriftShare,
     /// A performance metric of the window (estimated without labels, or realised).
-    Performance(String),
+    Performance {
+        metric: String,
+        /// Realised from joined labels (once a window's labels are in) rather than
+        /// estimated (CBPE) when the window closes.
+        realised: bool,
+    },
 }
 
 impl Target {
@@ -166,7 +171,9 @@ impl Target {
             Target::Test { p_value: true, .. } => Direction::Below,
             // Too few events is the failure volume watches.
             Target::Quality(QualityCheck::Volume) => Direction::Below,
-            Target::Performance(m) if !matches!(m.as_str(), "log_loss" | "brier" | "mae" | "rmse" | "mape") => {
+            Target::Performance { metric: m, .. }
+                if !matches!(m.as_str(), "log_loss" | "brier" | "mae" | "rmse" | "mape") =>
+            {
                 Direction::Below
             }
             _ => Direction::Above,
@@ -180,7 +187,8 @@ impl Target {
             Target::Test { test, p_value: false } => format!("{test} statistic"),
             Target::Quality(q) => q.name().to_string(),
             Target::DriftShare => "drift_share".to_string(),
-            Target::Performance(m) => m.clone(),
+            Target::Performance { metric, realised: false } => metric.clone(),
+            Target::Performance { metric, realised: true } => format!("{metric} (realised)"),
         }
     }
 }
@@ -320,8 +328,12 @@ impl Rule {
     /// `current` holds the window's feature profiles in report order (for `min_samples`).
     pub fn read(&self, report: &Report, current: &[FeatureProfile]) -> Vec<Reading> {
         match &self.target {
-            Target::Performance(metric) => {
+            Target::Performance { metric, realised } => {
                 let p = &report.performance;
+                // Estimates come with closed windows, realised values once labels are in.
+                if p.estimated != Some(!realised) {
+                    return Vec::new();
+                }
                 let value = p.metrics.get(metric.as_str()).copied().flatten();
                 let samples = p.rows.unwrap_or(0);
                 let value = value.filter(|_| samples >= self.min_samples && samples > 0);

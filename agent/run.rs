@@ -80,6 +80,24 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
     Ok(setups)
 }
 
+/// Distinct topics in first-seen order, each with the models (indices) that read it.
+fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, Vec<Vec<usize>>) {
+    let mut topics: Vec<String> = Vec::new();
+    let mut readers: Vec<Vec<usize>> = Vec::new();
+    for (i, list) in per_model.enumerate() {
+        for t in list {
+            match topics.iter().position(|x| *x == t) {
+                Some(j) => readers[j].push(i),
+                None => {
+                    topics.push(t);
+                    readers.push(vec![i]);
+                }
+            }
+        }
+    }
+    (topics, readers)
+}
+
 fn sha256_file(path: &Path) -> String {
     match std::fs::read(path) {
         Ok(bytes) => format!("{:x}", Sha256::digest(&bytes)),
@@ -105,26 +123,29 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     };
     let setups = load_models(config).await?;
 
-    // Topics: Kafka reads each model's topics; replay and demo carry every model on one.
-    let (topics, readers): (Vec<String>, Vec<Vec<usize>>) = match (&source, &options.generator) {
+    // Topics: Kafka reads each model's topics, then its label topics; replay and demo carry
+    // every model's predictions on one.
+    let (mut topics, readers, label_readers) = match (&source, &options.generator) {
         (Some(s), None) if matches!(s.kind, SourceKind::Kafka(_)) => {
-            let mut topics: Vec<String> = Vec::new();
-            let mut readers: Vec<Vec<usize>> = Vec::new();
-            for (i, m) in config.models.iter().enumerate() {
-                for t in &m.topics {
-                    match topics.iter().position(|x| x == t) {
-                        Some(j) => readers[j].push(i),
-                        None => {
-                            topics.push(t.clone());
-                            readers.push(vec![i]);
-                        }
-                    }
-                }
+            let predictions = topic_readers(config.models.iter().map(|m| m.topics.clone()));
+            let labels =
+                topic_readers(config.models.iter().map(|m| m.labels.as_ref().map_or(Vec::new(), |l| l.topics.clone())));
+            if let Some(t) = labels.0.iter().find(|t| predictions.0.contains(t)) {
+                return Err(anyhow!(
+                    "{}: topic \"{t}\" carries both predictions and labels; labels need topics of their own",
+                    config.path.display()
+                ));
             }
-            (topics, readers)
+            (predictions.0, predictions.1, labels)
         }
-        _ => (vec![kind.to_string()], vec![(0..config.models.len()).collect()]),
+        _ => {
+            if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
+                tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
+            }
+            (vec![kind.to_string()], vec![(0..config.models.len()).collect()], (Vec::new(), Vec::new()))
+        }
     };
+    topics.extend(label_readers.0.iter().cloned());
 
     let metrics = Metrics::new().context("registering metrics")?;
     let mut status = Status {
@@ -178,6 +199,9 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
 
     let mut pipeline = Pipeline::new(setups, &readers, max_event_bytes, shared.clone())
         .map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    for models in label_readers.1 {
+        pipeline.read_labels(models, max_event_bytes).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    }
     for o in options.observers {
         pipeline.observe(o);
     }

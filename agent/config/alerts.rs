@@ -418,13 +418,27 @@ pub(super) fn rule_of(
             if !known.contains(&metric) {
                 r.at(v.span(), format!("unknown performance metric \"{metric}\"{}", suggestion(metric, &known)));
             }
-            Target::Performance(metric.to_string())
+            let realised = match rc.value.as_ref().map(|x| (x, x.get_ref().as_str())) {
+                None | Some((_, "estimated")) => false,
+                Some((_, "realised")) => true,
+                Some((x, other)) => {
+                    r.at(
+                        x.span(),
+                        format!("unknown value \"{other}\"{}", suggestion(other, &["estimated", "realised"])),
+                    );
+                    false
+                }
+            };
+            Target::Performance { metric: metric.to_string(), realised }
         }
         None => Target::DriftShare,
     };
-    if rc.value.is_some() && rc.test.is_none() {
+    if rc.value.is_some() && rc.test.is_none() && rc.performance.is_none() {
         let span = rc.value.as_ref().map(|v| v.span()).unwrap_or(0..0);
-        r.at(span, "`value` applies to test rules only");
+        r.at(
+            span,
+            "`value` applies to test rules (p_value, statistic) and performance rules (estimated, realised) only",
+        );
     }
 
     // Thresholds and hysteresis.
@@ -432,9 +446,9 @@ pub(super) fn rule_of(
     let p_like = matches!(target, Target::Test { p_value: true, .. });
     let bounded = |m: &str| matches!(m, "accuracy" | "precision" | "recall" | "f1" | "roc_auc" | "brier");
     let unit_range = p_like
-        || matches!(&target, Target::Quality(q) if *q != QualityCheck::Volume)
+        || matches!(&target, Target::Quality(q) if !matches!(q, QualityCheck::Volume | QualityCheck::FreshnessSeconds))
         || matches!(&target, Target::DriftShare)
-        || matches!(&target, Target::Performance(m) if bounded(m));
+        || matches!(&target, Target::Performance { metric, .. } if bounded(metric));
     let mut check = |v: &Option<Spanned<f64>>, what: &str| -> Option<f64> {
         let v = v.as_ref()?;
         let x = *v.get_ref();
@@ -637,7 +651,7 @@ fn selector_of(
         return Selector::All;
     };
     let whole = matches!(target, Target::Quality(q) if q.model_level());
-    if whole || matches!(target, Target::DriftShare | Target::Performance(_)) {
+    if whole || matches!(target, Target::DriftShare | Target::Performance { .. }) {
         r.at(v.span(), "a dataset or performance rule watches the whole model; remove `features`");
         return Selector::All;
     }

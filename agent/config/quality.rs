@@ -168,3 +168,67 @@ pub(super) fn declared_of(r: &mut Reporter, f: &FeatureConfig, kind: Option<Feat
     }
     (d.has_range() || d.has_text_rules()).then_some(d)
 }
+
+/// `[model.labels]`: ground truth arriving on its own topics, joined by event id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsConfig {
+    /// Kafka topics carrying label events (`model_id`, `event_id` and `timestamp` at the
+    /// model's `[model.events]` paths).
+    pub topics: Vec<Spanned<String>>,
+    /// Path of the label (0/1 or true/false) in a label event (default "label").
+    pub field: Option<Spanned<String>>,
+    /// How long (event time) a prediction waits for its label and a label for its
+    /// prediction (default "1h").
+    pub horizon: Option<Spanned<String>>,
+    /// Predictions (and early labels) waiting at most (default 1 000 000).
+    pub max_pending: Option<Spanned<i64>>,
+}
+
+pub const LABELS_KEYS: &[&str] = &["topics", "field", "horizon", "max_pending"];
+
+/// `[model.labels]` after validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelLabels {
+    pub topics: Vec<String>,
+    pub field: crate::decode::FieldPath,
+    pub horizon: Duration,
+    pub max_pending: usize,
+}
+
+pub(super) fn labels_of(r: &mut Reporter, l: &LabelsConfig, has_performance: bool) -> ModelLabels {
+    if l.topics.is_empty() {
+        r.at(l.topics_span(), "`topics` is empty: name the topics that carry this model's labels");
+    }
+    for t in &l.topics {
+        if t.get_ref().trim().is_empty() {
+            r.at(t.span(), "topic names must not be empty");
+        }
+    }
+    if !has_performance {
+        r.at(
+            l.topics_span(),
+            "[model.labels] needs [model.performance] (the score feature and its decision threshold)",
+        );
+    }
+    let field = match &l.field {
+        Some(f) if f.get_ref().is_empty() => {
+            r.at(f.span(), "the path must not be empty");
+            crate::decode::FieldPath::parse("label")
+        }
+        Some(f) => super::path_of(r, f),
+        None => crate::decode::FieldPath::parse("label"),
+    };
+    ModelLabels {
+        topics: l.topics.iter().map(|t| t.get_ref().clone()).collect(),
+        field,
+        horizon: duration_of(r, l.horizon.as_ref(), Duration::from_secs(3600)),
+        max_pending: positive_of(r, &l.max_pending, "max_pending", DEFAULT_MAX_TRACKED_IDS),
+    }
+}
+
+impl LabelsConfig {
+    fn topics_span(&self) -> std::ops::Range<usize> {
+        self.topics.first().map(|t| t.span()).unwrap_or_default()
+    }
+}

@@ -352,3 +352,154 @@ fn page_hinkley_signals_where_river_does() {
     }
     assert!(signals >= 8, "the cases include changes: {signals}");
 }
+
+#[test]
+fn labels_joined_by_event_id_give_realised_metrics_per_window_and_realised_rules_fire() {
+    use driftwatch::http::{Shared, Status};
+    use driftwatch::metrics::Metrics;
+    use driftwatch::pipeline::Pipeline;
+    use driftwatch::source::Chunk;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let reference = labelled_reference(dir.path());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[model]]
+id = "credit-risk"
+baseline = {:?}
+exclude = ["event_id", "label"]
+
+[model.window]
+size = "10m"
+
+[model.performance]
+score = "score"
+label = "label"
+
+[model.labels]
+topics = ["labels"]
+horizon = "5m"
+
+[[model.rule]]
+name = "realised-accuracy"
+performance = "accuracy"
+value = "realised"
+warn = 0.9
+"#,
+            reference.display().to_string()
+        ),
+    )
+    .expect("config");
+    let cfg = driftwatch::config::load(&config).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("baselines");
+    let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
+    let mut pipeline = Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
+    pipeline.read_labels(vec![0], 1 << 20).expect("labels");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));
+
+    // Predictions one second apart; the label of event j arrives with prediction j + 200
+    // (event time: then). Every 60th event is never labelled; in the third window 40 % of
+    // the labels disagree with the prediction.
+    let events = crate::agent::credit_events("fixtures/credit/current_ok.csv", "credit-risk");
+    let scores: Vec<f64> = std::fs::read_to_string(crate::agent::root().join("fixtures/credit/current_ok.csv"))
+        .expect("csv")
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().expect("score").parse().expect("number"))
+        .collect();
+    let unlabelled = |j: usize| j % 60 == 7;
+    let flipped = |j: usize| (1200..1800).contains(&j) && j % 5 < 2;
+    let label_event = |j: usize| {
+        let id = events[j].split("\"event_id\":\"").nth(1).and_then(|s| s.split('"').next()).expect("id");
+        let label = u8::from((scores[j] >= 0.5) != flipped(j));
+        let time = crate::agent::T0 + (j as i64 + 200) * 1000;
+        format!(r#"{{"model_id":"credit-risk","event_id":"{id}","timestamp":{time},"label":{label}}}"#)
+    };
+    let n = events.len();
+    let mut offsets = [0i64; 2];
+    let mut push = |chunk: &mut Chunk, topic: u16, payload: &str| {
+        chunk.push(topic, 0, offsets[topic as usize], None, payload.as_bytes());
+        offsets[topic as usize] += 1;
+    };
+    for step in 0..(n + 200).div_ceil(100) {
+        let mut chunk = Chunk::default();
+        for i in step * 100..(step * 100 + 100).min(n) {
+            push(&mut chunk, 0, &events[i]);
+        }
+        for i in step * 100..step * 100 + 100 {
+            if i >= 200 && i - 200 < n && !unlabelled(i - 200) {
+                push(&mut chunk, 1, &label_event(i - 200));
+            }
+        }
+        if step == 0 {
+            // Labels for predictions that never come.
+            for k in 0..5 {
+                let t = crate::agent::T0 + 100_000;
+                push(
+                    &mut chunk,
+                    1,
+                    &format!(r#"{{"model_id":"credit-risk","event_id":"ghost-{k}","timestamp":{t},"label":1}}"#),
+                );
+            }
+            push(&mut chunk, 1, r#"{"model_id":"credit-risk","event_id":"x","timestamp":1,"label":"maybe"}"#);
+        }
+        pipeline.process(&chunk, std::time::Instant::now());
+    }
+    pipeline.finish();
+    let evaluations = seen.lock().expect("lock").clone();
+    let realised: Vec<_> = evaluations
+        .iter()
+        .filter(|e| e.report.as_ref().is_some_and(|r| r.performance.estimated == Some(false)))
+        .collect();
+    let starts: Vec<i64> = realised.iter().map(|e| (e.start - crate::agent::T0) / 60_000).collect();
+    assert_eq!(starts, vec![0, 10, 20, 30]);
+    for (w, e) in realised.iter().enumerate() {
+        let range = w * 600..((w + 1) * 600).min(n);
+        let labelled: Vec<usize> = range.filter(|&j| !unlabelled(j)).collect();
+        let wrong = labelled.iter().filter(|&&j| flipped(j)).count();
+        let p = &e.report.as_ref().expect("report").performance;
+        assert_eq!(p.rows, Some(labelled.len() as u64), "window {w}");
+        let accuracy = 1.0 - wrong as f64 / labelled.len() as f64;
+        assert_eq!(p.metrics["accuracy"], Some(accuracy), "window {w}");
+        // The same figures scikit-learn-parity code gives on the window's pairs.
+        let labels: Vec<bool> = labelled.iter().map(|&j| (scores[j] >= 0.5) != flipped(j)).collect();
+        let s: Vec<f64> = labelled.iter().map(|&j| scores[j]).collect();
+        let want = performance::classification(&labels, &s.iter().map(|x| *x >= 0.5).collect::<Vec<_>>(), &s);
+        for (name, value) in want {
+            assert_eq!(p.metrics[name], value, "window {w} {name}");
+        }
+    }
+    // The realised rule fires on the third window and resolves on the fourth.
+    let transitions: Vec<(i64, &str)> = realised
+        .iter()
+        .flat_map(|e| e.notices.iter().map(move |n| ((e.start - crate::agent::T0) / 60_000, n.transition.as_str())))
+        .collect();
+    assert_eq!(transitions, vec![(20, "firing"), (30, "resolved")]);
+    // Estimated windows never feed the realised rule.
+    assert!(
+        evaluations.iter().filter(|e| !realised.iter().any(|r| std::ptr::eq(*r, *e))).all(|e| e.notices.is_empty())
+    );
+
+    let metrics = shared.metrics.encode();
+    let matched = (0..n).filter(|&j| !unlabelled(j)).count();
+    // The newest prediction is at 1999 s: what is older than 1699 s and unlabelled expired.
+    let expired = (0..1699).filter(|&j| unlabelled(j)).count();
+    for (outcome, count) in [
+        ("matched", matched),
+        ("prediction_expired", expired),
+        ("label_expired", 5),
+        ("invalid_label", 1),
+        ("evicted", 0),
+    ] {
+        let line = format!(r#"driftwatch_labels_total{{model="credit-risk",outcome="{outcome}"}} {count}"#);
+        assert!(metrics.contains(&line), "missing {line}\n{metrics}");
+    }
+    assert!(metrics.contains(r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk"} 1"#));
+    assert!(metrics.contains(r#"driftwatch_performance{estimated="true",metric="accuracy",model="credit-risk"}"#));
+}
