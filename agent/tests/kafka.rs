@@ -1,7 +1,8 @@
 //! The agent binary against a real Kafka-wire broker (Tansu, started per test on a free
 //! loopback port by `scripts/start-tansu.sh`): routing of two models over three-partition
 //! topics, exact window counts, drift found where it was put, `/metrics`, committed offsets,
-//! a killed agent, bad events with a dead-letter topic, and a broker restart.
+//! a killed agent, bad events with a dead-letter topic, a broker restart, and labels on their
+//! own topic joined to predictions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -509,4 +510,73 @@ fn the_agent_rides_out_a_broker_restart_without_losing_events() {
     let counts: Vec<(i64, u64)> = windows.iter().map(|w| (w.0, w.1)).collect();
     assert_eq!(counts, vec![(0, 300), (1, 300), (2, 300)], "log:\n{}", agent.log());
     assert!(agent.stop().success());
+}
+
+#[test]
+fn labels_on_their_own_topic_give_realised_performance_per_window() {
+    let broker = Broker::start("memory");
+    broker.create_topic("predictions", 3);
+    broker.create_topic("labels", 2);
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = free_port();
+    let reference = super::performance::labelled_reference(dir.path());
+    let model = format!(
+        "[[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\", \"label\"]\ntopics = [\"predictions\"]\n\
+         [model.window]\nsize = \"1m\"\nidle_timeout = \"3s\"\n\
+         [model.performance]\nscore = \"score\"\nlabel = \"label\"\n\
+         [model.labels]\ntopics = [\"labels\"]\nhorizon = \"2m\"\n\
+         [[model.rule]]\nname = \"realised-accuracy\"\nperformance = \"accuracy\"\nvalue = \"realised\"\nwarn = 0.9\n",
+        reference.display().to_string()
+    );
+    let outbox = format!("[notify]\noutbox = {:?}\n", dir.path().join("outbox").display().to_string());
+    let config = agent_config(dir.path(), &broker.addr(), http, "", &(model + &outbox));
+    let agent = Agent::start(&config, http);
+
+    // Minute 0: every label agrees with the prediction; minute 1: every other one does not.
+    let mut predictions = nested(OK, "credit-risk", 0..300, 0);
+    predictions.extend(nested(OK, "credit-risk", 300..600, 1));
+    let mut labels = Vec::new();
+    for (i, p) in predictions.iter().enumerate() {
+        let v: Value = serde_json::from_slice(p).expect("json");
+        let score = v["features"]["score"].as_f64().expect("score");
+        let label = u8::from((score >= 0.5) != (i >= 300 && i % 2 == 0));
+        let time =
+            chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().expect("t")).expect("t").timestamp_millis();
+        let label_event = serde_json::json!({"model_id": "credit-risk", "event_id": v["event_id"], "timestamp": time + 30_000, "label": label});
+        labels.push(("labels", (i % 2) as i32, serde_json::to_vec(&label_event).expect("json")));
+    }
+    produce(&broker.addr(), &spread("predictions", predictions));
+    produce(&broker.addr(), &labels);
+    agent.wait(Duration::from_secs(60), "600 labels matched", |a| {
+        metric(&a.metrics(), r#"driftwatch_labels_total{model="credit-risk",outcome="matched"}"#)
+            .filter(|v| *v == 600.0)
+    });
+    // Predictions of minute 4 move event time past both windows' horizon (end + 2 min).
+    produce(&broker.addr(), &spread("predictions", nested(OK, "credit-risk", 600..650, 4)));
+    let realised = agent.wait(Duration::from_secs(60), "the realised accuracy of minute 1", |a| {
+        let m = a.metrics();
+        let end = metric(&m, r#"driftwatch_performance_window_end_timestamp_seconds{model="credit-risk"}"#)?;
+        (end == (T0 + 120_000) as f64 / 1000.0)
+            .then(|| metric(&m, r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk"}"#))
+            .flatten()
+    });
+    assert_eq!(realised, 0.5);
+    let status = agent.status().expect("status");
+    let last = &status["models"][0]["last_labelled"];
+    assert_eq!(last["labelled"], 300, "{status}");
+    assert_eq!(last["performance"]["estimated"], false);
+    let m = agent.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            r#"driftwatch_alert_state{feature="_all",model="credit-risk",rule="realised-accuracy",severity="warning"}"#
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, r#"driftwatch_labels_total{model="credit-risk",outcome="prediction_expired"}"#), Some(0.0));
+    assert!(agent.stop().success());
+    // Label offsets are committed like any other.
+    let offsets = committed(&broker.addr(), &["labels"]);
+    assert_eq!((offsets[&("labels".to_string(), 0)], offsets[&("labels".to_string(), 1)]), (300, 300), "{offsets:?}");
 }

@@ -228,7 +228,7 @@ fn check_reports_regression_metrics_and_refuses_non_binary_labels() {
 
 /// The credit reference with a label drawn from its score (P(label = 1) = score²: the
 /// scores are overconfident, so calibration matters), deterministic per row.
-fn labelled_reference(dir: &std::path::Path) -> std::path::PathBuf {
+pub fn labelled_reference(dir: &std::path::Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(crate::agent::root().join("fixtures/credit/reference.csv")).expect("csv");
     let mut out = String::new();
     for (i, line) in text.lines().enumerate() {
