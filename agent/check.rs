@@ -79,6 +79,9 @@ pub struct Plan {
     pub performance: Option<PerformanceSpec>,
     /// Declared constraints per feature (attached to the spec by [`Plan::constrain`]).
     pub declared: BTreeMap<String, Arc<Declared>>,
+    /// Derived features: (name, SQL expression), computed on the reference and the current
+    /// data alike.
+    pub derived: Vec<(String, String)>,
 }
 
 /// Classification (0/1 labels, scores, predicted classes) or regression (numbers).
@@ -156,6 +159,7 @@ impl Plan {
             rules: Vec::new(),
             performance: None,
             declared: BTreeMap::new(),
+            derived: Vec::new(),
         }
     }
 
@@ -186,6 +190,11 @@ impl Plan {
         let mut per_feature = BTreeMap::new();
         let mut feature_bins = BTreeMap::new();
         let mut declared = BTreeMap::new();
+        for d in &m.derived {
+            if let Some(k) = d.kind {
+                selection.declared.insert(d.name.clone(), k);
+            }
+        }
         for f in &m.features {
             selection.columns.push(f.name.clone());
             if let Some(k) = f.kind {
@@ -198,6 +207,9 @@ impl Plan {
             if let Some(d) = &f.declared {
                 declared.insert(f.name.clone(), Arc::new(d.clone()));
             }
+        }
+        if !selection.columns.is_empty() {
+            selection.columns.extend(m.derived.iter().map(|d| d.name.clone()));
         }
         Plan {
             model: m.id.clone(),
@@ -215,7 +227,32 @@ impl Plan {
             rules: m.rules.clone(),
             performance: None,
             declared,
+            derived: m.derived.iter().map(|d| (d.name.clone(), d.sql.clone())).collect(),
         }
+    }
+
+    /// The query the reference is read through: the SQL filter, with the derived features
+    /// added as columns.
+    pub fn reference_sql(&self) -> Option<String> {
+        if self.derived.is_empty() {
+            return self.filter.clone();
+        }
+        let inner = self.filter.clone().unwrap_or_else(|| format!("SELECT * FROM {}", crate::baseline::TABLE));
+        Some(format!("SELECT *, {} FROM ({inner}) AS {}", self.derived_columns(), crate::baseline::TABLE))
+    }
+
+    /// The query current data is read through: the derived features added as columns.
+    pub fn current_sql(&self) -> Option<String> {
+        (!self.derived.is_empty())
+            .then(|| format!("SELECT *, {} FROM {}", self.derived_columns(), crate::baseline::TABLE))
+    }
+
+    fn derived_columns(&self) -> String {
+        self.derived
+            .iter()
+            .map(|(name, sql)| format!("({sql}) AS \"{}\"", name.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Attaches the declared constraints to the features of a spec. A constraint of the other
@@ -266,7 +303,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         let (profile, rows) = read_and_profile(current.into(), cur_format, spec, side, plan.clone()).await?;
         (baseline, profile, rows)
     } else {
-        let schema = read_schema(reference, plan.filter.as_deref()).await?;
+        let schema = read_schema(reference, plan.reference_sql().as_deref()).await?;
         let (mut spec, skipped) = Baseline::spec_for(&schema, reference, &plan.selection, plan.build)?;
         plan.constrain(&mut spec);
         notes.extend(
@@ -278,7 +315,7 @@ pub async fn run(reference: &Path, current: &Path, plan: &Plan) -> Result<Report
         let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
         let side = ReferenceColumns { path: reference.into(), columns };
         let reference_side =
-            tokio::spawn(read_reference(reference.into(), ref_format, plan.filter.clone(), spec.clone()));
+            tokio::spawn(read_reference(reference.into(), ref_format, plan.reference_sql(), spec.clone()));
         let current_side = tokio::spawn(read_and_profile(current.into(), cur_format, spec.clone(), side, plan.clone()));
         let reference_profile = join(reference_side).await?;
         let (profile, rows) = join(current_side).await?;
@@ -447,10 +484,10 @@ pub async fn load_baseline(path: &Path, plan: &Plan) -> Result<Baseline, CheckEr
         plan.constrain(&mut baseline.spec);
         return Ok(baseline);
     }
-    let schema = read_schema(path, plan.filter.as_deref()).await?;
+    let schema = read_schema(path, plan.reference_sql().as_deref()).await?;
     let (mut spec, _) = Baseline::spec_for(&schema, path, &plan.selection, plan.build)?;
     plan.constrain(&mut spec);
-    let profile = read_reference(path.into(), format, plan.filter.clone(), Arc::new(spec.clone())).await?;
+    let profile = read_reference(path.into(), format, plan.reference_sql(), Arc::new(spec.clone())).await?;
     Ok(Baseline::from_profile(spec, profile, path, &plan.feature_bins))
 }
 
@@ -489,7 +526,8 @@ async fn read_and_profile(
 ) -> Result<(Profile, u64), CheckError> {
     let started = std::time::Instant::now();
     let validate = |schema: &Schema| check_columns(&spec, &reference, &path, schema, &plan);
-    let (profile, rows) = profile_file(&path, format, None, &spec, validate).await?;
+    let sql = plan.current_sql();
+    let (profile, rows) = profile_file(&path, format, sql.as_deref(), &spec, validate).await?;
     tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "current profiled");
     if rows == 0 {
         return Err(CheckError::EmptyCurrent { path });

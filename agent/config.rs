@@ -27,8 +27,10 @@ use crate::window::WindowSpec;
 
 mod alerts;
 mod quality;
+mod segments;
 pub use alerts::{DEFAULT_OUTBOX, Notify, RuleSource, Smtp, SmtpTls};
 pub use quality::{ModelLabels, ModelQuality, Required};
+pub use segments::{DerivedFeature, MAX_SEGMENT_VALUES, Segment, SegmentBy};
 
 /// The agent file.
 #[derive(Debug, Deserialize)]
@@ -206,6 +208,12 @@ pub struct ModelConfig {
     pub quality: Option<quality::QualityConfig>,
     /// Ground truth on its own topics.
     pub labels: Option<quality::LabelsConfig>,
+    /// Features computed by SQL expressions.
+    #[serde(default)]
+    pub derived: Vec<segments::DerivedConfig>,
+    /// Slices of the traffic monitored on their own.
+    #[serde(default)]
+    pub segment: Vec<segments::SegmentConfig>,
 }
 
 /// `[model.performance]`: estimate classification performance per window without labels.
@@ -236,7 +244,7 @@ pub struct ModelPerformance {
 const MODEL_KEYS: &[&str] = &[
     "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
     "max_samples", "max_categories", "feature", "topics", "events", "window", "rule", "performance", "quality",
-    "labels",
+    "labels", "derived", "segment",
 ];
 
 /// One monitored feature.
@@ -389,6 +397,8 @@ pub struct Model {
     pub performance: Option<ModelPerformance>,
     pub quality: ModelQuality,
     pub labels: Option<ModelLabels>,
+    pub derived: Vec<DerivedFeature>,
+    pub segments: Vec<Segment>,
 }
 
 /// Where a model's events keep their fields.
@@ -713,6 +723,12 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
         let quality = quality::quality_of(&mut r, m.quality.as_ref(), &names);
         let labels = m.labels.as_ref().map(|l| quality::labels_of(&mut r, l, m.performance.is_some()));
+        let derived = segments::derived_of(&mut r, &m.derived, &names);
+        let mut with_derived = names.clone();
+        if !names.is_empty() {
+            with_derived.extend(derived.iter().map(|d| d.name.clone()));
+        }
+        let segments = segments::segments_of(&mut r, &m.segment, &with_derived);
         let events = events_of(&mut r, m.events.as_ref());
         let window = window_of(&mut r, m.window.as_ref());
         let mut topics = Vec::new();
@@ -748,6 +764,8 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             performance,
             quality,
             labels,
+            derived,
+            segments,
         });
     }
     let agent = agent_of(&mut r, raw.agent.as_ref(), base);
@@ -867,6 +885,8 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             ("[[model]]", "performance") => Some((PERFORMANCE_KEYS, "[model.performance]")),
             ("[[model]]", "quality") => Some((quality::QUALITY_KEYS, "[model.quality]")),
             ("[[model]]", "labels") => Some((quality::LABELS_KEYS, "[model.labels]")),
+            ("[[model]]", "derived") => Some((segments::DERIVED_KEYS, "[[model.derived]]")),
+            ("[[model]]", "segment") => Some((segments::SEGMENT_KEYS, "[[model.segment]]")),
             ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
             ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
             ("[[model.rule]]" | "[[rule]]", "detector") => Some((alerts::DETECTOR_KEYS, "detector")),
@@ -1310,7 +1330,7 @@ mod tests {
         assert!(m.quality.unknown_fields);
         assert_eq!(m.quality.duplicate_horizon, Some(Duration::from_secs(3600)));
         assert_eq!(m.quality.max_tracked_ids, 5000);
-        assert_eq!(MODEL_KEYS.len(), 20);
+        assert_eq!(MODEL_KEYS.len(), 22);
         assert_eq!(FEATURE_KEYS.len(), 12);
         assert_eq!(quality::QUALITY_KEYS.len(), 4);
     }

@@ -43,6 +43,7 @@ pub mod check;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod derive;
 pub mod detect;
 pub mod frontier;
 pub mod http;

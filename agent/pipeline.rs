@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Float64Type;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +18,8 @@ use crate::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
 use crate::baseline::Baseline;
 use crate::check::{Performance, Plan, Report, compare};
 use crate::config::{Events, Model, ModelLabels};
-use crate::decode::{ModelFields, Position, Reason, Rejected, TopicDecoder};
+use crate::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
+use crate::derive::Derive;
 use crate::frontier::CommitFrontier;
 use crate::http::{LabelledSummary, LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
 use crate::labels::{LabelJoin, Labelled, parse_label};
@@ -74,6 +75,10 @@ struct ModelRuntime {
     join: Option<(LabelJoin, String, f64)>,
     events: Events,
     labels_config: Option<ModelLabels>,
+    /// Derived features, appended to every decoded batch.
+    derive: Derive,
+    /// A derived feature failed on a batch (warned once; its values are null).
+    derive_failed: bool,
 }
 
 /// The decoder of one topic and the models reading it (predictions, or labels).
@@ -114,9 +119,14 @@ impl Pipeline {
             let decoder = TopicDecoder::new(fields, max_event_bytes)?;
             decoders.push(TopicReader { decoder, models: readers.clone(), labels: false });
         }
+        let mut derives = Vec::new();
+        for s in &models {
+            derives.push(derive_of(s)?);
+        }
         let models = models
             .into_iter()
-            .map(|s| {
+            .zip(derives)
+            .map(|(s, derive)| {
                 shared.metrics.register_model(&s.model.id);
                 for rule in &s.model.rules {
                     shared.metrics.register_rule(&s.model.id, &rule.name);
@@ -147,6 +157,8 @@ impl Pipeline {
                         }
                         _ => None,
                     },
+                    derive,
+                    derive_failed: false,
                     events: s.model.events.clone(),
                     labels_config: s.model.labels.clone(),
                     baseline: s.baseline,
@@ -271,6 +283,20 @@ impl Pipeline {
                     continue;
                 }
                 rows.received_ms = Some(received_ms);
+                if !m.derive.is_empty() {
+                    rows.batch = match m.derive.apply(&rows.batch) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            if !m.derive_failed {
+                                tracing::warn!(model = %m.id, "{e}; its values are null in this batch (further failures at debug)");
+                                m.derive_failed = true;
+                            } else {
+                                tracing::debug!(model = %m.id, "{e}");
+                            }
+                            m.derive.nulls(&rows.batch)
+                        }
+                    };
+                }
                 m.last_event = Some(now);
                 if !rows.duplicates.is_empty() {
                     let n = rows.duplicates.len() as u64;
@@ -703,14 +729,41 @@ fn window_spec(s: &ModelSetup) -> ProfileSpec {
     spec
 }
 
-/// What a model reads from its events: the baseline's features at their configured paths.
+/// The derived features of a model, compiled against its decoded batches.
+fn derive_of(s: &ModelSetup) -> Result<Derive, String> {
+    let fields = model_fields(s);
+    let schema = Schema::new(
+        fields.features.iter().map(|(name, _, kind)| Field::new(name, kind_type(*kind), true)).collect::<Vec<_>>(),
+    );
+    let defs: Vec<(String, String, DataType)> = s
+        .model
+        .derived
+        .iter()
+        .filter_map(|d| {
+            let spec = s.baseline.spec.features.iter().find(|f| f.name == d.name)?;
+            Some((d.name.clone(), d.sql.clone(), kind_type(spec.kind)))
+        })
+        .collect();
+    Derive::new(&defs, &schema).map_err(|e| format!("model \"{}\": {e}", s.model.id))
+}
+
+fn kind_type(kind: FeatureKind) -> DataType {
+    match kind {
+        FeatureKind::Numerical => DataType::Float64,
+        FeatureKind::Categorical => DataType::Utf8,
+    }
+}
+
+/// What a model reads from its events: the baseline's features at their configured paths
+/// (derived features are computed, not read).
 fn model_fields(s: &ModelSetup) -> ModelFields {
     let events = &s.model.events;
-    let features = s
+    let features: Vec<(String, FieldPath, FeatureKind)> = s
         .baseline
         .spec
         .features
         .iter()
+        .filter(|f| !s.model.derived.iter().any(|d| d.name == f.name))
         .map(|f| {
             let path = s
                 .model
@@ -725,7 +778,7 @@ fn model_fields(s: &ModelSetup) -> ModelFields {
     let quality = &s.model.quality;
     let mut fields =
         ModelFields::new(&s.model.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
-    fields.required = s.baseline.spec.features.iter().map(|f| quality.required.contains(&f.name)).collect();
+    fields.required = features.iter().map(|(name, _, _)| quality.required.contains(name)).collect();
     fields.features = features;
     fields.known_fields = quality.unknown_fields.then(|| events.features.clone());
     fields.also_known = s.model.exclude.iter().map(|(name, _)| events.features.child(name)).collect();

@@ -196,7 +196,10 @@ impl Windows {
             };
             match *issue {
                 Issue::TypeError { feature, .. } => {
-                    if let Some(f) = pane.profile.features.get_mut(feature as usize) {
+                    // `feature` is the batch column; the spec may order (and derive) others.
+                    let name = rows.batch.schema_ref().field(feature as usize).name();
+                    let at = self.spec.features.iter().position(|f| f.name == *name);
+                    if let Some(f) = at.and_then(|i| pane.profile.features.get_mut(i)) {
                         f.retype_null_as_error();
                     }
                 }

@@ -9,3 +9,4 @@ mod kafka;
 mod performance;
 mod properties;
 mod quality;
+mod segments;
