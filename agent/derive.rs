@@ -1,6 +1,7 @@
 //! SQL expressions on live batches: derived features and segment predicates, parsed and
 //! planned by DataFusion once (at start-up) into physical expressions, then evaluated on
-//! every decoded `RecordBatch` without a query engine in the way.
+//! every decoded `RecordBatch` without a query engine in the way. [`Slicer`] splits a
+//! batch's rows into the model's segment slices.
 
 use std::sync::Arc;
 
@@ -79,6 +80,11 @@ impl Derive {
         self.columns.is_empty()
     }
 
+    /// The schema of the batches [`Derive::apply`] gives.
+    pub fn schema(&self) -> &Schema {
+        &self.output
+    }
+
     /// The batch with the derived columns appended as nulls (when evaluating failed).
     pub fn nulls(&self, batch: &RecordBatch) -> RecordBatch {
         let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
@@ -101,6 +107,73 @@ impl Derive {
         }
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         RecordBatch::try_new_with_options(self.output.clone(), arrays, &options).map_err(|e| e.to_string())
+    }
+}
+
+/// One segment dimension, ready to split batches.
+pub enum Dimension {
+    /// A slice per value (`name=value`), then `name=__other__` for every other value and
+    /// for nulls.
+    Column { name: String, column: String, values: Vec<String> },
+    /// One slice (`name`): the rows where the predicate holds.
+    Predicate { name: String, predicate: Compiled },
+}
+
+impl Dimension {
+    fn slice_names(&self) -> Vec<String> {
+        match self {
+            Dimension::Column { name, values, .. } => values
+                .iter()
+                .map(|v| format!("{name}={v}"))
+                .chain([format!("{name}={}", crate::profile::OTHER_CATEGORY)])
+                .collect(),
+            Dimension::Predicate { name, .. } => vec![name.clone()],
+        }
+    }
+}
+
+/// Splits batches into segment slices; slice `k` is `names()[k]`.
+pub struct Slicer {
+    dimensions: Vec<Dimension>,
+    names: Vec<String>,
+}
+
+impl Slicer {
+    pub fn new(dimensions: Vec<Dimension>) -> Slicer {
+        let names = dimensions.iter().flat_map(Dimension::slice_names).collect();
+        Slicer { dimensions, names }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The rows of each slice (a row is in one slice of each column dimension, and in a
+    /// predicate's slice when it holds).
+    pub fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, String> {
+        let mut out = vec![Vec::new(); self.names.len()];
+        let mut first = 0;
+        for d in &self.dimensions {
+            match d {
+                Dimension::Column { column, values, .. } => {
+                    let array = batch.column_by_name(column).ok_or(format!("no column \"{column}\""))?;
+                    let text = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+                    let text =
+                        text.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().ok_or("not text")?;
+                    for (row, v) in text.iter().enumerate() {
+                        let k = v.and_then(|v| values.iter().position(|x| x == v)).unwrap_or(values.len());
+                        out[first + k].push(row as u32);
+                    }
+                    first += values.len() + 1;
+                }
+                Dimension::Predicate { predicate, .. } => {
+                    let mask = predicate.mask(batch)?;
+                    out[first].extend((0..batch.num_rows()).filter(|&i| mask.value(i)).map(|i| i as u32));
+                    first += 1;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -146,6 +219,15 @@ mod tests {
         assert_eq!((region.value(0), region.value(2)), ("eu", "other"));
         let p = Compiled::new("income > 60 AND country = 'DE'", b.schema_ref()).unwrap();
         assert_eq!(p.mask(&b).unwrap(), BooleanArray::from(vec![true, false, false]));
+        let slicer = Slicer::new(vec![
+            Dimension::Column { name: "country".into(), column: "country".into(), values: vec!["FR".into()] },
+            Dimension::Predicate {
+                name: "rich".into(),
+                predicate: Compiled::new("income >= 100", b.schema_ref()).unwrap(),
+            },
+        ]);
+        assert_eq!(slicer.names(), ["country=FR", "country=__other__", "rich"]);
+        assert_eq!(slicer.split(&b).unwrap(), vec![vec![1], vec![0, 2], vec![0]]);
         let err = Compiled::new("incme > 1", b.schema_ref()).unwrap_err();
         assert!(err.contains("incme"), "{err}");
     }

@@ -112,6 +112,16 @@ pub struct EventCounts {
     pub rejected: u64,
 }
 
+/// A closed window's verdict on one segment slice.
+#[derive(Clone, Debug, Serialize)]
+pub struct SliceSummary {
+    pub slice: String,
+    pub events: u64,
+    pub drift: bool,
+    pub drift_share: f64,
+    pub drifted_features: Vec<String>,
+}
+
 /// The last window whose labels are in: its realised performance.
 #[derive(Clone, Debug, Serialize)]
 pub struct LabelledSummary {
@@ -132,6 +142,9 @@ pub struct LastWindow {
     pub close_seconds: f64,
     /// The same document as `driftwatch check --format json` (absent for insufficient data).
     pub report: Option<Report>,
+    /// The verdict on each segment slice (its full figures are on `/metrics`, `slice` label).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<SliceSummary>,
 }
 
 /// Epoch milliseconds as RFC 3339 (UTC, milliseconds).

@@ -146,7 +146,7 @@ impl Metrics {
                     "driftwatch_quality_ratio",
                     "Data-quality ratios of the last closed window: null_rate, non_finite_rate, out_of_range_rate, new_category_rate.",
                 ),
-                &["model", "feature", "check"],
+                &["model", "feature", "check", "slice"],
             )?,
             window_events: IntGaugeVec::new(
                 opts("driftwatch_window_events", "Events in the last closed window."),
@@ -232,14 +232,14 @@ impl Metrics {
                     "driftwatch_performance",
                     "Model performance of the last window: realised (estimated=\"false\") or estimated without labels from the scores (estimated=\"true\", CBPE). No series without [model.performance].",
                 ),
-                &["model", "metric", "estimated"],
+                &["model", "metric", "estimated", "slice"],
             )?,
             performance_sampling_error: GaugeVec::new(
                 opts(
                     "driftwatch_performance_sampling_error",
                     "Standard error of the last window's performance estimate; the band is ±3 of it.",
                 ),
-                &["model", "metric"],
+                &["model", "metric", "slice"],
             )?,
             labels: IntCounterVec::new(
                 opts(
@@ -335,11 +335,16 @@ impl Metrics {
 
     /// Publishes the verdict of a closed window.
     pub fn record(&self, report: &Report) {
+        self.record_slice(report, ALL_SLICE);
+    }
+
+    /// Publishes the verdict of a closed window on one segment slice (`all`: the whole).
+    pub fn record_slice(&self, report: &Report, slice: &str) {
         let model = report.model.as_str();
         for f in &report.features {
             let name = f.name.as_str();
             for t in &f.tests {
-                let labels = [model, name, t.test.name(), ALL_SLICE];
+                let labels = [model, name, t.test.name(), slice];
                 match t.statistic {
                     Some(s) => self.drift_statistic.with_label_values(&labels).set(s),
                     None => {
@@ -355,35 +360,35 @@ impl Metrics {
                 self.drift_threshold.with_label_values(&labels).set(t.threshold);
                 self.drift_detected.with_label_values(&labels).set(f64::from(u8::from(t.drift)));
             }
-            self.feature_drift.with_label_values(&[model, name, ALL_SLICE]).set(f64::from(u8::from(f.drift)));
+            self.feature_drift.with_label_values(&[model, name, slice]).set(f64::from(u8::from(f.drift)));
             for check in crate::rules::QualityCheck::ALL.into_iter().filter(|c| !c.model_level()) {
                 if let Some(v) = check.of(f) {
-                    self.quality.with_label_values(&[model, name, check.name()]).set(v);
+                    self.quality.with_label_values(&[model, name, check.name(), slice]).set(v);
                 }
             }
         }
-        self.record_performance(model, &report.performance);
+        self.record_performance(model, &report.performance, slice);
         for (check, value) in &report.quality {
-            self.quality.with_label_values(&[model, crate::rules::DATASET_FEATURE, check]).set(*value);
+            self.quality.with_label_values(&[model, crate::rules::DATASET_FEATURE, check, slice]).set(*value);
         }
-        self.dataset_drift.with_label_values(&[model, ALL_SLICE]).set(f64::from(u8::from(report.drift.detected)));
-        self.dataset_drift_share.with_label_values(&[model, ALL_SLICE]).set(report.drift.share);
+        self.dataset_drift.with_label_values(&[model, slice]).set(f64::from(u8::from(report.drift.detected)));
+        self.dataset_drift_share.with_label_values(&[model, slice]).set(report.drift.share);
     }
 
     /// Publishes performance figures: estimates of a closed window, or the realised values
     /// of a window whose labels are in.
-    pub fn record_performance(&self, model: &str, performance: &crate::check::Performance) {
+    pub fn record_performance(&self, model: &str, performance: &crate::check::Performance, slice: &str) {
         let estimated = if performance.estimated == Some(true) { "true" } else { "false" };
         for (name, value) in &performance.metrics {
             match value {
-                Some(v) => self.performance.with_label_values(&[model, name, estimated]).set(*v),
+                Some(v) => self.performance.with_label_values(&[model, name, estimated, slice]).set(*v),
                 None => {
-                    let _ = self.performance.remove_label_values(&[model, name, estimated]);
+                    let _ = self.performance.remove_label_values(&[model, name, estimated, slice]);
                 }
             }
         }
         for (name, se) in &performance.sampling_error {
-            self.performance_sampling_error.with_label_values(&[model, name]).set(*se);
+            self.performance_sampling_error.with_label_values(&[model, name, slice]).set(*se);
         }
     }
 

@@ -19,9 +19,9 @@ use crate::baseline::Baseline;
 use crate::check::{Performance, Plan, Report, compare};
 use crate::config::{Events, Model, ModelLabels};
 use crate::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
-use crate::derive::Derive;
+use crate::derive::{Compiled, Derive, Dimension, Slicer};
 use crate::frontier::CommitFrontier;
-use crate::http::{LabelledSummary, LastWindow, RECENT_WINDOWS, Shared, WindowSummary, rfc3339};
+use crate::http::{LabelledSummary, LastWindow, RECENT_WINDOWS, Shared, SliceSummary, WindowSummary, rfc3339};
 use crate::labels::{LabelJoin, Labelled, parse_label};
 use crate::notify::{Batch, Notice, Queue};
 use crate::performance::Cbpe;
@@ -37,6 +37,18 @@ pub struct ModelSetup {
     pub plan: Plan,
     /// Label-free performance estimation, fitted on the baseline's scores and labels.
     pub cbpe: Option<Cbpe>,
+    /// Per `[[model.segment]]`: the values a column segment keeps apart (empty for
+    /// predicates).
+    pub segment_values: Vec<Vec<String>>,
+    /// One reference per segment slice, in [`Slicer`] order (`None`: the slice had no
+    /// reference rows, so it is not compared).
+    pub slices: Vec<SliceSetup>,
+}
+
+/// A segment slice and its reference.
+pub struct SliceSetup {
+    pub name: String,
+    pub baseline: Option<Baseline>,
 }
 
 /// The verdict on a closed window.
@@ -51,6 +63,8 @@ pub struct Evaluation {
     pub close_seconds: f64,
     /// Alert transitions of this window (already queued for delivery).
     pub notices: Vec<Notice>,
+    /// The window's report on each segment slice that had enough events and a reference.
+    pub slices: Vec<(String, Report)>,
 }
 
 /// Receives every evaluation (logs, the demo's terminal summary, tests).
@@ -79,6 +93,8 @@ struct ModelRuntime {
     derive: Derive,
     /// A derived feature failed on a batch (warned once; its values are null).
     derive_failed: bool,
+    /// Segment slices (in the windows' slice order) and their references.
+    slices: Vec<SliceSetup>,
 }
 
 /// The decoder of one topic and the models reading it (predictions, or labels).
@@ -120,20 +136,33 @@ impl Pipeline {
             decoders.push(TopicReader { decoder, models: readers.clone(), labels: false });
         }
         let mut derives = Vec::new();
+        let mut slicers = Vec::new();
         for s in &models {
-            derives.push(derive_of(s)?);
+            let derive = derive_of(s)?;
+            slicers.push(slicer_of(s, derive.schema())?);
+            derives.push(derive);
         }
         let models = models
             .into_iter()
             .zip(derives)
-            .map(|(s, derive)| {
+            .zip(slicers)
+            .map(|((s, derive), slicer)| {
                 shared.metrics.register_model(&s.model.id);
                 for rule in &s.model.rules {
                     shared.metrics.register_rule(&s.model.id, &rule.name);
                 }
+                let mut windows = Windows::new(&s.model.window, window_spec(&s.baseline.spec, &s.plan));
+                if let Some(slicer) = slicer {
+                    let specs = s
+                        .slices
+                        .iter()
+                        .map(|x| window_spec(&x.baseline.as_ref().unwrap_or(&s.baseline).spec, &s.plan))
+                        .collect();
+                    windows = windows.with_slices(Arc::new(slicer), specs);
+                }
                 ModelRuntime {
                     id: s.model.id.clone(),
-                    windows: Windows::new(&s.model.window, window_spec(&s)),
+                    windows,
                     spec: s.model.window.clone(),
                     alerts: Book::new(s.model.rules.clone()),
                     cbpe: match (s.cbpe, &s.model.performance) {
@@ -159,6 +188,7 @@ impl Pipeline {
                     },
                     derive,
                     derive_failed: false,
+                    slices: s.slices,
                     events: s.model.events.clone(),
                     labels_config: s.model.labels.clone(),
                     baseline: s.baseline,
@@ -496,6 +526,20 @@ impl Pipeline {
             Some(report)
         };
         m.late_since_close = 0;
+        let mut slices = Vec::new();
+        for (slice, mut profile) in m.slices.iter_mut().zip(window.slices) {
+            let n = profile.rows();
+            let Some(reference) = slice.baseline.as_mut().filter(|_| n > 0 && n >= m.spec.min_events) else {
+                continue;
+            };
+            let mut report = compare(reference, &mut profile.features, n, &m.plan);
+            if let Some((cbpe, score, threshold)) = &m.cbpe {
+                let scores = profile.features[*score].sample.sorted();
+                let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
+                report.performance = Performance::estimated(cbpe, scores, &predicted);
+            }
+            slices.push((slice.name.clone(), report));
+        }
         let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
@@ -516,6 +560,9 @@ impl Pipeline {
         if let Some(r) = &report {
             metrics.record(r);
         }
+        for (slice, r) in &slices {
+            metrics.record_slice(r, slice);
+        }
         let (notices, active, changed) = match alerts {
             Some(outcome) => {
                 let (notices, active, changed) = self.deliver(i, outcome);
@@ -530,6 +577,16 @@ impl Pipeline {
             verdict,
             close_seconds,
             report: report.clone(),
+            slices: slices
+                .iter()
+                .map(|(name, r)| SliceSummary {
+                    slice: name.clone(),
+                    events: r.current.rows,
+                    drift: r.drift.detected,
+                    drift_share: r.drift.share,
+                    drifted_features: r.features.iter().filter(|f| f.drift).map(|f| f.name.clone()).collect(),
+                })
+                .collect(),
         };
         let summary = WindowSummary {
             start: last.start.clone(),
@@ -572,6 +629,7 @@ impl Pipeline {
             report,
             close_seconds,
             notices,
+            slices,
         };
         if changed {
             self.save_alerts();
@@ -644,7 +702,7 @@ impl Pipeline {
             let threshold = m.join.as_ref().map_or(0.5, |(_, _, t)| *t);
             let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= threshold).collect();
             let report = Report::realised(&m.id, m.baseline.profile.rows(), &w.labels, &predicted, &w.scores);
-            metrics.record_performance(&m.id, &report.performance);
+            metrics.record_performance(&m.id, &report.performance, crate::metrics::ALL_SLICE);
             metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
             tracing::info!(
                 model = %m.id,
@@ -682,6 +740,7 @@ impl Pipeline {
                 report: Some(report),
                 close_seconds: 0.0,
                 notices,
+                slices: Vec::new(),
             };
             for o in &mut self.observers {
                 o(&evaluation);
@@ -714,11 +773,11 @@ impl Pipeline {
 /// The spec windows are profiled with: the baseline's, less the bin edges of numerical
 /// features that no binned test reads (their histograms would cost every event a bin search
 /// and never be used; a binned test on such a feature would still bin the sorted sample).
-fn window_spec(s: &ModelSetup) -> ProfileSpec {
+fn window_spec(baseline: &ProfileSpec, plan: &Plan) -> ProfileSpec {
     use crate::stats::{TestChoice, TestKind::*};
-    let mut spec = s.baseline.spec.clone();
+    let mut spec = baseline.clone();
     for f in &mut spec.features {
-        let (tests, _) = s.plan.tests_for(f);
+        let (tests, _) = plan.tests_for(f);
         let binned = tests
             .iter()
             .any(|t| matches!(t, TestChoice::Test(Psi | Kl | Hellinger | JensenShannon | ChiSquare | Tvd | ZTest)));
@@ -727,6 +786,33 @@ fn window_spec(s: &ModelSetup) -> ProfileSpec {
         }
     }
     spec
+}
+
+/// The segment slicer of a model (`None` without segments), its predicates compiled
+/// against the batches the windows see (`schema`: decoded plus derived features).
+fn slicer_of(s: &ModelSetup, schema: &Schema) -> Result<Option<Slicer>, String> {
+    use crate::config::SegmentBy;
+    if s.model.segments.is_empty() {
+        return Ok(None);
+    }
+    let mut dimensions = Vec::new();
+    for (segment, values) in s.model.segments.iter().zip(&s.segment_values) {
+        dimensions.push(match &segment.by {
+            SegmentBy::Column { column, .. } => {
+                Dimension::Column { name: segment.name.clone(), column: column.clone(), values: values.clone() }
+            }
+            SegmentBy::Predicate(sql) => Dimension::Predicate {
+                name: segment.name.clone(),
+                predicate: Compiled::new(sql, schema)
+                    .map_err(|e| format!("model \"{}\": segment \"{}\" where {sql}: {e}", s.model.id, segment.name))?,
+            },
+        });
+    }
+    let slicer = Slicer::new(dimensions);
+    if slicer.names().len() != s.slices.len() {
+        return Err(format!("model \"{}\": segment slices and their references disagree", s.model.id));
+    }
+    Ok(Some(slicer))
 }
 
 /// The derived features of a model, compiled against its decoded batches.

@@ -23,7 +23,7 @@ use crate::config::{Config, SourceKind};
 use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::pipeline::{ModelSetup, Observer, Pipeline};
+use crate::pipeline::{ModelSetup, Observer, Pipeline, SliceSetup};
 use crate::source::Chunk;
 use crate::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
 use crate::source::replay::{self, ReplayOptions};
@@ -75,9 +75,80 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
             }
             None => None,
         };
-        setups.push(ModelSetup { model: m.clone(), baseline, plan, cbpe });
+        let (segment_values, slices) =
+            load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
+        setups.push(ModelSetup { model: m.clone(), baseline, plan, cbpe, segment_values, slices });
     }
     Ok(setups)
+}
+
+/// The values each column segment keeps apart (the baseline's most frequent, `max_values`
+/// of them) and one reference per segment slice, read through the model's query narrowed
+/// to the slice's rows. A slice of values the baseline lacks (an empty `__other__`) has no
+/// reference and is not compared; an empty predicate slice is an error.
+async fn load_slices(
+    m: &crate::config::Model,
+    plan: &Plan,
+    baseline: &crate::baseline::Baseline,
+) -> anyhow::Result<(Vec<Vec<String>>, Vec<SliceSetup>)> {
+    use crate::config::SegmentBy;
+    let inner = plan.reference_sql().unwrap_or_else(|| format!("SELECT * FROM {}", crate::baseline::TABLE));
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let mut values_of = Vec::new();
+    let mut slices = Vec::new();
+    for segment in &m.segments {
+        let mut conditions: Vec<(String, String, bool)> = Vec::new();
+        match &segment.by {
+            SegmentBy::Column { column, max_values } => {
+                let at = baseline.spec.features.iter().position(|f| f.name == *column);
+                let Some(i) =
+                    at.filter(|&i| baseline.spec.features[i].kind == crate::profile::FeatureKind::Categorical)
+                else {
+                    return Err(anyhow!(
+                        "segment \"{}\": column \"{column}\" must be a categorical feature of the model (declare its type, or slice with `where`)",
+                        segment.name
+                    ));
+                };
+                let mut counts: Vec<(&String, &u64)> = baseline.profile.features[i]
+                    .categories
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != crate::profile::OTHER_CATEGORY)
+                    .collect();
+                counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let values: Vec<String> = counts.into_iter().take(*max_values).map(|(k, _)| k.clone()).collect();
+                let text = format!("CAST(\"{}\" AS VARCHAR)", column.replace('"', "\"\""));
+                for v in &values {
+                    conditions.push((format!("{}={v}", segment.name), format!("{text} = {}", quote(v)), true));
+                }
+                let listed = values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ");
+                let other = if values.is_empty() {
+                    "TRUE".to_string()
+                } else {
+                    format!("{text} IS NULL OR {text} NOT IN ({listed})")
+                };
+                conditions.push((format!("{}={}", segment.name, crate::profile::OTHER_CATEGORY), other, false));
+                values_of.push(values);
+            }
+            SegmentBy::Predicate(sql) => {
+                conditions.push((segment.name.clone(), format!("({sql})"), true));
+                values_of.push(Vec::new());
+            }
+        }
+        for (name, condition, required) in conditions {
+            let mut slice_plan = plan.clone();
+            slice_plan.derived.clear();
+            slice_plan.filter =
+                Some(format!("SELECT * FROM ({inner}) AS {} WHERE {condition}", crate::baseline::TABLE));
+            let reference = match load_baseline(&m.baseline, &slice_plan).await {
+                Ok(b) => Some(b),
+                Err(crate::check::CheckError::EmptyReference { .. }) if !required => None,
+                Err(e) => return Err(anyhow!("slice \"{name}\": {e}")),
+            };
+            tracing::info!(model = %m.id, slice = %name, rows = reference.as_ref().map_or(0, |b| b.profile.rows()), "segment reference loaded");
+            slices.push(SliceSetup { name, baseline: reference });
+        }
+    }
+    Ok((values_of, slices))
 }
 
 /// Distinct topics in first-seen order, each with the models (indices) that read it.

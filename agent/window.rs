@@ -22,12 +22,14 @@
 //! time comes in with the events and the caller's calls.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
 
 use crate::decode::{Decoded, Issue};
+use crate::derive::Slicer;
 use crate::frontier::CommitFrontier;
 use crate::profile::{Profile, ProfileError, ProfileSpec};
 
@@ -67,6 +69,8 @@ pub struct ClosedWindow {
     /// Epoch milliseconds, exclusive.
     pub end: i64,
     pub profile: Profile,
+    /// One profile per segment slice (see [`Windows::with_slices`]).
+    pub slices: Vec<Profile>,
 }
 
 impl ClosedWindow {
@@ -77,8 +81,18 @@ impl ClosedWindow {
 
 struct Pane {
     profile: Profile,
+    slices: Vec<Profile>,
     /// Lowest offset held per partition.
     holds: Vec<(u32, i64)>,
+}
+
+/// Segment slices of a model's windows: how rows are split and each slice's spec (its
+/// bins come from its own reference).
+struct Slices {
+    slicer: Arc<Slicer>,
+    specs: Vec<ProfileSpec>,
+    /// A split failed (warned once; the batch's rows are in no slice).
+    failed: bool,
 }
 
 /// The open panes of one model.
@@ -95,6 +109,7 @@ pub struct Windows {
     /// clock) it was assigned or last sent an event.
     partitions: BTreeMap<u32, (Option<i64>, Instant)>,
     idle: Duration,
+    slices: Option<Slices>,
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -118,6 +133,21 @@ impl Windows {
             cursor: None,
             partitions: BTreeMap::new(),
             idle: window.idle_timeout,
+            slices: None,
+        }
+    }
+
+    /// Also profiles each segment slice: `specs[k]` is slice `k`'s (see [`Slicer::names`]).
+    pub fn with_slices(mut self, slicer: Arc<Slicer>, specs: Vec<ProfileSpec>) -> Windows {
+        self.slices = Some(Slices { slicer, specs, failed: false });
+        self
+    }
+
+    fn new_pane(&self) -> Pane {
+        Pane {
+            profile: Profile::new(&self.spec),
+            slices: self.slices.as_ref().map_or(Vec::new(), |s| s.specs.iter().map(Profile::new).collect()),
+            holds: Vec::new(),
         }
     }
 
@@ -154,16 +184,40 @@ impl Windows {
         }
         let whole = by_pane.len() == 1 && late.is_empty();
         for (start, indices) in by_pane {
-            let pane = self
-                .panes
-                .entry(start)
-                .or_insert_with(|| Pane { profile: Profile::new(&self.spec), holds: Vec::new() });
-            if whole {
-                pane.profile.observe(&self.spec, &rows.batch)?;
+            if !self.panes.contains_key(&start) {
+                let pane = self.new_pane();
+                self.panes.insert(start, pane);
+            }
+            let Some(pane) = self.panes.get_mut(&start) else {
+                continue;
+            };
+            let taken;
+            let batch = if whole {
+                &rows.batch
             } else {
-                let taken = take_record_batch(&rows.batch, &UInt32Array::from(indices.clone()))
+                taken = take_record_batch(&rows.batch, &UInt32Array::from(indices.clone()))
                     .map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
-                pane.profile.observe(&self.spec, &taken)?;
+                &taken
+            };
+            pane.profile.observe(&self.spec, batch)?;
+            if let Some(slices) = &mut self.slices {
+                match slices.slicer.split(batch) {
+                    Ok(parts) => {
+                        for ((part, spec), profile) in parts.into_iter().zip(&slices.specs).zip(&mut pane.slices) {
+                            if part.is_empty() {
+                                continue;
+                            }
+                            let rows = take_record_batch(batch, &UInt32Array::from(part))
+                                .map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
+                            profile.observe(spec, &rows)?;
+                        }
+                    }
+                    Err(e) if !slices.failed => {
+                        tracing::warn!("cannot split rows into segments: {e} (further failures at debug)");
+                        slices.failed = true;
+                    }
+                    Err(e) => tracing::debug!("cannot split rows into segments: {e}"),
+                }
             }
             if let Some(received) = rows.received_ms {
                 let delay_ms: i64 = indices.iter().map(|&i| received - rows.times[i as usize]).sum();
@@ -273,7 +327,14 @@ impl Windows {
             // the panes the next windows share are merged by reference.
             let cursor = start + self.slide;
             self.cursor = Some(cursor);
-            let mut profile: Option<Profile> = None;
+            let mut profile: Option<(Profile, Vec<Profile>)> = None;
+            let specs = self.slices.as_ref().map_or(&[][..], |s| &s.specs[..]);
+            let merge = |into: &mut (Profile, Vec<Profile>), pane: &Pane| {
+                into.0.merge(&pane.profile, &self.spec);
+                for ((a, b), spec) in into.1.iter_mut().zip(&pane.slices).zip(specs) {
+                    a.merge(b, spec);
+                }
+            };
             while let Some(entry) = self.panes.first_entry() {
                 if *entry.key() >= cursor {
                     break;
@@ -283,18 +344,18 @@ impl Windows {
                     frontier.release(part, offset);
                 }
                 match &mut profile {
-                    None => profile = Some(pane.profile),
-                    Some(p) => p.merge(&pane.profile, &self.spec),
+                    None => profile = Some((pane.profile, pane.slices)),
+                    Some(p) => merge(p, &pane),
                 }
             }
             for (_, pane) in self.panes.range(cursor..end) {
                 match &mut profile {
-                    None => profile = Some(pane.profile.clone()),
-                    Some(p) => p.merge(&pane.profile, &self.spec),
+                    None => profile = Some((pane.profile.clone(), pane.slices.clone())),
+                    Some(p) => merge(p, pane),
                 }
             }
-            if let Some(profile) = profile {
-                closed.push(ClosedWindow { start, end, profile });
+            if let Some((profile, slices)) = profile {
+                closed.push(ClosedWindow { start, end, profile, slices });
             }
         }
         closed

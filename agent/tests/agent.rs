@@ -181,7 +181,7 @@ fn bad_events_are_counted_by_reason_and_good_ones_all_kept() {
     // (it came with the last chunk, which closed the third window): late / (events + late).
     let late: Vec<f64> = evaluations.iter().map(|e| e.report.as_ref().expect("tested").quality["late_rate"]).collect();
     assert_eq!(late, vec![0.0, 0.0, 1.0 / 601.0, 0.0]);
-    let line = r#"driftwatch_quality_ratio{check="late_rate",feature="_all",model="credit-risk"} 0"#;
+    let line = r#"driftwatch_quality_ratio{check="late_rate",feature="_all",model="credit-risk",slice="all"} 0"#;
     assert!(metrics.contains(line), "the last window's late_rate in\n{metrics}");
 }
 

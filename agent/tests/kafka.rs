@@ -557,7 +557,12 @@ fn labels_on_their_own_topic_give_realised_performance_per_window() {
         let m = a.metrics();
         let end = metric(&m, r#"driftwatch_performance_window_end_timestamp_seconds{model="credit-risk"}"#)?;
         (end == (T0 + 120_000) as f64 / 1000.0)
-            .then(|| metric(&m, r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk"}"#))
+            .then(|| {
+                metric(
+                    &m,
+                    r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk",slice="all"}"#,
+                )
+            })
             .flatten()
     });
     assert_eq!(realised, 0.5);

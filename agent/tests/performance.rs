@@ -304,7 +304,7 @@ critical = 0.5
         assert!((first.sampling_error[m] - want[m].sampling_error).abs() < 1e-12);
     }
     let line = format!(
-        "driftwatch_performance{{estimated=\"true\",metric=\"accuracy\",model=\"credit-risk\"}} {}",
+        "driftwatch_performance{{estimated=\"true\",metric=\"accuracy\",model=\"credit-risk\",slice=\"all\"}} {}",
         first.metrics["accuracy"].expect("accuracy")
     );
     assert!(
@@ -313,7 +313,8 @@ critical = 0.5
     );
     let _ = line;
     assert!(
-        metrics.contains("driftwatch_performance_sampling_error{metric=\"roc_auc\",model=\"credit-risk\"}"),
+        metrics
+            .contains("driftwatch_performance_sampling_error{metric=\"roc_auc\",model=\"credit-risk\",slice=\"all\"}"),
         "{metrics}"
     );
     // Estimated accuracy below 0.99 in the first window: the rule fires once, as a warning.
@@ -500,6 +501,13 @@ warn = 0.9
         let line = format!(r#"driftwatch_labels_total{{model="credit-risk",outcome="{outcome}"}} {count}"#);
         assert!(metrics.contains(&line), "missing {line}\n{metrics}");
     }
-    assert!(metrics.contains(r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk"} 1"#));
-    assert!(metrics.contains(r#"driftwatch_performance{estimated="true",metric="accuracy",model="credit-risk"}"#));
+    assert!(
+        metrics.contains(
+            r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk",slice="all"} 1"#
+        )
+    );
+    assert!(
+        metrics
+            .contains(r#"driftwatch_performance{estimated="true",metric="accuracy",model="credit-risk",slice="all"}"#)
+    );
 }

@@ -165,11 +165,13 @@ fn golden_quality_scenario_gives_exact_ratios_per_window() {
     assert!(metrics.contains(r#"driftwatch_events_total{model="credit-risk",outcome="duplicate"} 20"#), "{metrics}");
     assert!(metrics.contains(r#"driftwatch_events_total{model="credit-risk",outcome="accepted"} 2000"#), "{metrics}");
     for check in ["type_error_rate", "null_rate", "out_of_range_rate"] {
-        let line = format!(r#"driftwatch_quality_ratio{{check="{check}",feature="age",model="credit-risk"}} 0"#);
+        let line =
+            format!(r#"driftwatch_quality_ratio{{check="{check}",feature="age",model="credit-risk",slice="all"}} 0"#);
         assert!(metrics.contains(&line), "missing {line}");
     }
     for check in ["schema_error_rate", "duplicate_rate"] {
-        let line = format!(r#"driftwatch_quality_ratio{{check="{check}",feature="_all",model="credit-risk"}} 0"#);
+        let line =
+            format!(r#"driftwatch_quality_ratio{{check="{check}",feature="_all",model="credit-risk",slice="all"}} 0"#);
         assert!(metrics.contains(&line), "missing {line}");
     }
     assert!(metrics.contains(r#"check="freshness_seconds",feature="_all""#));

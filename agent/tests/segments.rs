@@ -72,3 +72,64 @@ fn a_derived_feature_over_an_unknown_column_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("incme"), "{err}");
 }
+
+#[test]
+fn a_segment_that_drifts_while_the_whole_does_not_is_found_in_its_slice() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = write_config(
+        dir.path(),
+        "[[model.feature]]\nname = \"income\"\n[[model.feature]]\nname = \"age\"\n\
+         [[model.feature]]\nname = \"country\"\ntype = \"categorical\"\n\n\
+         [[model.segment]]\nname = \"country\"\ncolumn = \"country\"\nmax_values = 3\n\n\
+         [[model.segment]]\nname = \"young\"\nwhere = \"age < 30\"\n",
+    );
+    // The same incomes, dealt out again: Polish applicants get the highest ones. The whole
+    // sees the very same values; Poland does not.
+    let mut events: Vec<serde_json::Value> = credit_events("fixtures/credit/current_ok.csv", "credit-risk")
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("json"))
+        .collect();
+    let mut incomes: Vec<f64> = events.iter().filter_map(|e| e["features"]["income"].as_f64()).collect();
+    incomes.sort_by(|a, b| b.total_cmp(a));
+    let polish =
+        events.iter().filter(|e| e["features"]["country"] == "PL" && !e["features"]["income"].is_null()).count();
+    let (mut top, mut rest) = (incomes[..polish].to_vec().into_iter(), incomes[polish..].to_vec().into_iter());
+    for e in &mut events {
+        if e["features"]["income"].is_null() {
+            continue;
+        }
+        let v = if e["features"]["country"] == "PL" { top.next() } else { rest.next() };
+        e["features"]["income"] = serde_json::json!(v.expect("value"));
+    }
+    let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let clean = credit_events("fixtures/credit/current_ok.csv", "credit-risk");
+    let (evaluations, metrics) = run_pipeline(&config, &events);
+    let (clean_evaluations, _) = run_pipeline(&config, &clean);
+    assert_eq!(evaluations.len(), 1);
+    let e = &evaluations[0];
+    let whole = e.report.as_ref().expect("report");
+    let income = |r: &check::Report| r.features.iter().find(|f| f.name == "income").cloned().expect("income");
+    // The whole is untouched, value for value.
+    assert_eq!(income(whole).tests, income(clean_evaluations[0].report.as_ref().expect("report")).tests);
+    assert!(!income(whole).drift);
+    // Slices: the three most frequent countries of the baseline, the rest, and the predicate.
+    let names: Vec<&str> = e.slices.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["country=DE", "country=FR", "country=NL", "country=__other__", "young"]);
+    let other = &e.slices[3].1;
+    assert!(income(other).drift, "Poland is in __other__ and its incomes moved: {:?}", income(other).tests);
+    let slice_events: u64 = e.slices[..4].iter().map(|(_, r)| r.current.rows).sum();
+    assert_eq!(slice_events, 2000, "each event is in one country slice");
+    assert!(
+        metrics.contains(
+            r#"driftwatch_drift_detected{feature="income",model="credit-risk",slice="country=__other__",test="ks"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"driftwatch_drift_detected{feature="income",model="credit-risk",slice="all",test="ks"} 0"#)
+    );
+    assert!(
+        metrics
+            .contains(r#"driftwatch_quality_ratio{check="null_rate",feature="age",model="credit-risk",slice="young"}"#)
+    );
+}
