@@ -357,6 +357,7 @@ fn notice(
         current,
         labels: rule.labels.clone(),
         annotations: rule.annotations.clone(),
+        impact: Vec::new(),
     }
 }
 

@@ -55,7 +55,7 @@ pub enum BaselineError {
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error(
-        "{path}: the SQL filter was refused: {message} (only a query such as `SELECT * FROM reference WHERE …` is allowed)"
+        "{path}: the SQL (filter, derived feature or segment) was refused: {message} (only a query such as `SELECT * FROM reference WHERE …` is allowed)"
     )]
     Sql { path: PathBuf, message: String },
     #[error("{path}: no column named \"{column}\"{hint}")]
@@ -174,6 +174,20 @@ pub async fn read_numbers(
         }
     }
     Ok(out)
+}
+
+/// Every row of a file (through an optional query), in memory: for start-up fits on the
+/// reference that need rows, not summaries.
+pub async fn read_rows(path: &Path, sql: Option<&str>) -> Result<Vec<RecordBatch>, BaselineError> {
+    let format = Format::detect(path)?;
+    if format == Format::Artefact {
+        return Err(BaselineError::Read {
+            path: path.into(),
+            message: "is a baseline artefact, which keeps summaries, not rows; give the data file".into(),
+        });
+    }
+    let df = open(path, format, sql).await?;
+    df.collect().await.map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })
 }
 
 async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFrame, BaselineError> {

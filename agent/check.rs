@@ -16,9 +16,10 @@ use serde::Serialize;
 use datafusion::arrow::datatypes::Schema;
 
 use crate::baseline::{
-    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, profile_file, read_numbers, read_schema,
+    Baseline, BaselineError, BuildOptions, FeatureSelection, Format, profile_file, read_numbers, read_rows, read_schema,
 };
 use crate::config::Model;
+use crate::impact::{Column as ImpactColumn, ImpactModel};
 use crate::performance::Cbpe;
 use crate::profile::{Declared, FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileSpec};
 use crate::stats::{FeaturePair, TestChoice, TestOptions, TestResult, benjamini_hochberg};
@@ -388,6 +389,64 @@ async fn read_outputs(
     Ok(Outputs { labels, scores, predicted })
 }
 
+/// Fits the drift → impact model on the reference rows (through the plan's query): each
+/// row's chance of being predicted right, from its calibrated score, per bin of every
+/// feature of `spec`. Rows without a finite score are left out.
+pub async fn fit_impact(
+    reference: &Path,
+    plan: &Plan,
+    spec: &ProfileSpec,
+    cbpe: &Cbpe,
+    score: &str,
+    threshold: f64,
+) -> Result<ImpactModel, CheckError> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Float64Type};
+    let batches = read_rows(reference, plan.reference_sql().as_deref()).await?;
+    let read_err = |message: String| CheckError::Data(BaselineError::Read { path: reference.into(), message });
+    let mut scores = Vec::new();
+    let mut numbers: Vec<Vec<Option<f64>>> = vec![Vec::new(); spec.features.len()];
+    let mut texts: Vec<Vec<Option<String>>> = vec![Vec::new(); spec.features.len()];
+    for batch in &batches {
+        let column = |name: &str, to: &DataType| {
+            let c = batch.column_by_name(name).ok_or_else(|| read_err(format!("no column \"{name}\"")))?;
+            cast(c, to).map_err(|e| read_err(format!("column \"{name}\": {e}")))
+        };
+        let s = column(score, &DataType::Float64)?;
+        let s = s.as_primitive::<Float64Type>();
+        let keep: Vec<usize> = (0..batch.num_rows()).filter(|&i| s.is_valid(i) && s.value(i).is_finite()).collect();
+        scores.extend(keep.iter().map(|&i| s.value(i)));
+        for (f, fspec) in spec.features.iter().enumerate() {
+            match fspec.kind {
+                FeatureKind::Numerical => {
+                    let c = column(&fspec.name, &DataType::Float64)?;
+                    let c = c.as_primitive::<Float64Type>();
+                    numbers[f].extend(keep.iter().map(|&i| c.is_valid(i).then(|| c.value(i))));
+                }
+                FeatureKind::Categorical => {
+                    let c = column(&fspec.name, &DataType::Utf8)?;
+                    let c = c.as_string::<i32>();
+                    texts[f].extend(keep.iter().map(|&i| c.is_valid(i).then(|| c.value(i).to_string())));
+                }
+            }
+        }
+    }
+    let calibrated = cbpe.calibrate(&scores);
+    let correct: Vec<f64> =
+        scores.iter().zip(&calibrated).map(|(s, p)| if *s >= threshold { *p } else { 1.0 - p }).collect();
+    let columns: Vec<ImpactColumn> = spec
+        .features
+        .iter()
+        .enumerate()
+        .map(|(f, fspec)| match fspec.kind {
+            FeatureKind::Numerical => ImpactColumn::Numbers(&numbers[f]),
+            FeatureKind::Categorical => ImpactColumn::Texts(&texts[f]),
+        })
+        .collect();
+    Ok(ImpactModel::fit(&spec.features, &columns, &correct))
+}
+
 /// Fits CBPE on the reference's labels and scores (through the SQL filter).
 pub async fn fit_cbpe(reference: &Path, filter: Option<&str>, spec: &PerformanceSpec) -> Result<Cbpe, CheckError> {
     let r = read_outputs(reference, filter, spec, true).await?;
@@ -636,6 +695,7 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
         performance: Performance::default(),
         quality: BTreeMap::new(),
         notes,
+        impact: Vec::new(),
     }
 }
 
@@ -657,6 +717,10 @@ pub struct Report {
     /// Advice about the input (for example an identifier-like column), for people.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Windows with performance estimation: the drifted features ranked by their likely
+    /// effect on accuracy, most harmful first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub impact: Vec<crate::impact::Impact>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -780,6 +844,7 @@ impl Report {
             ),
             quality: BTreeMap::new(),
             notes: Vec::new(),
+            impact: Vec::new(),
         }
     }
 
@@ -802,6 +867,7 @@ impl Report {
             performance: Performance::default(),
             quality: BTreeMap::new(),
             notes: Vec::new(),
+            impact: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ pub mod derive;
 pub mod detect;
 pub mod frontier;
 pub mod http;
+pub mod impact;
 pub mod json;
 pub mod labels;
 pub mod metrics;

@@ -22,6 +22,7 @@ use crate::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDec
 use crate::derive::{Compiled, Derive, Dimension, Slicer};
 use crate::frontier::CommitFrontier;
 use crate::http::{LabelledSummary, LastWindow, RECENT_WINDOWS, Shared, SliceSummary, WindowSummary, rfc3339};
+use crate::impact::ImpactModel;
 use crate::labels::{LabelJoin, Labelled, parse_label};
 use crate::notify::{Batch, Notice, Queue};
 use crate::performance::Cbpe;
@@ -37,6 +38,8 @@ pub struct ModelSetup {
     pub plan: Plan,
     /// Label-free performance estimation, fitted on the baseline's scores and labels.
     pub cbpe: Option<Cbpe>,
+    /// Reference accuracy per feature bin, to rank drifted features by impact.
+    pub impact: Option<ImpactModel>,
     /// Per `[[model.segment]]`: the values a column segment keeps apart (empty for
     /// predicates).
     pub segment_values: Vec<Vec<String>>,
@@ -95,6 +98,7 @@ struct ModelRuntime {
     derive_failed: bool,
     /// Segment slices (in the windows' slice order) and their references.
     slices: Vec<SliceSetup>,
+    impact: Option<ImpactModel>,
 }
 
 /// The decoder of one topic and the models reading it (predictions, or labels).
@@ -189,6 +193,7 @@ impl Pipeline {
                     derive,
                     derive_failed: false,
                     slices: s.slices,
+                    impact: s.impact,
                     events: s.model.events.clone(),
                     labels_config: s.model.labels.clone(),
                     baseline: s.baseline,
@@ -514,6 +519,13 @@ impl Pipeline {
                 let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
                 report.performance = Performance::estimated(cbpe, scores, &predicted);
             }
+            if let Some(impact) = &m.impact {
+                let drifted: Vec<&str> = report.features.iter().filter(|f| f.drift).map(|f| f.name.as_str()).collect();
+                if !drifted.is_empty() {
+                    report.impact =
+                        impact.rank(&drifted, &m.baseline.spec.features, &m.baseline.profile.features, &mut features);
+                }
+            }
             let late = m.late_since_close as f64;
             report.quality.insert("late_rate".into(), late / (events as f64 + late));
             if let Some(expected) = m.spec.expected_events {
@@ -521,7 +533,11 @@ impl Pipeline {
             }
             if !m.alerts.rules().is_empty() {
                 let span = (window.start, window.end);
-                alerts = Some(m.alerts.observe(&report, &features, &m.baseline.profile.features, span));
+                let mut outcome = m.alerts.observe(&report, &features, &m.baseline.profile.features, span);
+                for (_, notice) in &mut outcome.notices {
+                    notice.impact = report.impact.clone();
+                }
+                alerts = Some(outcome);
             }
             Some(report)
         };

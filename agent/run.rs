@@ -18,7 +18,7 @@ use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::check::{PerformanceSpec, Plan, fit_cbpe, load_baseline};
+use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, load_baseline};
 use crate::config::{Config, SourceKind};
 use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
 use crate::metrics::Metrics;
@@ -77,7 +77,15 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
         };
         let (segment_values, slices) =
             load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
-        setups.push(ModelSetup { model: m.clone(), baseline, plan, cbpe, segment_values, slices });
+        let impact = match (&cbpe, &m.performance) {
+            (Some(c), Some(p)) => Some(
+                fit_impact(&m.baseline, &plan, &baseline.spec, c, &p.score, p.threshold)
+                    .await
+                    .with_context(|| format!("model \"{}\": drift impact on the baseline", m.id))?,
+            ),
+            _ => None,
+        };
+        setups.push(ModelSetup { model: m.clone(), baseline, plan, cbpe, impact, segment_values, slices });
     }
     Ok(setups)
 }

@@ -172,6 +172,9 @@ pub fn digest(model: &str, notices: &[Notice], recipients: Vec<String>, dashboar
         if n.transition != Transition::Firing {
             let _ = writeln!(text, "  firing since {}", rfc3339(n.since));
         }
+        if !n.impact.is_empty() {
+            let _ = writeln!(text, "  likely impact on accuracy: {}", impact(&n.impact));
+        }
         for (k, v) in n.labels.iter().chain(&n.annotations) {
             let _ = writeln!(text, "  {}: {}", one_line(k), one_line(v));
         }
@@ -210,6 +213,9 @@ pub fn digest(model: &str, notices: &[Notice], recipients: Vec<String>, dashboar
         if let Some(c) = &n.current {
             row("current", summary(c));
         }
+        if !n.impact.is_empty() {
+            row("likely impact on accuracy", impact(&n.impact));
+        }
         for (k, v) in n.labels.iter().chain(&n.annotations) {
             row(k, v.clone());
         }
@@ -220,6 +226,15 @@ pub fn digest(model: &str, notices: &[Notice], recipients: Vec<String>, dashboar
     }
     body.push_str("<p style=\"color:#777\">Sent by driftwatch.</p></body></html>");
     Digest { subject, text, html: body, recipients }
+}
+
+/// Drifted features by their expected effect on accuracy, e.g. `income −0.031, age −0.004`.
+fn impact(list: &[crate::impact::Impact]) -> String {
+    list.iter()
+        .take(5)
+        .map(|i| format!("{} {}", one_line(&i.feature), format!("{:+.3}", i.accuracy_change).replace('-', "−")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The digest as an email message.
@@ -255,5 +270,17 @@ mod tests {
         let d = digest(&n.model, std::slice::from_ref(&n), vec![], None);
         assert!(!d.html.contains("<script>"));
         assert!(d.html.contains("&lt;script&gt;") && d.html.contains("a&amp;b"));
+    }
+
+    #[test]
+    fn the_likely_impact_of_drifted_features_is_in_both_parts() {
+        let mut n = Notice::example("m", "income");
+        n.impact = vec![
+            crate::impact::Impact { feature: "debt-ratio".into(), accuracy_change: -0.0314 },
+            crate::impact::Impact { feature: "age".into(), accuracy_change: 0.002 },
+        ];
+        let d = digest(&n.model, std::slice::from_ref(&n), vec![], None);
+        assert!(d.text.contains("likely impact on accuracy: debt-ratio −0.031, age +0.002"), "{}", d.text);
+        assert!(d.html.contains("debt-ratio −0.031, age +0.002"), "{}", d.html);
     }
 }

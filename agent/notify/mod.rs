@@ -60,6 +60,10 @@ pub struct Notice {
     pub current: Option<Summary>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// The window's drifted features ranked by their likely effect on accuracy (most
+    /// harmful first; see `impact`).
+    #[serde(default)]
+    pub impact: Vec<crate::impact::Impact>,
 }
 
 #[cfg(test)]
@@ -90,6 +94,7 @@ impl Notice {
             current: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            impact: Vec::new(),
         }
     }
 }

@@ -317,6 +317,18 @@ critical = 0.5
             .contains("driftwatch_performance_sampling_error{metric=\"roc_auc\",model=\"credit-risk\",slice=\"all\"}"),
         "{metrics}"
     );
+    // Drifted features are ranked by their likely effect on accuracy, most harmful first,
+    // and the alert carries the ranking.
+    let report = evaluations[0].report.as_ref().expect("evaluated");
+    let mut drifted: Vec<&str> = report.features.iter().filter(|f| f.drift).map(|f| f.name.as_str()).collect();
+    let mut ranked: Vec<&str> = report.impact.iter().map(|i| i.feature.as_str()).collect();
+    assert!(!drifted.is_empty(), "the fixture drifts");
+    drifted.sort();
+    ranked.sort();
+    assert_eq!(ranked, drifted);
+    assert!(report.impact.windows(2).all(|w| w[0].accuracy_change <= w[1].accuracy_change), "{:?}", report.impact);
+    assert!(report.impact.iter().all(|i| i.accuracy_change.is_finite() && i.accuracy_change.abs() < 1.0));
+    assert_eq!(evaluations[0].notices[0].impact, report.impact);
     // Estimated accuracy below 0.99 in the first window: the rule fires once, as a warning.
     let fired: Vec<_> = evaluations.iter().flat_map(|e| &e.notices).collect();
     assert_eq!(fired.len(), 1, "{fired:?}");
