@@ -332,6 +332,7 @@ fn notice(
         Some((r, c)) => (Some(r), Some(c)),
         None => (None, None),
     };
+    let (threshold, direction_below, resolve) = rule.shown_threshold(&reading.feature, severity, reading.value);
     Notice {
         model: report.model.clone(),
         rule: rule.name.clone(),
@@ -343,9 +344,9 @@ fn notice(
         raw: reading.raw,
         adjusted: reading.adjusted,
         statistic: reading.statistic,
-        threshold: rule.threshold(severity),
-        direction_below: rule.direction() == Direction::Below,
-        resolve: rule.resolve,
+        threshold,
+        direction_below,
+        resolve,
         effect: reading.effect.map(|(t, s)| (t.name().to_string(), s)),
         effect_floor: rule.effect.as_ref().map(|e| e.min),
         window_start: window.0,

@@ -447,6 +447,93 @@ pub async fn fit_impact(
     Ok(ImpactModel::fit(&spec.features, &columns, &correct))
 }
 
+/// Learns the warning bands of the rules with `learn`: the baseline's rows (through the
+/// plan's query) are split in row order into the rule's number of chunks; the band of each
+/// feature (quality rules) or of the model (performance rules, from the labels and scores
+/// `performance` names) is the mean ± sigmas·σ of the chunks' values.
+pub async fn learn_bands(
+    rules: &mut [crate::rules::Rule],
+    reference: &Path,
+    plan: &Plan,
+    baseline: &mut Baseline,
+    performance: Option<&crate::config::ModelPerformance>,
+) -> Result<(), CheckError> {
+    use crate::rules::{DATASET_FEATURE, Target};
+    if rules.iter().all(|r| r.learn.is_none()) {
+        return Ok(());
+    }
+    let batches = read_rows(reference, plan.reference_sql().as_deref()).await?;
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    // Rows [from, to) of the whole file as one profile.
+    let chunk_profile = |from: usize, to: usize| -> Result<Profile, CheckError> {
+        let mut p = Profile::new(&baseline.spec);
+        let mut offset = 0;
+        for b in &batches {
+            let (lo, hi) = (from.max(offset), to.min(offset + b.num_rows()));
+            if lo < hi {
+                p.observe(&baseline.spec, &b.slice(lo - offset, hi - lo))
+                    .map_err(|e| CheckError::Internal(e.to_string()))?;
+            }
+            offset += b.num_rows();
+        }
+        Ok(p)
+    };
+    let labelled = match performance {
+        Some(p) if rules.iter().any(|r| r.learn.is_some() && matches!(r.target, Target::Performance { .. })) => {
+            let spec = PerformanceSpec::from_model(p);
+            Some(read_outputs(reference, plan.filter.as_deref(), &spec, true).await?)
+        }
+        _ => None,
+    };
+    for rule in rules.iter_mut() {
+        let Some(learn) = rule.learn else {
+            continue;
+        };
+        let k = learn.chunks;
+        match rule.target.clone() {
+            Target::Quality(check) => {
+                let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+                for c in 0..k {
+                    let mut chunk = chunk_profile(c * total / k, (c + 1) * total / k)?;
+                    for ((spec, r), cur) in
+                        baseline.spec.features.iter().zip(&mut baseline.profile.features).zip(&mut chunk.features)
+                    {
+                        if !rule.features.matches(&spec.name, spec.kind) || cur.rows == 0 {
+                            continue;
+                        }
+                        if let Some(v) = check.value(&Quality::of(spec, r, cur)) {
+                            values.entry(spec.name.clone()).or_default().push(v);
+                        }
+                    }
+                }
+                rule.bands = values.iter().filter_map(|(f, v)| Some((f.clone(), learn.band(v)?))).collect();
+            }
+            Target::Performance { metric, .. } => {
+                let Some(o) = &labelled else {
+                    continue;
+                };
+                let n = o.labels.len();
+                let values: Vec<f64> = (0..k)
+                    .filter_map(|c| {
+                        let (lo, hi) = (c * n / k, (c + 1) * n / k);
+                        let scores = if o.scores.is_empty() { &[][..] } else { &o.scores[lo..hi] };
+                        crate::performance::classification(&o.labels[lo..hi], &o.predicted[lo..hi], scores)
+                            .get(metric.as_str())
+                            .copied()
+                            .flatten()
+                    })
+                    .collect();
+                if let Some(band) = learn.band(&values) {
+                    rule.bands.insert(DATASET_FEATURE.to_string(), band);
+                }
+            }
+            _ => {}
+        }
+        tracing::info!(rule = %rule.name, bands = ?rule.bands, "warning bands learned from the baseline");
+    }
+    Ok(())
+}
+
 /// Fits CBPE on the reference's labels and scores (through the SQL filter).
 pub async fn fit_cbpe(reference: &Path, filter: Option<&str>, spec: &PerformanceSpec) -> Result<Cbpe, CheckError> {
     let r = read_outputs(reference, filter, spec, true).await?;
@@ -764,7 +851,7 @@ pub struct Quality {
 }
 
 impl Quality {
-    fn of(spec: &FeatureSpec, reference: &mut FeatureProfile, current: &mut FeatureProfile) -> Quality {
+    pub fn of(spec: &FeatureSpec, reference: &mut FeatureProfile, current: &mut FeatureProfile) -> Quality {
         let rows = current.rows;
         let rate = |n: u64| (rows > 0).then(|| n as f64 / rows as f64);
         let declared = spec.declared.as_deref();

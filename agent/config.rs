@@ -890,6 +890,7 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
             ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
             ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
             ("[[model.rule]]" | "[[rule]]", "detector") => Some((alerts::DETECTOR_KEYS, "detector")),
+            ("[[model.rule]]" | "[[rule]]", "learn") => Some((alerts::LEARN_KEYS, "learn")),
             ("", "notify") => Some((alerts::NOTIFY_KEYS, "[notify]")),
             ("[notify]", "smtp") => Some((alerts::SMTP_KEYS, "[notify.smtp]")),
             ("", "source") => Some((SOURCE_KEYS, "[source]")),

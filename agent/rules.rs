@@ -131,7 +131,11 @@ impl QualityCheck {
 
     /// The feature's value of a per-feature check.
     pub fn of(self, f: &FeatureReport) -> Option<f64> {
-        let q = &f.quality;
+        self.value(&f.quality)
+    }
+
+    /// The value of a per-feature check in a feature's quality figures.
+    pub fn value(self, q: &crate::check::Quality) -> Option<f64> {
         match self {
             QualityCheck::NullRate => q.null_rate,
             QualityCheck::NonFiniteRate => q.non_finite_rate,
@@ -247,6 +251,32 @@ pub struct Rule {
     pub recipients: Vec<String>,
     /// A change detector on the rule's per-window series: its signal is a warning breach.
     pub detector: Option<DetectorSpec>,
+    /// The warning band is learned from the baseline's chunks.
+    pub learn: Option<Learn>,
+    /// Learned bands per feature (`_all` for performance): values outside are warnings.
+    pub bands: BTreeMap<String, (f64, f64)>,
+}
+
+/// How a rule learns its warning band from the baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Learn {
+    pub chunks: usize,
+    pub sigmas: f64,
+}
+
+impl Learn {
+    /// The band mean ± sigmas·σ of the chunk values (population σ, as NumPy's default);
+    /// `None` without values.
+    pub fn band(&self, values: &[f64]) -> Option<(f64, f64)> {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if finite.is_empty() {
+            return None;
+        }
+        let n = finite.len() as f64;
+        let mean = finite.iter().sum::<f64>() / n;
+        let sd = (finite.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+        Some((mean - self.sigmas * sd, mean + self.sigmas * sd))
+    }
 }
 
 /// Which change detector a rule runs on its series.
@@ -278,6 +308,8 @@ impl Rule {
             annotations: BTreeMap::new(),
             recipients: Vec::new(),
             detector: None,
+            learn: None,
+            bands: BTreeMap::new(),
         }
     }
 
@@ -302,6 +334,21 @@ impl Rule {
         match severity {
             Severity::Critical => self.critical,
             Severity::Warning => self.warn.or(self.critical),
+        }
+    }
+
+    /// The threshold a notice shows for a reading of `severity`, whether breaching is being
+    /// below it, and the resolve level: for a learned warning, the edge of the band the value
+    /// crossed (the band is the resolve level too).
+    pub fn shown_threshold(&self, feature: &str, severity: Severity, value: Option<f64>) -> (Option<f64>, bool, f64) {
+        let below = self.direction() == Direction::Below;
+        match (self.bands.get(feature), severity) {
+            (Some(&(lo, hi)), Severity::Warning) => {
+                let low = value.is_some_and(|v| v < lo);
+                let edge = if low { lo } else { hi };
+                (Some(edge), low, edge)
+            }
+            _ => (self.threshold(severity), below, self.resolve),
         }
     }
 
@@ -409,6 +456,38 @@ impl Rule {
         effect: Option<(TestKind, Option<f64>, bool)>,
     ) -> Reading {
         let d = self.direction();
+        if self.learn.is_some() {
+            // Learned: outside the baseline's band is a warning; a fixed critical still counts.
+            let band = self.bands.get(feature).copied();
+            let (level, clear) = match (value, band) {
+                (Some(v), Some((lo, hi))) => {
+                    let critical = self.critical.is_some_and(|t| d.breaches(v, t));
+                    // A quality ratio is bad only above its band; performance either way
+                    // (an unexplained jump is as suspect as a fall).
+                    let outside = v > hi || (d == Direction::Below && v < lo);
+                    let level = if critical {
+                        Some(Severity::Critical)
+                    } else if outside {
+                        Some(Severity::Warning)
+                    } else {
+                        None
+                    };
+                    (level, !critical && !outside)
+                }
+                _ => (None, false),
+            };
+            return Reading {
+                feature: feature.to_string(),
+                value: value.filter(|_| band.is_some()),
+                raw: value,
+                adjusted: None,
+                statistic,
+                effect: None,
+                samples,
+                level,
+                clear,
+            };
+        }
         let (level, clear) = match value {
             None => (None, false),
             Some(v) => {

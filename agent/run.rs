@@ -18,7 +18,7 @@ use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, load_baseline};
+use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline};
 use crate::config::{Config, SourceKind};
 use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
 use crate::metrics::Metrics;
@@ -85,7 +85,12 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
             ),
             _ => None,
         };
-        setups.push(ModelSetup { model: m.clone(), baseline, plan, cbpe, impact, segment_values, slices });
+        let mut model = m.clone();
+        let mut baseline = baseline;
+        learn_bands(&mut model.rules, &m.baseline, &plan, &mut baseline, m.performance.as_ref())
+            .await
+            .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
+        setups.push(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices });
     }
     Ok(setups)
 }

@@ -62,12 +62,26 @@ pub struct RuleConfig {
     /// `{ kind = "page_hinkley", threshold = 1.0 }` or `{ kind = "adwin", delta = 0.002 }`:
     /// a change in the series of window values is a warning breach.
     pub detector: Option<DetectorConfig>,
+    /// `{ chunks = 10, sigmas = 3 }`: the warning band is learned from the baseline — split
+    /// into `chunks`, the band is the mean ± `sigmas` standard deviations of the chunks' values.
+    pub learn: Option<LearnConfig>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnConfig {
+    /// Chunks the baseline is split into, in row order (default 10, at least 2).
+    pub chunks: Option<Spanned<i64>>,
+    /// Width of the band in standard deviations of the chunk values (default 3).
+    pub sigmas: Option<Spanned<f64>>,
+}
+
+pub const LEARN_KEYS: &[&str] = &["chunks", "sigmas"];
 
 pub const RULE_KEYS: &[&str] = &[
     "name", "model", "features", "test", "value", "quality", "dataset", "performance", "warn", "critical", "resolve",
     "for", "cooldown", "renotify", "min_samples", "effect_size", "fdr", "labels", "annotations", "recipients",
-    "detector",
+    "detector", "learn",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -475,8 +489,9 @@ pub(super) fn rule_of(
     let critical = check(&rc.critical, "critical");
     let resolve = check(&rc.resolve, "resolve");
     let detector = rc.detector.as_ref().and_then(|d| detector_of(r, d));
-    if warn.is_none() && critical.is_none() && rc.detector.is_none() {
-        r.at(rc.name.span(), format!("rule \"{name}\" needs `warn`, `critical`, `detector` or a combination"));
+    let learn = rc.learn.as_ref().map(|l| learn_of(r, l, &target, rc));
+    if warn.is_none() && critical.is_none() && rc.detector.is_none() && learn.is_none() {
+        r.at(rc.name.span(), format!("rule \"{name}\" needs `warn`, `critical`, `detector`, `learn` or a combination"));
     }
     if let (Some(w), Some(c), Some(cs)) = (warn, critical, rc.critical.as_ref()) {
         if d.breaches(w, c) && w != c {
@@ -587,8 +602,46 @@ pub(super) fn rule_of(
         annotations,
         recipients,
         detector,
+        learn,
+        bands: std::collections::BTreeMap::new(),
     };
     (rule, names)
+}
+
+fn learn_of(r: &mut Reporter, l: &LearnConfig, target: &Target, rc: &RuleConfig) -> crate::rules::Learn {
+    let span = rc.name.span();
+    match target {
+        Target::Quality(q) if !q.model_level() => {}
+        Target::Performance { .. } => {}
+        Target::Quality(q) => r.at(
+            span,
+            format!("`learn` needs a figure the baseline has; {} exists only on a stream: give `warn`", q.name()),
+        ),
+        _ => r.at(
+            span,
+            "`learn` applies to quality and performance rules; test and drift-share thresholds are fixed by statistics",
+        ),
+    }
+    if let Some(w) = &rc.warn {
+        r.at(w.span(), "`learn` sets the warning band; remove `warn` (a fixed `critical` may stay)");
+    }
+    let chunks = match &l.chunks {
+        Some(c) if *c.get_ref() < 2 || *c.get_ref() > 1000 => {
+            r.at(c.span(), format!("chunks must be 2 to 1000, got {}", c.get_ref()));
+            10
+        }
+        Some(c) => *c.get_ref() as usize,
+        None => 10,
+    };
+    let sigmas = match &l.sigmas {
+        Some(s) if !(s.get_ref().is_finite() && *s.get_ref() > 0.0) => {
+            r.at(s.span(), format!("sigmas must be positive, got {}", s.get_ref()));
+            3.0
+        }
+        Some(s) => *s.get_ref(),
+        None => 3.0,
+    };
+    crate::rules::Learn { chunks, sigmas }
 }
 
 fn detector_of(r: &mut Reporter, d: &DetectorConfig) -> Option<DetectorSpec> {

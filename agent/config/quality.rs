@@ -132,7 +132,10 @@ pub(super) fn declared_of(r: &mut Reporter, f: &FeatureConfig, kind: Option<Feat
         match regex::Regex::new(&format!("^(?:{})$", p.get_ref())) {
             Ok(re) => d.pattern = Some(re),
             Err(e) => {
-                r.at(p.span(), format!("pattern is not a regular expression: {}", super::first_line(&e.to_string())))
+                // regex explains on its last line ("error: unclosed character class").
+                let text = e.to_string();
+                let why = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                r.at(p.span(), format!("pattern is not a regular expression: {}", why.trim_start_matches("error: ")))
             }
         }
     }
@@ -175,7 +178,7 @@ pub(super) fn declared_of(r: &mut Reporter, f: &FeatureConfig, kind: Option<Feat
 pub struct LabelsConfig {
     /// Kafka topics carrying label events (`model_id`, `event_id` and `timestamp` at the
     /// model's `[model.events]` paths).
-    pub topics: Vec<Spanned<String>>,
+    pub topics: Spanned<Vec<Spanned<String>>>,
     /// Path of the label (0/1 or true/false) in a label event (default "label").
     pub field: Option<Spanned<String>>,
     /// How long (event time) a prediction waits for its label and a label for its
@@ -197,10 +200,10 @@ pub struct ModelLabels {
 }
 
 pub(super) fn labels_of(r: &mut Reporter, l: &LabelsConfig, has_performance: bool) -> ModelLabels {
-    if l.topics.is_empty() {
+    if l.topics.get_ref().is_empty() {
         r.at(l.topics_span(), "`topics` is empty: name the topics that carry this model's labels");
     }
-    for t in &l.topics {
+    for t in l.topics.get_ref() {
         if t.get_ref().trim().is_empty() {
             r.at(t.span(), "topic names must not be empty");
         }
@@ -220,7 +223,7 @@ pub(super) fn labels_of(r: &mut Reporter, l: &LabelsConfig, has_performance: boo
         None => crate::decode::FieldPath::parse("label"),
     };
     ModelLabels {
-        topics: l.topics.iter().map(|t| t.get_ref().clone()).collect(),
+        topics: l.topics.get_ref().iter().map(|t| t.get_ref().clone()).collect(),
         field,
         horizon: duration_of(r, l.horizon.as_ref(), Duration::from_secs(3600)),
         max_pending: positive_of(r, &l.max_pending, "max_pending", DEFAULT_MAX_TRACKED_IDS),
@@ -229,6 +232,6 @@ pub(super) fn labels_of(r: &mut Reporter, l: &LabelsConfig, has_performance: boo
 
 impl LabelsConfig {
     fn topics_span(&self) -> std::ops::Range<usize> {
-        self.topics.first().map(|t| t.span()).unwrap_or_default()
+        self.topics.span()
     }
 }

@@ -209,3 +209,113 @@ fn check_reports_declared_constraints_for_batch_data() {
     assert_eq!(quality("country")["new_category_rate"], 0.25);
     assert!(quality("income")["constraint_violation_rate"].is_null());
 }
+
+#[test]
+fn learned_bands_come_from_baseline_chunks_and_flag_a_null_spike() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The reference with debt_ratio missing in every 20th row, and every 10th row of
+    // rows 2000..2500: chunk null rates vary around 5.5 %.
+    let text = std::fs::read_to_string(root().join("fixtures/credit/reference.csv")).expect("csv");
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let row = i.wrapping_sub(1);
+        let blank = i > 0 && (row % 20 == 0 || ((2000..2500).contains(&row) && row % 10 == 0));
+        if blank {
+            let mut c: Vec<&str> = line.split(',').collect();
+            c[3] = "";
+            out += &(c.join(",") + "\n");
+        } else {
+            out += &(line.to_string() + "\n");
+        }
+    }
+    let reference = dir.path().join("reference.csv");
+    std::fs::write(&reference, out).expect("write");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\"]\n\
+             [model.window]\nsize = \"10m\"\n\
+             [[model.rule]]\nname = \"unusual-nulls\"\nquality = \"null_rate\"\nlearn = {{ chunks = 10, sigmas = 3 }}\n",
+            reference.display().to_string()
+        ),
+    )
+    .expect("config");
+    // The band, computed here from the chunks' null rates (population standard deviation).
+    let rates: Vec<f64> = (0..10)
+        .map(|c| {
+            let blank =
+                (c * 500..(c + 1) * 500).filter(|r| r % 20 == 0 || ((2000..2500).contains(r) && r % 10 == 0)).count();
+            blank as f64 / 500.0
+        })
+        .collect();
+    let mean = rates.iter().sum::<f64>() / 10.0;
+    let sd = (rates.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / 10.0).sqrt();
+    let cfg = config::load(&config).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("load");
+    let bands = &setups[0].model.rules[0].bands;
+    let (lo, hi) = bands["debt_ratio"];
+    assert!((lo - (mean - 3.0 * sd)).abs() < 1e-12 && (hi - (mean + 3.0 * sd)).abs() < 1e-12, "{bands:?}");
+    assert_eq!(bands["age"], (0.0, 0.0), "no nulls in any chunk");
+
+    // Window 0: no nulls (below the band is fine for a rate); window 1: 30 % nulls.
+    let mut events = credit_events("fixtures/credit/current_ok.csv", "credit-risk");
+    for (i, e) in events.iter_mut().enumerate().skip(600).take(600) {
+        if i % 10 < 3 {
+            *e = replace_value(e, "debt_ratio", "null");
+        }
+    }
+    let (evaluations, _) = run_pipeline(&config, &events);
+    let fired: Vec<(usize, String, String)> = evaluations
+        .iter()
+        .enumerate()
+        .flat_map(|(w, e)| e.notices.iter().map(move |n| (w, n.feature.clone(), n.transition.as_str().to_string())))
+        .collect();
+    assert_eq!(
+        fired,
+        vec![
+            (1, "debt_ratio".to_string(), "firing".to_string()),
+            (2, "debt_ratio".to_string(), "resolved".to_string())
+        ]
+    );
+    let notice = &evaluations[1].notices[0];
+    assert_eq!(notice.threshold, Some(hi), "the notice shows the band's edge");
+}
+
+#[test]
+fn a_schema_break_shows_as_schema_errors_and_nulls_from_the_window_it_starts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let baseline = root().join("fixtures/credit/reference.csv");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\"]\n\
+             [model.quality]\nrequired = [\"*\"]\nunknown_fields = true\n[model.window]\nsize = \"10m\"\n\
+             [[model.rule]]\nname = \"schema\"\nquality = \"schema_error_rate\"\nwarn = 0.01\ncritical = 0.5\n",
+            baseline.display().to_string()
+        ),
+    )
+    .expect("config");
+    // From the second window on, the producer renames income to annual_income.
+    let mut events = credit_events("fixtures/credit/current_ok.csv", "credit-risk");
+    for e in events.iter_mut().skip(600) {
+        *e = set(e, "\"income\":", "\"annual_income\":");
+    }
+    let (evaluations, _) = run_pipeline(&config, &events);
+    let rate = |w: usize, check: &str| evaluations[w].report.as_ref().expect("report").quality[check];
+    let income_nulls = |w: usize| {
+        let r = evaluations[w].report.as_ref().expect("report");
+        r.features.iter().find(|f| f.name == "income").expect("income").quality.null_rate
+    };
+    // Before: a few null incomes (present, so no schema error).
+    assert_eq!(rate(0, "schema_error_rate"), 0.0);
+    assert!(income_nulls(0).is_some_and(|r| r > 0.0 && r < 0.02));
+    for w in 1..4 {
+        assert_eq!((rate(w, "schema_error_rate"), income_nulls(w)), (1.0, Some(1.0)), "window {w}");
+    }
+    let n = &evaluations[1].notices;
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].severity, n[0].transition.as_str()), (driftwatch::rules::Severity::Critical, "firing"));
+}
