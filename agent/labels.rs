@@ -10,7 +10,7 @@
 //! predictions and as many waiting labels (the oldest are dropped early, counted as
 //! `evicted`), plus the pairs of windows not yet complete.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// What became of a label or prediction, the `outcome` of `driftwatch_labels_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,13 +70,13 @@ pub fn parse_label(text: &str) -> Option<bool> {
 }
 
 struct Waiting<T> {
-    items: HashMap<u64, (i64, T), foldhash::fast::FixedState>,
+    items: crate::recent::IdMap<(i64, T)>,
     order: VecDeque<(i64, u64)>,
 }
 
 impl<T> Waiting<T> {
     fn new() -> Self {
-        Waiting { items: HashMap::default(), order: VecDeque::new() }
+        Waiting { items: crate::recent::IdMap::default(), order: VecDeque::new() }
     }
 
     fn insert(&mut self, id: u64, time: i64, value: T) {

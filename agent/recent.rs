@@ -5,19 +5,43 @@
 //! Ids are 64-bit hashes of the id text: two different ids collide with a probability of
 //! about n²/2⁶⁵ (3·10⁻⁸ for a million ids), which would count one event as a duplicate.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// The hash an event id is kept as (never 0, which means "no id").
 pub fn id_hash(text: &[u8]) -> u64 {
     foldhash::fast::FixedState::with_seed(0x1D5).hash_one(text).max(1)
 }
 
+/// Keys that are hashes already pass through unchanged.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A map keyed by id hashes.
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
 /// Ids seen within the horizon.
 pub struct RecentIds {
     horizon: i64,
     cap: usize,
-    seen: HashMap<u64, i64, foldhash::fast::FixedState>,
+    seen: IdMap<i64>,
     order: VecDeque<(i64, u64)>,
     newest: i64,
 }
@@ -27,7 +51,7 @@ impl RecentIds {
         RecentIds {
             horizon: horizon_ms,
             cap: cap.max(1),
-            seen: HashMap::default(),
+            seen: IdMap::default(),
             order: VecDeque::new(),
             newest: i64::MIN,
         }
@@ -35,12 +59,15 @@ impl RecentIds {
 
     /// Records an id seen at `time`; true when it was seen before within the horizon.
     pub fn repeated(&mut self, id: u64, time: i64) -> bool {
-        if let Some(&first) = self.seen.get(&id) {
-            if (time - first).abs() <= self.horizon {
-                return true;
+        match self.seen.entry(id) {
+            Entry::Occupied(e) if (time - *e.get()).abs() <= self.horizon => return true,
+            Entry::Occupied(mut e) => {
+                e.insert(time);
+            }
+            Entry::Vacant(e) => {
+                e.insert(time);
             }
         }
-        self.seen.insert(id, time);
         self.order.push_back((time, id));
         self.newest = self.newest.max(time);
         while let Some(&(t, old)) = self.order.front() {
@@ -49,8 +76,10 @@ impl RecentIds {
             }
             self.order.pop_front();
             // The id may have been seen again since (then its entry is newer): keep that.
-            if self.seen.get(&old) == Some(&t) {
-                self.seen.remove(&old);
+            if let Entry::Occupied(e) = self.seen.entry(old) {
+                if *e.get() == t {
+                    e.remove();
+                }
             }
         }
         false
