@@ -108,14 +108,24 @@ pub struct PerformanceSpec {
 }
 
 impl PerformanceSpec {
-    /// `[model.performance]`: the score feature, the baseline's label, no prediction column.
+    /// `[model.performance]`: the score feature (classification) or predicted value
+    /// (regression) and the baseline's label.
     pub fn from_model(p: &crate::config::ModelPerformance) -> PerformanceSpec {
-        PerformanceSpec {
-            task: Task::Classification,
-            label: p.label.clone(),
-            score: Some(p.score.clone()),
-            prediction: None,
-            threshold: p.threshold,
+        match p.task {
+            Task::Classification => PerformanceSpec {
+                task: Task::Classification,
+                label: p.label.clone(),
+                score: Some(p.score.clone()),
+                prediction: None,
+                threshold: p.threshold,
+            },
+            Task::Regression => PerformanceSpec {
+                task: Task::Regression,
+                label: p.label.clone(),
+                score: None,
+                prediction: Some(p.score.clone()),
+                threshold: p.threshold,
+            },
         }
     }
 }
@@ -459,8 +469,19 @@ pub async fn learn_bands(
     performance: Option<&crate::config::ModelPerformance>,
 ) -> Result<(), CheckError> {
     use crate::rules::{DATASET_FEATURE, Target};
-    if rules.iter().all(|r| r.learn.is_none()) {
+    if rules.iter().all(|r| r.learn.is_none() && r.margin.is_none()) {
         return Ok(());
+    }
+    let from_labels = |r: &crate::rules::Rule| {
+        (r.learn.is_some() || r.margin.is_some()) && matches!(r.target, Target::Performance { .. })
+    };
+    if let Some(rule) = rules.iter().find(|r| from_labels(r)) {
+        if performance.is_some_and(|p| p.task == Task::Regression) {
+            return Err(CheckError::Usage(format!(
+                "rule \"{}\": `learn` and `baseline_margin` on regression metrics are not supported; give `warn`",
+                rule.name
+            )));
+        }
     }
     let batches = read_rows(reference, plan.reference_sql().as_deref()).await?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -479,13 +500,25 @@ pub async fn learn_bands(
         Ok(p)
     };
     let labelled = match performance {
-        Some(p) if rules.iter().any(|r| r.learn.is_some() && matches!(r.target, Target::Performance { .. })) => {
+        Some(p) if rules.iter().any(from_labels) => {
             let spec = PerformanceSpec::from_model(p);
             Some(read_outputs(reference, plan.filter.as_deref(), &spec, true).await?)
         }
         _ => None,
     };
     for rule in rules.iter_mut() {
+        if let (Some(margin), Target::Performance { metric, .. }, Some(o)) =
+            (rule.margin, rule.target.clone(), &labelled)
+        {
+            let scores = if o.scores.is_empty() { &[][..] } else { &o.scores[..] };
+            let all = crate::performance::classification(&o.labels, &o.predicted, scores);
+            if let Some(v) = all.get(metric.as_str()).copied().flatten() {
+                let worse = if rule.direction() == crate::rules::Direction::Below { v - margin } else { v + margin };
+                rule.warn = Some(worse);
+                rule.resolve = worse;
+                tracing::info!(rule = %rule.name, baseline = v, warn = worse, "threshold set from the baseline");
+            }
+        }
         let Some(learn) = rule.learn else {
             continue;
         };
@@ -912,11 +945,16 @@ impl Quality {
 impl Report {
     /// The report of a window whose labels are in: realised performance over `rows`
     /// labelled predictions, nothing else.
-    pub fn realised(model: &str, reference_rows: u64, labels: &[bool], predicted: &[bool], scores: &[f64]) -> Report {
+    pub fn realised(
+        model: &str,
+        reference_rows: u64,
+        rows: usize,
+        metrics: BTreeMap<&'static str, Option<f64>>,
+    ) -> Report {
         Report {
             model: model.into(),
             reference: Rows { rows: reference_rows },
-            current: Rows { rows: labels.len() as u64 },
+            current: Rows { rows: rows as u64 },
             drift: DatasetDrift {
                 detected: false,
                 share: 0.0,
@@ -925,10 +963,7 @@ impl Report {
                 drift_share: 0.0,
             },
             features: Vec::new(),
-            performance: Performance::realised(
-                labels.len(),
-                crate::performance::classification(labels, predicted, scores),
-            ),
+            performance: Performance::realised(rows, metrics),
             quality: BTreeMap::new(),
             notes: Vec::new(),
             impact: Vec::new(),

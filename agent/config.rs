@@ -227,9 +227,12 @@ pub struct PerformanceConfig {
     pub label: Spanned<String>,
     /// Score at or above which the model predicts class 1 (default 0.5).
     pub threshold: Option<Spanned<f64>>,
+    /// `classification` (default) or `regression`: then `score` is the predicted value and
+    /// `label` the true one; performance is realised from labels only (no estimation).
+    pub task: Option<Spanned<String>>,
 }
 
-const PERFORMANCE_KEYS: &[&str] = &["score", "label", "threshold"];
+const PERFORMANCE_KEYS: &[&str] = &["score", "label", "threshold", "task"];
 
 /// `[model.performance]` after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -237,6 +240,7 @@ pub struct ModelPerformance {
     pub score: String,
     pub label: String,
     pub threshold: f64,
+    pub task: crate::check::Task,
     pub pos: Pos,
     pub label_pos: Pos,
 }
@@ -680,6 +684,25 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                     "a performance rule needs [model.performance] (the score feature and the baseline's label)",
                 );
             }
+            let regression =
+                m.performance.as_ref().and_then(|p| p.task.as_ref()).is_some_and(|t| t.get_ref() == "regression");
+            if let (crate::rules::Target::Performance { metric, realised }, Some(v)) = (&rule.target, &rc.performance) {
+                let fits = if regression {
+                    crate::performance::REGRESSION.contains(&metric.as_str())
+                } else {
+                    crate::performance::CLASSIFICATION.contains(&metric.as_str())
+                };
+                let known = crate::performance::CLASSIFICATION
+                    .iter()
+                    .chain(&crate::performance::REGRESSION)
+                    .any(|k| k == metric);
+                if m.performance.is_some() && known && !fits {
+                    let task = if regression { "regression" } else { "classification" };
+                    r.at(v.span(), format!("\"{metric}\" is not a {task} metric of this model"));
+                } else if regression && !realised {
+                    r.at(v.span(), "regression performance is realised from labels only: add `value = \"realised\"`");
+                }
+            }
             rules.push(rule);
             rule_sources.push(RuleSource { file: path.into(), names });
         }
@@ -712,7 +735,19 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                     ),
                 );
             }
+            let task = match p.task.as_ref().map(|t| (t, t.get_ref().as_str())) {
+                None | Some((_, "classification")) => crate::check::Task::Classification,
+                Some((_, "regression")) => crate::check::Task::Regression,
+                Some((t, other)) => {
+                    r.at(
+                        t.span(),
+                        format!("unknown task \"{other}\"{}", suggestion(other, &["classification", "regression"])),
+                    );
+                    crate::check::Task::Classification
+                }
+            };
             ModelPerformance {
+                task,
                 score: p.score.get_ref().clone(),
                 label: p.label.get_ref().clone(),
                 threshold,

@@ -56,15 +56,19 @@ impl Outcome {
 pub struct Labelled {
     pub start: i64,
     pub end: i64,
-    pub labels: Vec<bool>,
+    /// True values: 0/1 for classification.
+    pub labels: Vec<f64>,
+    /// The model's score (classification) or predicted value (regression).
     pub scores: Vec<f64>,
 }
 
-/// Reads a label's text (a categorical cell): 1/0, true/false.
-pub fn parse_label(text: &str) -> Option<bool> {
+/// Reads a label's text (a categorical cell): 1/0 or true/false for classification, any
+/// finite number for regression.
+pub fn parse_label(text: &str, regression: bool) -> Option<f64> {
     match text.trim() {
-        "1" | "true" | "1.0" => Some(true),
-        "0" | "false" | "0.0" => Some(false),
+        "1" | "true" | "1.0" => Some(1.0),
+        "0" | "false" | "0.0" => Some(0.0),
+        t if regression => t.parse::<f64>().ok().filter(|v| v.is_finite()),
         _ => None,
     }
 }
@@ -114,9 +118,9 @@ pub struct LabelJoin {
     size: i64,
     slide: i64,
     predictions: Waiting<f64>,
-    labels: Waiting<bool>,
+    labels: Waiting<f64>,
     /// Window start → matched (label, score) pairs.
-    windows: BTreeMap<i64, (Vec<bool>, Vec<f64>)>,
+    windows: BTreeMap<i64, (Vec<f64>, Vec<f64>)>,
     newest: Option<i64>,
     counts: BTreeMap<Outcome, u64>,
 }
@@ -164,7 +168,7 @@ impl LabelJoin {
     }
 
     /// A label for an event id hash (0: none); `label` is `None` when unreadable.
-    pub fn label(&mut self, id: u64, time: i64, label: Option<bool>) {
+    pub fn label(&mut self, id: u64, time: i64, label: Option<f64>) {
         let Some(label) = label.filter(|_| id != 0) else {
             self.count(Outcome::InvalidLabel, 1);
             return;
@@ -179,7 +183,7 @@ impl LabelJoin {
         }
     }
 
-    fn matched(&mut self, time: i64, label: bool, score: f64) {
+    fn matched(&mut self, time: i64, label: f64, score: f64) {
         self.count(Outcome::Matched, 1);
         // Every window holding `time`: starts in (time - size, time], on the slide grid.
         let last = time.div_euclid(self.slide) * self.slide;
@@ -238,17 +242,17 @@ mod tests {
     fn labels_meet_predictions_in_either_order_within_the_horizon() {
         let mut j = LabelJoin::new(1_000, 100, 500, 500);
         j.prediction(1, 100, Some(0.9));
-        j.label(2, 150, Some(false)); // before its prediction
+        j.label(2, 150, Some(0.0)); // before its prediction
         j.prediction(2, 200, Some(0.2));
-        j.label(1, 900, Some(true));
-        j.label(1, 950, Some(true)); // matched already: waits as a label, expires
+        j.label(1, 900, Some(1.0));
+        j.label(1, 950, Some(1.0)); // matched already: waits as a label, expires
         j.prediction(3, 600, Some(0.4)); // never labelled
-        j.label(0, 700, Some(true)); // no id
+        j.label(0, 700, Some(1.0)); // no id
         j.label(4, 700, None); // unreadable
         assert!(j.advance().is_empty(), "window [0, 500) waits until 1500");
         j.prediction(5, 1600, Some(0.5));
         let done = j.advance();
-        assert_eq!(done, vec![Labelled { start: 0, end: 500, labels: vec![false, true], scores: vec![0.2, 0.9] }]);
+        assert_eq!(done, vec![Labelled { start: 0, end: 500, labels: vec![0.0, 1.0], scores: vec![0.2, 0.9] }]);
         let counts = j.take_counts();
         assert_eq!(counts[&Outcome::Matched], 2);
         assert_eq!(counts[&Outcome::InvalidLabel], 2);
@@ -266,7 +270,7 @@ mod tests {
         let mut j = LabelJoin::new(i64::MAX / 4, 50, 1_000, 1_000);
         for id in 1..10_000u64 {
             j.prediction(id, id as i64, Some(0.5));
-            j.label(id + 1_000_000, id as i64, Some(true));
+            j.label(id + 1_000_000, id as i64, Some(1.0));
             j.advance();
             let (p, l) = j.pending();
             assert!(p <= 50 && l <= 50);
@@ -278,11 +282,12 @@ mod tests {
     fn sliding_windows_get_every_pair_they_hold() {
         let mut j = LabelJoin::new(0, 10, 1_000, 500);
         j.prediction(1, 1_200, Some(0.7));
-        j.label(1, 1_300, Some(true));
+        j.label(1, 1_300, Some(1.0));
         let all = j.flush();
         let starts: Vec<i64> = all.iter().map(|w| w.start).collect();
         assert_eq!(starts, vec![500, 1_000]);
-        assert_eq!(parse_label(" true"), Some(true));
-        assert_eq!(parse_label("2"), None);
+        assert_eq!(parse_label(" true", false), Some(1.0));
+        assert_eq!(parse_label("2", false), None);
+        assert_eq!(parse_label("2.5", true), Some(2.5));
     }
 }

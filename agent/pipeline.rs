@@ -90,6 +90,8 @@ struct ModelRuntime {
     late_since_close: u64,
     /// Ground truth: the join, the score column and the decision threshold.
     join: Option<(LabelJoin, String, f64)>,
+    /// `[model.performance] task = "regression"`: labels are values, not classes.
+    regression: bool,
     events: Events,
     labels_config: Option<ModelLabels>,
     /// Derived features, appended to every decoded batch.
@@ -190,6 +192,7 @@ impl Pipeline {
                         }
                         _ => None,
                     },
+                    regression: s.model.performance.as_ref().is_some_and(|p| p.task == crate::check::Task::Regression),
                     derive,
                     derive_failed: false,
                     slices: s.slices,
@@ -310,9 +313,14 @@ impl Pipeline {
                 let m = &mut self.models[global];
                 if reader.labels {
                     if let Some((join, _, _)) = &mut m.join {
+                        let regression = &m.regression;
                         let labels = rows.batch.column(0).as_string::<i32>();
                         for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
-                            join.label(id, time, labels.is_valid(i).then(|| parse_label(labels.value(i))).flatten());
+                            join.label(
+                                id,
+                                time,
+                                labels.is_valid(i).then(|| parse_label(labels.value(i), *regression)).flatten(),
+                            );
                         }
                     }
                     continue;
@@ -716,8 +724,14 @@ impl Pipeline {
         for w in labelled {
             let m = &mut self.models[i];
             let threshold = m.join.as_ref().map_or(0.5, |(_, _, t)| *t);
-            let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= threshold).collect();
-            let report = Report::realised(&m.id, m.baseline.profile.rows(), &w.labels, &predicted, &w.scores);
+            let metrics_of = if m.regression {
+                crate::performance::regression(&w.labels, &w.scores)
+            } else {
+                let labels: Vec<bool> = w.labels.iter().map(|y| *y >= 0.5).collect();
+                let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= threshold).collect();
+                crate::performance::classification(&labels, &predicted, &w.scores)
+            };
+            let report = Report::realised(&m.id, m.baseline.profile.rows(), w.labels.len(), metrics_of);
             metrics.record_performance(&m.id, &report.performance, crate::metrics::ALL_SLICE);
             metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
             tracing::info!(

@@ -255,6 +255,9 @@ pub struct Rule {
     pub learn: Option<Learn>,
     /// Learned bands per feature (`_all` for performance): values outside are warnings.
     pub bands: BTreeMap<String, (f64, f64)>,
+    /// Performance: `warn` is the baseline's value made worse by this margin (set when the
+    /// baseline is loaded).
+    pub margin: Option<f64>,
 }
 
 /// How a rule learns its warning band from the baseline.
@@ -310,6 +313,7 @@ impl Rule {
             detector: None,
             learn: None,
             bands: BTreeMap::new(),
+            margin: None,
         }
     }
 

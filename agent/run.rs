@@ -61,7 +61,7 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
             "baseline loaded"
         );
         let cbpe = match &m.performance {
-            Some(p) => {
+            Some(p) if p.task == crate::check::Task::Classification => {
                 let spec = PerformanceSpec::from_model(p);
                 let cbpe = fit_cbpe(&m.baseline, m.filter.as_deref(), &spec)
                     .await
@@ -73,7 +73,7 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
                 );
                 Some(cbpe)
             }
-            None => None,
+            _ => None,
         };
         let (segment_values, slices) =
             load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;

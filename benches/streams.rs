@@ -77,7 +77,7 @@ fn per_event(c: &mut Criterion) {
                 j.prediction(*id, i as i64, Some(0.5));
             }
             for (i, id) in ids.iter().enumerate() {
-                j.label(*id, i as i64, Some(i % 3 == 0));
+                j.label(*id, i as i64, Some(f64::from(u8::from(i % 3 == 0))));
             }
             j.flush().len()
         })

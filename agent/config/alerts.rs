@@ -65,6 +65,9 @@ pub struct RuleConfig {
     /// `{ chunks = 10, sigmas = 3 }`: the warning band is learned from the baseline — split
     /// into `chunks`, the band is the mean ± `sigmas` standard deviations of the chunks' values.
     pub learn: Option<LearnConfig>,
+    /// Performance rules: warn when the metric is this much worse than on the baseline
+    /// (computed from the baseline's labels and scores), instead of a fixed `warn`.
+    pub baseline_margin: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +84,7 @@ pub const LEARN_KEYS: &[&str] = &["chunks", "sigmas"];
 pub const RULE_KEYS: &[&str] = &[
     "name", "model", "features", "test", "value", "quality", "dataset", "performance", "warn", "critical", "resolve",
     "for", "cooldown", "renotify", "min_samples", "effect_size", "fdr", "labels", "annotations", "recipients",
-    "detector", "learn",
+    "detector", "learn", "baseline_margin",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -490,7 +493,20 @@ pub(super) fn rule_of(
     let resolve = check(&rc.resolve, "resolve");
     let detector = rc.detector.as_ref().and_then(|d| detector_of(r, d));
     let learn = rc.learn.as_ref().map(|l| learn_of(r, l, &target, rc));
-    if warn.is_none() && critical.is_none() && rc.detector.is_none() && learn.is_none() {
+    let margin = rc.baseline_margin.as_ref().map(|m| {
+        let v = *m.get_ref();
+        if !(v.is_finite() && v >= 0.0) {
+            r.at(m.span(), format!("baseline_margin must be 0 or more, got {v}"));
+        }
+        if !matches!(target, Target::Performance { .. }) {
+            r.at(m.span(), "baseline_margin applies to performance rules");
+        }
+        if rc.warn.is_some() || rc.learn.is_some() {
+            r.at(m.span(), "baseline_margin sets the warning threshold; remove `warn` and `learn`");
+        }
+        v
+    });
+    if warn.is_none() && critical.is_none() && rc.detector.is_none() && learn.is_none() && margin.is_none() {
         r.at(rc.name.span(), format!("rule \"{name}\" needs `warn`, `critical`, `detector`, `learn` or a combination"));
     }
     if let (Some(w), Some(c), Some(cs)) = (warn, critical, rc.critical.as_ref()) {
@@ -604,6 +620,7 @@ pub(super) fn rule_of(
         detector,
         learn,
         bands: std::collections::BTreeMap::new(),
+        margin,
     };
     (rule, names)
 }

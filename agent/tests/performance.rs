@@ -523,3 +523,112 @@ warn = 0.9
             .contains(r#"driftwatch_performance{estimated="true",metric="accuracy",model="credit-risk",slice="all"}"#)
     );
 }
+
+#[test]
+fn regression_labels_give_realised_error_metrics_per_window() {
+    use driftwatch::http::{Shared, Status};
+    use driftwatch::metrics::Metrics;
+    use driftwatch::pipeline::Pipeline;
+    use driftwatch::source::Chunk;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    // The credit reference with a numeric target: the "score" column is the prediction.
+    let text = std::fs::read_to_string(crate::agent::root().join("fixtures/credit/reference.csv")).expect("csv");
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let y = if i == 0 { "y".to_string() } else { format!("{}", line.rsplit(',').next().expect("s")) };
+        out += &format!("{line},{y}\n");
+    }
+    let reference = dir.path().join("reference.csv");
+    std::fs::write(&reference, out).expect("write");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\", \"y\"]\n[model.window]\nsize = \"10m\"\n\
+             [model.performance]\nscore = \"score\"\nlabel = \"y\"\ntask = \"regression\"\n\
+             [model.labels]\ntopics = [\"labels\"]\nhorizon = \"5m\"\n\
+             [[model.rule]]\nname = \"mae\"\nperformance = \"mae\"\nvalue = \"realised\"\nwarn = 0.05\n",
+            reference.display().to_string()
+        ),
+    )
+    .expect("config");
+    let cfg = driftwatch::config::load(&config).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("baselines");
+    assert!(setups[0].cbpe.is_none(), "no estimation for regression");
+    let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
+    let mut pipeline = Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
+    pipeline.read_labels(vec![0], 1 << 20).expect("labels");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));
+
+    // The truth is the prediction plus 0.01 in the first window, plus 0.1·(j mod 3) after.
+    let events = crate::agent::credit_events("fixtures/credit/current_ok.csv", "credit-risk");
+    let predicted: Vec<f64> = events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).expect("json")["features"]["score"].as_f64().expect("score"))
+        .collect();
+    let truth = |j: usize| predicted[j] + if j < 600 { 0.01 } else { 0.1 * (j % 3) as f64 };
+    let mut chunk = Chunk::default();
+    for (j, e) in events.iter().enumerate() {
+        chunk.push(0, 0, j as i64, None, e.as_bytes());
+        let id = format!("{}", serde_json::from_str::<Value>(e).expect("json")["event_id"]);
+        let label = format!(r#"{{"model_id":"credit-risk","event_id":{id},"timestamp":1,"label":{}}}"#, truth(j));
+        chunk.push(1, 0, j as i64, None, label.as_bytes());
+    }
+    pipeline.process(&chunk, std::time::Instant::now());
+    pipeline.finish();
+    let evaluations = seen.lock().expect("lock").clone();
+    let realised: Vec<_> = evaluations
+        .iter()
+        .filter(|e| e.report.as_ref().is_some_and(|r| r.performance.estimated == Some(false)))
+        .collect();
+    assert_eq!(realised.len(), 4);
+    for (w, e) in realised.iter().enumerate() {
+        let range = w * 600..((w + 1) * 600).min(events.len());
+        let actual: Vec<f64> = range.clone().map(truth).collect();
+        let want = performance::regression(&actual, &predicted[range]);
+        let got = &e.report.as_ref().expect("report").performance.metrics;
+        for (name, value) in want {
+            assert_eq!(got[name], value, "window {w} {name}");
+        }
+    }
+    let transitions: Vec<&str> =
+        realised.iter().flat_map(|e| e.notices.iter().map(|n| n.transition.as_str())).collect();
+    assert_eq!(transitions, ["firing"], "MAE 0.01 then 0.1: fires on the second window and stays");
+}
+
+#[test]
+fn a_margin_below_the_baseline_sets_the_threshold_from_the_baselines_labels() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let reference = labelled_reference(dir.path());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\", \"label\"]\n\
+             [model.performance]\nscore = \"score\"\nlabel = \"label\"\n\
+             [[model.rule]]\nname = \"accuracy-drop\"\nperformance = \"accuracy\"\nbaseline_margin = 0.05\n\
+             [[model.rule]]\nname = \"loss-rise\"\nperformance = \"log_loss\"\nvalue = \"realised\"\nbaseline_margin = 0.1\n",
+            reference.display().to_string()
+        ),
+    )
+    .expect("config");
+    let text = std::fs::read_to_string(&reference).expect("csv");
+    let (mut s, mut y) = (Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        s.push(c[6].parse::<f64>().expect("score"));
+        y.push(c[7] == "1");
+    }
+    let want = performance::classification(&y, &s.iter().map(|v| *v >= 0.5).collect::<Vec<_>>(), &s);
+    let cfg = driftwatch::config::load(&config).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("load");
+    let rules = &setups[0].model.rules;
+    assert_eq!(rules[0].warn, Some(want["accuracy"].expect("accuracy") - 0.05));
+    assert_eq!(rules[1].warn, Some(want["log_loss"].expect("log loss") + 0.1), "errors rise: the margin is added");
+}
