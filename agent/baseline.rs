@@ -137,14 +137,7 @@ pub async fn read_numbers(
     columns: &[&str],
 ) -> Result<Vec<Vec<Option<f64>>>, BaselineError> {
     use datafusion::arrow::compute::{CastOptions, cast_with_options};
-    let format = Format::detect(path)?;
-    if format == Format::Artefact {
-        return Err(BaselineError::Read {
-            path: path.into(),
-            message: "is a baseline artefact, which keeps summaries, not the label and score columns performance needs; give the data file".into(),
-        });
-    }
-    let df = open(path, format, sql).await?;
+    let df = open_rows(path, sql, "the label and score columns performance needs").await?;
     let schema = df.schema().as_arrow().clone();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     for c in columns {
@@ -179,15 +172,20 @@ pub async fn read_numbers(
 /// Every row of a file (through an optional query), in memory: for start-up fits on the
 /// reference that need rows, not summaries.
 pub async fn read_rows(path: &Path, sql: Option<&str>) -> Result<Vec<RecordBatch>, BaselineError> {
+    let df = open_rows(path, sql, "rows").await?;
+    df.collect().await.map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })
+}
+
+/// A data file's rows (an artefact has only summaries: `needed` says what is missing).
+async fn open_rows(path: &Path, sql: Option<&str>, needed: &str) -> Result<DataFrame, BaselineError> {
     let format = Format::detect(path)?;
     if format == Format::Artefact {
         return Err(BaselineError::Read {
             path: path.into(),
-            message: "is a baseline artefact, which keeps summaries, not rows; give the data file".into(),
+            message: format!("is a baseline artefact, which keeps summaries, not {needed}; give the data file"),
         });
     }
-    let df = open(path, format, sql).await?;
-    df.collect().await.map_err(|e| BaselineError::Read { path: path.into(), message: e.to_string() })
+    open(path, format, sql).await
 }
 
 async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFrame, BaselineError> {

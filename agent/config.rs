@@ -629,17 +629,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             if m.exclude.iter().any(|e| e.get_ref() == f.name.get_ref()) {
                 r.at(f.name.span(), format!("feature \"{}\" is also in `exclude`", f.name.get_ref()));
             }
-            let kind = f.kind.as_ref().and_then(|k| match k.get_ref().as_str() {
-                "numerical" => Some(FeatureKind::Numerical),
-                "categorical" => Some(FeatureKind::Categorical),
-                other => {
-                    r.at(
-                        k.span(),
-                        format!("unknown feature type \"{other}\"{}", suggestion(other, &["numerical", "categorical"])),
-                    );
-                    None
-                }
-            });
+            let kind = kind_of(&mut r, f.kind.as_ref());
             let ftests = tests_of(&mut r, f.tests.as_ref());
             let mut fopts = options.clone();
             fopts.thresholds.extend(thresholds_of(&mut r, &f.thresholds));
@@ -963,6 +953,20 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
                     }
                 }
             }
+        }
+    }
+}
+
+/// A feature's declared `type`, if given and valid.
+fn kind_of(r: &mut Reporter, k: Option<&Spanned<String>>) -> Option<FeatureKind> {
+    let k = k?;
+    match k.get_ref().as_str() {
+        "numerical" => Some(FeatureKind::Numerical),
+        "categorical" => Some(FeatureKind::Categorical),
+        other => {
+            let hint = suggestion(other, &["numerical", "categorical"]);
+            r.at(k.span(), format!("unknown feature type \"{other}\"{hint}"));
+            None
         }
     }
 }

@@ -63,12 +63,18 @@ fn credit_config(dir: &Path, window: &str) -> PathBuf {
     path
 }
 
+/// The models of a configuration file, loaded as the agent loads them.
+pub fn load_setups(config_path: &Path) -> Vec<driftwatch::pipeline::ModelSetup> {
+    let cfg = config::load(config_path).expect("valid config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(load_models(&cfg)).expect("baselines")
+}
+
 /// Runs events through a pipeline built from a configuration; returns every evaluation and
 /// the metrics text.
 pub fn run_pipeline(config_path: &Path, events: &[String]) -> (Vec<Evaluation>, String) {
     let cfg = config::load(config_path).expect("valid config");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let setups = rt.block_on(load_models(&cfg)).expect("baselines");
+    let setups = load_setups(config_path);
     let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
     let readers: Vec<usize> = (0..cfg.models.len()).collect();
     let mut pipeline = Pipeline::new(setups, &[readers], 1 << 20, shared.clone()).expect("pipeline");

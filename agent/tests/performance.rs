@@ -366,13 +366,31 @@ fn page_hinkley_signals_where_river_does() {
     assert!(signals >= 8, "the cases include changes: {signals}");
 }
 
+/// A pipeline for `setups` reading predictions from topic 0 and labels from topic 1; with
+/// its shared state and every evaluation it makes.
+#[allow(clippy::type_complexity)]
+fn labelled_pipeline(
+    setups: Vec<driftwatch::pipeline::ModelSetup>,
+) -> (
+    driftwatch::pipeline::Pipeline,
+    std::sync::Arc<driftwatch::http::Shared>,
+    std::sync::Arc<std::sync::Mutex<Vec<driftwatch::pipeline::Evaluation>>>,
+) {
+    use driftwatch::http::{Shared, Status};
+    use std::sync::{Arc, Mutex};
+    let shared = Arc::new(Shared::new(driftwatch::metrics::Metrics::new().expect("metrics"), Status::default()));
+    let mut pipeline =
+        driftwatch::pipeline::Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
+    pipeline.read_labels(vec![0], 1 << 20).expect("labels");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));
+    (pipeline, shared, seen)
+}
+
 #[test]
 fn labels_joined_by_event_id_give_realised_metrics_per_window_and_realised_rules_fire() {
-    use driftwatch::http::{Shared, Status};
-    use driftwatch::metrics::Metrics;
-    use driftwatch::pipeline::Pipeline;
     use driftwatch::source::Chunk;
-    use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().expect("tmp");
     let reference = labelled_reference(dir.path());
@@ -406,15 +424,7 @@ warn = 0.9
         ),
     )
     .expect("config");
-    let cfg = driftwatch::config::load(&config).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("baselines");
-    let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
-    let mut pipeline = Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
-    pipeline.read_labels(vec![0], 1 << 20).expect("labels");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));
+    let (mut pipeline, shared, seen) = labelled_pipeline(crate::agent::load_setups(&config));
 
     // Predictions one second apart; the label of event j arrives with prediction j + 200
     // (event time: then). Every 60th event is never labelled; in the third window 40 % of
@@ -526,11 +536,7 @@ warn = 0.9
 
 #[test]
 fn regression_labels_give_realised_error_metrics_per_window() {
-    use driftwatch::http::{Shared, Status};
-    use driftwatch::metrics::Metrics;
-    use driftwatch::pipeline::Pipeline;
     use driftwatch::source::Chunk;
-    use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().expect("tmp");
     // The credit reference with a numeric target: the "score" column is the prediction.
@@ -554,16 +560,9 @@ fn regression_labels_give_realised_error_metrics_per_window() {
         ),
     )
     .expect("config");
-    let cfg = driftwatch::config::load(&config).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("baselines");
+    let setups = crate::agent::load_setups(&config);
     assert!(setups[0].cbpe.is_none(), "no estimation for regression");
-    let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
-    let mut pipeline = Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
-    pipeline.read_labels(vec![0], 1 << 20).expect("labels");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));
+    let (mut pipeline, shared, seen) = labelled_pipeline(setups);
 
     // The truth is the prediction plus 0.01 in the first window, plus 0.1·(j mod 3) after.
     let events = crate::agent::credit_events("fixtures/credit/current_ok.csv", "credit-risk");
@@ -599,6 +598,10 @@ fn regression_labels_give_realised_error_metrics_per_window() {
     let transitions: Vec<&str> =
         realised.iter().flat_map(|e| e.notices.iter().map(|n| n.transition.as_str())).collect();
     assert_eq!(transitions, ["firing"], "MAE 0.01 then 0.1: fires on the second window and stays");
+    let metrics = shared.metrics.encode();
+    assert!(
+        metrics.contains(r#"driftwatch_performance{estimated="false",metric="mae",model="credit-risk",slice="all"}"#)
+    );
 }
 
 #[test]
@@ -625,9 +628,7 @@ fn a_margin_below_the_baseline_sets_the_threshold_from_the_baselines_labels() {
         y.push(c[7] == "1");
     }
     let want = performance::classification(&y, &s.iter().map(|v| *v >= 0.5).collect::<Vec<_>>(), &s);
-    let cfg = driftwatch::config::load(&config).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("load");
+    let setups = crate::agent::load_setups(&config);
     let rules = &setups[0].model.rules;
     assert_eq!(rules[0].warn, Some(want["accuracy"].expect("accuracy") - 0.05));
     assert_eq!(rules[1].warn, Some(want["log_loss"].expect("log loss") + 0.1), "errors rise: the margin is added");

@@ -251,9 +251,7 @@ fn learned_bands_come_from_baseline_chunks_and_flag_a_null_spike() {
         .collect();
     let mean = rates.iter().sum::<f64>() / 10.0;
     let sd = (rates.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / 10.0).sqrt();
-    let cfg = config::load(&config).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let setups = rt.block_on(driftwatch::run::load_models(&cfg)).expect("load");
+    let setups = crate::agent::load_setups(&config);
     let bands = &setups[0].model.rules[0].bands;
     let (lo, hi) = bands["debt_ratio"];
     assert!((lo - (mean - 3.0 * sd)).abs() < 1e-12 && (hi - (mean + 3.0 * sd)).abs() < 1e-12, "{bands:?}");
