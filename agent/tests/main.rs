@@ -10,4 +10,5 @@ mod kafka;
 mod performance;
 mod properties;
 mod quality;
+mod security;
 mod segments;
