@@ -12,10 +12,10 @@ use std::time::Duration;
 use crate::agent::{Reaper, T0, credit_events, free_port, http_get, root, wait_for};
 
 /// A throwaway CA and a certificate for localhost/127.0.0.1 signed by it.
-struct Certs {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct Certs {
+    pub(crate) ca: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -23,7 +23,7 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn make_certs(dir: &Path, name: &str) -> Certs {
+pub(crate) fn make_certs(dir: &Path, name: &str) -> Certs {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).expect("mkdir");
     openssl(
