@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 
 use crate::baseline::{
@@ -399,12 +400,18 @@ async fn read_outputs(
     Ok(Outputs { labels, scores, predicted })
 }
 
-/// Fits the drift → impact model on the reference rows (through the plan's query): each
-/// row's chance of being predicted right, from its calibrated score, per bin of every
-/// feature of `spec`. Rows without a finite score are left out.
-pub async fn fit_impact(
+/// The reference's rows through the plan's query (filter and derived features), in memory:
+/// for the start-up fits that need rows, not summaries.
+pub async fn reference_rows(reference: &Path, plan: &Plan) -> Result<Vec<RecordBatch>, CheckError> {
+    Ok(read_rows(reference, plan.reference_sql().as_deref()).await?)
+}
+
+/// Fits the drift → impact model on the reference's rows (`batches`, from
+/// [`reference_rows`]): each row's chance of being predicted right, from its calibrated
+/// score, per bin of every feature of `spec`. Rows without a finite score are left out.
+pub fn fit_impact(
     reference: &Path,
-    plan: &Plan,
+    batches: &[RecordBatch],
     spec: &ProfileSpec,
     cbpe: &Cbpe,
     score: &str,
@@ -413,12 +420,11 @@ pub async fn fit_impact(
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::{DataType, Float64Type};
-    let batches = read_rows(reference, plan.reference_sql().as_deref()).await?;
     let read_err = |message: String| CheckError::Data(BaselineError::Read { path: reference.into(), message });
     let mut scores = Vec::new();
     let mut numbers: Vec<Vec<Option<f64>>> = vec![Vec::new(); spec.features.len()];
     let mut texts: Vec<Vec<Option<String>>> = vec![Vec::new(); spec.features.len()];
-    for batch in &batches {
+    for batch in batches {
         let column = |name: &str, to: &DataType| {
             let c = batch.column_by_name(name).ok_or_else(|| read_err(format!("no column \"{name}\"")))?;
             cast(c, to).map_err(|e| read_err(format!("column \"{name}\": {e}")))
@@ -457,13 +463,15 @@ pub async fn fit_impact(
     Ok(ImpactModel::fit(&spec.features, &columns, &correct))
 }
 
-/// Learns the warning bands of the rules with `learn`: the baseline's rows (through the
-/// plan's query) are split in row order into the rule's number of chunks; the band of each
-/// feature (quality rules) or of the model (performance rules, from the labels and scores
-/// `performance` names) is the mean ± sigmas·σ of the chunks' values.
+/// Sets the thresholds rules take from the baseline. `learn`: the baseline's rows
+/// (`batches`, from [`reference_rows`]) are split in row order into the rule's number of
+/// chunks; the band of each feature (quality rules) or of the model (performance rules, from
+/// the labels and scores `performance` names) is the mean ± sigmas·σ of the chunks' values.
+/// `baseline_margin`: `warn` is the metric on the whole baseline made worse by the margin.
 pub async fn learn_bands(
     rules: &mut [crate::rules::Rule],
     reference: &Path,
+    batches: &[RecordBatch],
     plan: &Plan,
     baseline: &mut Baseline,
     performance: Option<&crate::config::ModelPerformance>,
@@ -483,13 +491,12 @@ pub async fn learn_bands(
             )));
         }
     }
-    let batches = read_rows(reference, plan.reference_sql().as_deref()).await?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     // Rows [from, to) of the whole file as one profile.
     let chunk_profile = |from: usize, to: usize| -> Result<Profile, CheckError> {
         let mut p = Profile::new(&baseline.spec);
         let mut offset = 0;
-        for b in &batches {
+        for b in batches {
             let (lo, hi) = (from.max(offset), to.min(offset + b.num_rows()));
             if lo < hi {
                 p.observe(&baseline.spec, &b.slice(lo - offset, hi - lo))
@@ -510,8 +517,7 @@ pub async fn learn_bands(
         if let (Some(margin), Target::Performance { metric, .. }, Some(o)) =
             (rule.margin, rule.target.clone(), &labelled)
         {
-            let scores = if o.scores.is_empty() { &[][..] } else { &o.scores[..] };
-            let all = crate::performance::classification(&o.labels, &o.predicted, scores);
+            let all = crate::performance::classification(&o.labels, &o.predicted, &o.scores);
             if let Some(v) = all.get(metric.as_str()).copied().flatten() {
                 let worse = if rule.direction() == crate::rules::Direction::Below { v - margin } else { v + margin };
                 rule.warn = Some(worse);

@@ -14,7 +14,8 @@
 //! is a null. A value of another type costs the event nothing else: it is stored as a null
 //! and reported as an [`Issue::TypeError`] (the window's `type_error_rate`), as are absent
 //! required features and unknown fields ([`Issue::Schema`]). Repeated event ids within the
-//! model's horizon are dropped and their times reported as duplicates. The model id is required when several models share a topic. Event time is an
+//! model's horizon are dropped and their times reported as duplicates. The model id is
+//! required when several models share a topic. Event time is an
 //! RFC 3339 string or epoch milliseconds (`timestamp_format` chooses); when the field is
 //! absent the Kafka message timestamp is used, and without one the event is rejected.
 
@@ -22,12 +23,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 
 use crate::json::{Cell, Node, scan};
 
 use crate::profile::FeatureKind;
-use crate::recent::{RecentIds, id_hash};
+use crate::recent::{RecentIds, id_hash, int_id_hash};
 
 /// A dotted path to a field in an event, e.g. `features.income`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -281,7 +282,7 @@ impl TopicDecoder {
                 }
             }
             let schema = Arc::new(Schema::new(
-                fields.features.iter().map(|(name, _, k)| Field::new(name, data_type(*k), true)).collect::<Vec<_>>(),
+                fields.features.iter().map(|(name, _, k)| Field::new(name, k.live_type(), true)).collect::<Vec<_>>(),
             ));
             let columns = fields.features.iter().map(|(_, _, k)| new_column(*k)).collect();
             plans.push(ModelPlan {
@@ -341,9 +342,9 @@ impl TopicDecoder {
         let plan = &self.models[model];
         let time = event_time(plan, &self.cells, &self.texts, kafka_time)
             .map_err(|(r, m)| Rejected::new(r, Some(model), m))?;
-        let id = match plan.event_id_slot.map(|s| self.cells[s]) {
-            Some(Cell::Text) => id_hash(self.texts[plan.event_id_slot.unwrap_or_default()].as_bytes()),
-            Some(Cell::Int(v)) => id_hash(v.to_string().as_bytes()),
+        let id = match plan.event_id_slot.map(|s| (s, self.cells[s])) {
+            Some((s, Cell::Text)) => id_hash(self.texts[s].as_bytes()),
+            Some((_, Cell::Int(v))) => int_id_hash(v),
             _ => 0,
         };
         let plan = &mut self.models[model];
@@ -455,13 +456,6 @@ impl TopicDecoder {
                 None
             }
         }
-    }
-}
-
-fn data_type(kind: FeatureKind) -> DataType {
-    match kind {
-        FeatureKind::Numerical => DataType::Float64,
-        FeatureKind::Categorical => DataType::Utf8,
     }
 }
 

@@ -10,7 +10,9 @@
 //! predictions and as many waiting labels (the oldest are dropped early, counted as
 //! `evicted`), plus the pairs of windows not yet complete.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+
+use crate::recent::TimedIds;
 
 /// What became of a label or prediction, the `outcome` of `driftwatch_labels_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,52 +75,14 @@ pub fn parse_label(text: &str, regression: bool) -> Option<f64> {
     }
 }
 
-struct Waiting<T> {
-    items: crate::recent::IdMap<(i64, T)>,
-    order: VecDeque<(i64, u64)>,
-}
-
-impl<T> Waiting<T> {
-    fn new() -> Self {
-        Waiting { items: crate::recent::IdMap::default(), order: VecDeque::new() }
-    }
-
-    fn insert(&mut self, id: u64, time: i64, value: T) {
-        self.items.insert(id, (time, value));
-        self.order.push_back((time, id));
-    }
-
-    /// Drops entries older than `before` and beyond `cap`; returns (expired, evicted).
-    fn expire(&mut self, before: i64, cap: usize) -> (u64, u64) {
-        let (mut expired, mut evicted) = (0, 0);
-        while let Some(&(t, id)) = self.order.front() {
-            let over = self.items.len() > cap;
-            if t >= before && !over {
-                break;
-            }
-            self.order.pop_front();
-            // Only if it is still waiting (matched entries leave a stale order slot).
-            if self.items.get(&id).is_some_and(|(time, _)| *time == t) {
-                self.items.remove(&id);
-                if t < before {
-                    expired += 1;
-                } else {
-                    evicted += 1;
-                }
-            }
-        }
-        (expired, evicted)
-    }
-}
-
 /// The join state of one model.
 pub struct LabelJoin {
     horizon: i64,
     cap: usize,
     size: i64,
     slide: i64,
-    predictions: Waiting<f64>,
-    labels: Waiting<f64>,
+    predictions: TimedIds<f64>,
+    labels: TimedIds<f64>,
     /// Window start → matched (label, score) pairs.
     windows: BTreeMap<i64, (Vec<f64>, Vec<f64>)>,
     newest: Option<i64>,
@@ -133,8 +97,8 @@ impl LabelJoin {
             cap: max_pending.max(1),
             size: size.max(1),
             slide: slide.clamp(1, size.max(1)),
-            predictions: Waiting::new(),
-            labels: Waiting::new(),
+            predictions: TimedIds::default(),
+            labels: TimedIds::default(),
             windows: BTreeMap::new(),
             newest: None,
             counts: BTreeMap::new(),
@@ -161,7 +125,7 @@ impl LabelJoin {
             return;
         }
         self.newest = Some(self.newest.map_or(time, |n| n.max(time)));
-        match self.labels.items.remove(&id) {
+        match self.labels.remove(id) {
             Some((_, label)) => self.matched(time, label, score),
             None => self.predictions.insert(id, time, score),
         }
@@ -173,11 +137,11 @@ impl LabelJoin {
             self.count(Outcome::InvalidLabel, 1);
             return;
         };
-        if self.labels.items.contains_key(&id) {
+        if self.labels.get(id).is_some() {
             self.count(Outcome::DuplicateLabel, 1);
             return;
         }
-        match self.predictions.items.remove(&id) {
+        match self.predictions.remove(id) {
             Some((t, score)) => self.matched(t, label, score),
             None => self.labels.insert(id, time, label),
         }
@@ -230,7 +194,7 @@ impl LabelJoin {
 
     /// Predictions and labels waiting.
     pub fn pending(&self) -> (usize, usize) {
-        (self.predictions.items.len(), self.labels.items.len())
+        (self.predictions.len(), self.labels.len())
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
 use crate::baseline::Baseline;
 use crate::check::{Performance, Plan, Report, compare};
-use crate::config::{Events, Model, ModelLabels};
+use crate::config::Model;
 use crate::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::derive::{Compiled, Derive, Dimension, Slicer};
 use crate::frontier::CommitFrontier;
@@ -26,10 +26,10 @@ use crate::impact::ImpactModel;
 use crate::labels::{LabelJoin, Labelled, parse_label};
 use crate::notify::{Batch, Notice, Queue};
 use crate::performance::Cbpe;
-use crate::profile::{FeatureKind, ProfileSpec};
+use crate::profile::{FeatureKind, FeatureProfile, ProfileSpec};
 use crate::rules::Severity;
 use crate::source::Chunk;
-use crate::window::{ClosedWindow, WindowSpec, Windows};
+use crate::window::{ClosedWindow, WindowSpec, Windows, millis};
 
 /// One model, ready to run: its validated configuration, loaded baseline and check plan.
 pub struct ModelSetup {
@@ -88,12 +88,7 @@ struct ModelRuntime {
     cbpe: Option<(Cbpe, usize, f64)>,
     /// Late events since the last window closed (for `late_rate`).
     late_since_close: u64,
-    /// Ground truth: the join, the score column and the decision threshold.
-    join: Option<(LabelJoin, String, f64)>,
-    /// `[model.performance] task = "regression"`: labels are values, not classes.
-    regression: bool,
-    events: Events,
-    labels_config: Option<ModelLabels>,
+    truth: Option<GroundTruth>,
     /// Derived features, appended to every decoded batch.
     derive: Derive,
     /// A derived feature failed on a batch (warned once; its values are null).
@@ -101,6 +96,47 @@ struct ModelRuntime {
     /// Segment slices (in the windows' slice order) and their references.
     slices: Vec<SliceSetup>,
     impact: Option<ImpactModel>,
+}
+
+/// Ground truth of a model (`[model.labels]`): the join, how its pairs become metrics and
+/// what a label event is read as.
+struct GroundTruth {
+    join: LabelJoin,
+    /// The score (classification) or predicted value (regression) feature.
+    score: String,
+    threshold: f64,
+    /// Labels are values, not classes.
+    regression: bool,
+    fields: ModelFields,
+}
+
+impl GroundTruth {
+    fn of(s: &ModelSetup) -> Option<GroundTruth> {
+        let (labels, p) = (s.model.labels.as_ref()?, s.model.performance.as_ref()?);
+        let events = &s.model.events;
+        let mut fields =
+            ModelFields::new(&s.model.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
+        fields.features = vec![("label".into(), labels.field.clone(), FeatureKind::Categorical)];
+        fields.event_id = Some(events.event_id.clone());
+        let window = &s.model.window;
+        Some(GroundTruth {
+            join: LabelJoin::new(millis(labels.horizon), labels.max_pending, millis(window.size), millis(window.slide)),
+            score: p.score.clone(),
+            threshold: p.threshold,
+            regression: p.task == crate::check::Task::Regression,
+            fields,
+        })
+    }
+
+    /// The realised metrics of a window's pairs.
+    fn metrics(&self, w: &Labelled) -> std::collections::BTreeMap<&'static str, Option<f64>> {
+        if self.regression {
+            return crate::performance::regression(&w.labels, &w.scores);
+        }
+        let labels: Vec<bool> = w.labels.iter().map(|y| *y >= 0.5).collect();
+        let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= self.threshold).collect();
+        crate::performance::classification(&labels, &predicted, &w.scores)
+    }
 }
 
 /// The decoder of one topic and the models reading it (predictions, or labels).
@@ -166,6 +202,10 @@ impl Pipeline {
                         .collect();
                     windows = windows.with_slices(Arc::new(slicer), specs);
                 }
+                let truth = GroundTruth::of(&s);
+                if truth.is_some() {
+                    shared.metrics.register_labels(&s.model.id);
+                }
                 ModelRuntime {
                     id: s.model.id.clone(),
                     windows,
@@ -178,27 +218,11 @@ impl Pipeline {
                         _ => None,
                     },
                     late_since_close: 0,
-                    join: match (&s.model.labels, &s.model.performance) {
-                        (Some(l), Some(p)) => {
-                            shared.metrics.register_labels(&s.model.id);
-                            let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
-                            let join = LabelJoin::new(
-                                ms(l.horizon),
-                                l.max_pending,
-                                ms(s.model.window.size),
-                                ms(s.model.window.slide),
-                            );
-                            Some((join, p.score.clone(), p.threshold))
-                        }
-                        _ => None,
-                    },
-                    regression: s.model.performance.as_ref().is_some_and(|p| p.task == crate::check::Task::Regression),
+                    truth,
                     derive,
                     derive_failed: false,
                     slices: s.slices,
                     impact: s.impact,
-                    events: s.model.events.clone(),
-                    labels_config: s.model.labels.clone(),
                     baseline: s.baseline,
                     plan: s.plan,
                     last_event: None,
@@ -226,14 +250,8 @@ impl Pipeline {
         let mut fields = Vec::new();
         for &i in &models {
             let m = &self.models[i];
-            let (Some(labels), events) = (&m.labels_config, &m.events) else {
-                return Err(format!("model \"{}\" has no [model.labels]", m.id));
-            };
-            let mut f =
-                ModelFields::new(&m.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
-            f.features = vec![("label".into(), labels.field.clone(), FeatureKind::Categorical)];
-            f.event_id = Some(events.event_id.clone());
-            fields.push(f);
+            let truth = m.truth.as_ref().ok_or_else(|| format!("model \"{}\" has no [model.labels]", m.id))?;
+            fields.push(truth.fields.clone());
         }
         let decoder = TopicDecoder::new(fields, max_event_bytes)?;
         self.decoders.push(TopicReader { decoder, models, labels: true });
@@ -312,15 +330,12 @@ impl Pipeline {
                 };
                 let m = &mut self.models[global];
                 if reader.labels {
-                    if let Some((join, _, _)) = &mut m.join {
-                        let regression = &m.regression;
+                    if let Some(t) = &mut m.truth {
                         let labels = rows.batch.column(0).as_string::<i32>();
                         for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
-                            join.label(
-                                id,
-                                time,
-                                labels.is_valid(i).then(|| parse_label(labels.value(i), *regression)).flatten(),
-                            );
+                            let label =
+                                labels.is_valid(i).then(|| parse_label(labels.value(i), t.regression)).flatten();
+                            t.join.label(id, time, label);
                         }
                     }
                     continue;
@@ -352,16 +367,16 @@ impl Pipeline {
                 }
                 match m.windows.insert(&rows, &mut self.frontier, now) {
                     Ok(late) => {
-                        if let Some((join, score, _)) = &mut m.join {
+                        if let Some(t) = &mut m.truth {
                             let scores =
-                                rows.batch.column_by_name(score).and_then(|c| c.as_primitive_opt::<Float64Type>());
+                                rows.batch.column_by_name(&t.score).and_then(|c| c.as_primitive_opt::<Float64Type>());
                             if let Some(scores) = scores {
                                 let mut late_rows = late.iter().peekable();
                                 for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
                                     if late_rows.next_if(|&&l| l == i).is_some() {
                                         continue;
                                     }
-                                    join.prediction(id, time, scores.is_valid(i).then(|| scores.value(i)));
+                                    t.join.prediction(id, time, scores.is_valid(i).then(|| scores.value(i)));
                                 }
                             }
                         }
@@ -390,7 +405,7 @@ impl Pipeline {
             let started = Instant::now();
             let closed = self.models[i].windows.advance(&mut self.frontier, now);
             self.evaluate_all(i, closed, started);
-            let labelled = self.models[i].join.as_mut().map(|(j, _, _)| j.advance()).unwrap_or_default();
+            let labelled = self.models[i].truth.as_mut().map(|t| t.join.advance()).unwrap_or_default();
             self.realise_all(i, labelled);
         }
         self.publish();
@@ -426,7 +441,7 @@ impl Pipeline {
             let started = Instant::now();
             let closed = self.models[i].windows.flush(&mut self.frontier);
             self.evaluate_all(i, closed, started);
-            let labelled = self.models[i].join.as_mut().map(|(j, _, _)| j.flush()).unwrap_or_default();
+            let labelled = self.models[i].truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
             self.realise_all(i, labelled);
         }
         self.publish();
@@ -522,10 +537,8 @@ impl Pipeline {
             let seen = events + quality.duplicates;
             report.quality.insert("duplicate_rate".into(), quality.duplicates as f64 / seen as f64);
             report.quality.insert("freshness_seconds".into(), quality.delay_seconds / events as f64);
-            if let Some((cbpe, score, threshold)) = &m.cbpe {
-                let scores = features[*score].sample.sorted();
-                let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
-                report.performance = Performance::estimated(cbpe, scores, &predicted);
+            if let Some(p) = estimate(&m.cbpe, &mut features) {
+                report.performance = p;
             }
             if let Some(impact) = &m.impact {
                 let drifted: Vec<&str> = report.features.iter().filter(|f| f.drift).map(|f| f.name.as_str()).collect();
@@ -557,10 +570,8 @@ impl Pipeline {
                 continue;
             };
             let mut report = compare(reference, &mut profile.features, n, &m.plan);
-            if let Some((cbpe, score, threshold)) = &m.cbpe {
-                let scores = profile.features[*score].sample.sorted();
-                let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
-                report.performance = Performance::estimated(cbpe, scores, &predicted);
+            if let Some(p) = estimate(&m.cbpe, &mut profile.features) {
+                report.performance = p;
             }
             slices.push((slice.name.clone(), report));
         }
@@ -713,25 +724,19 @@ impl Pipeline {
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
         let m = &mut self.models[i];
-        if let Some((join, _, _)) = &mut m.join {
-            for (outcome, n) in join.take_counts() {
-                metrics.labels.with_label_values(&[m.id.as_str(), outcome.as_str()]).inc_by(n);
-            }
-            let (predictions, labels) = join.pending();
-            metrics.labels_pending.with_label_values(&[m.id.as_str(), "predictions"]).set(predictions as i64);
-            metrics.labels_pending.with_label_values(&[m.id.as_str(), "labels"]).set(labels as i64);
+        let Some(truth) = &mut m.truth else {
+            return;
+        };
+        for (outcome, n) in truth.join.take_counts() {
+            metrics.labels.with_label_values(&[m.id.as_str(), outcome.as_str()]).inc_by(n);
         }
+        let (predictions, labels) = truth.join.pending();
+        metrics.labels_pending.with_label_values(&[m.id.as_str(), "predictions"]).set(predictions as i64);
+        metrics.labels_pending.with_label_values(&[m.id.as_str(), "labels"]).set(labels as i64);
         for w in labelled {
             let m = &mut self.models[i];
-            let threshold = m.join.as_ref().map_or(0.5, |(_, _, t)| *t);
-            let metrics_of = if m.regression {
-                crate::performance::regression(&w.labels, &w.scores)
-            } else {
-                let labels: Vec<bool> = w.labels.iter().map(|y| *y >= 0.5).collect();
-                let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= threshold).collect();
-                crate::performance::classification(&labels, &predicted, &w.scores)
-            };
-            let report = Report::realised(&m.id, m.baseline.profile.rows(), w.labels.len(), metrics_of);
+            let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
+            let report = Report::realised(&m.id, m.baseline.profile.rows(), w.labels.len(), realised);
             metrics.record_performance(&m.id, &report.performance, crate::metrics::ALL_SLICE);
             metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
             tracing::info!(
@@ -800,6 +805,15 @@ impl Pipeline {
     }
 }
 
+/// CBPE's estimate for a window (or slice) from its score feature's sample, when the model
+/// estimates performance.
+fn estimate(cbpe: &Option<(Cbpe, usize, f64)>, features: &mut [FeatureProfile]) -> Option<Performance> {
+    let (cbpe, score, threshold) = cbpe.as_ref()?;
+    let scores = features.get_mut(*score)?.sample.sorted();
+    let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
+    Some(Performance::estimated(cbpe, scores, &predicted))
+}
+
 /// The spec windows are profiled with: the baseline's, less the bin edges of numerical
 /// features that no binned test reads (their histograms would cost every event a bin search
 /// and never be used; a binned test on such a feature would still bin the sorted sample).
@@ -849,7 +863,7 @@ fn slicer_of(s: &ModelSetup, schema: &Schema) -> Result<Option<Slicer>, String> 
 fn derive_of(s: &ModelSetup) -> Result<Derive, String> {
     let fields = model_fields(s);
     let schema = Schema::new(
-        fields.features.iter().map(|(name, _, kind)| Field::new(name, kind_type(*kind), true)).collect::<Vec<_>>(),
+        fields.features.iter().map(|(name, _, kind)| Field::new(name, kind.live_type(), true)).collect::<Vec<_>>(),
     );
     let defs: Vec<(String, String, DataType)> = s
         .model
@@ -857,17 +871,10 @@ fn derive_of(s: &ModelSetup) -> Result<Derive, String> {
         .iter()
         .filter_map(|d| {
             let spec = s.baseline.spec.features.iter().find(|f| f.name == d.name)?;
-            Some((d.name.clone(), d.sql.clone(), kind_type(spec.kind)))
+            Some((d.name.clone(), d.sql.clone(), spec.kind.live_type()))
         })
         .collect();
     Derive::new(&defs, &schema).map_err(|e| format!("model \"{}\": {e}", s.model.id))
-}
-
-fn kind_type(kind: FeatureKind) -> DataType {
-    match kind {
-        FeatureKind::Numerical => DataType::Float64,
-        FeatureKind::Categorical => DataType::Utf8,
-    }
 }
 
 /// What a model reads from its events: the baseline's features at their configured paths
@@ -898,8 +905,10 @@ fn model_fields(s: &ModelSetup) -> ModelFields {
     fields.features = features;
     fields.known_fields = quality.unknown_fields.then(|| events.features.clone());
     fields.also_known = s.model.exclude.iter().map(|(name, _)| events.features.child(name)).collect();
-    fields.event_id = Some(events.event_id.clone());
-    fields.duplicates =
-        quality.duplicate_horizon.map(|h| (i64::try_from(h.as_millis()).unwrap_or(i64::MAX), quality.max_tracked_ids));
+    // Event ids cost a hash per event: read them only for duplicates or the label join.
+    fields.duplicates = quality.duplicate_horizon.map(|h| (millis(h), quality.max_tracked_ids));
+    if fields.duplicates.is_some() || s.model.labels.is_some() {
+        fields.event_id = Some(events.event_id.clone());
+    }
     fields
 }

@@ -45,6 +45,14 @@ pub enum FeatureKind {
 }
 
 impl FeatureKind {
+    /// The Arrow type live batches hold a feature of this kind in.
+    pub fn live_type(self) -> DataType {
+        match self {
+            FeatureKind::Numerical => DataType::Float64,
+            FeatureKind::Categorical => DataType::Utf8,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FeatureKind::Numerical => "numerical",

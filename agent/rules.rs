@@ -460,41 +460,21 @@ impl Rule {
         effect: Option<(TestKind, Option<f64>, bool)>,
     ) -> Reading {
         let d = self.direction();
-        if self.learn.is_some() {
-            // Learned: outside the baseline's band is a warning; a fixed critical still counts.
-            let band = self.bands.get(feature).copied();
-            let (level, clear) = match (value, band) {
-                (Some(v), Some((lo, hi))) => {
-                    let critical = self.critical.is_some_and(|t| d.breaches(v, t));
-                    // A quality ratio is bad only above its band; performance either way
-                    // (an unexplained jump is as suspect as a fall).
-                    let outside = v > hi || (d == Direction::Below && v < lo);
-                    let level = if critical {
-                        Some(Severity::Critical)
-                    } else if outside {
-                        Some(Severity::Warning)
-                    } else {
-                        None
-                    };
-                    (level, !critical && !outside)
-                }
-                _ => (None, false),
-            };
-            return Reading {
-                feature: feature.to_string(),
-                value: value.filter(|_| band.is_some()),
-                raw: value,
-                adjusted: None,
-                statistic,
-                effect: None,
-                samples,
-                level,
-                clear,
-            };
-        }
-        let (level, clear) = match value {
-            None => (None, false),
-            Some(v) => {
+        let band = self.bands.get(feature).copied();
+        // A learned rule reads only the features it has a band for.
+        let compared = if self.learn.is_some() { value.filter(|_| band.is_some()) } else { value };
+        let (level, clear) = match (compared, band) {
+            (None, _) => (None, false),
+            (Some(v), Some((lo, hi))) if self.learn.is_some() => {
+                // Outside the baseline's band is a warning; a fixed critical still counts. A
+                // quality ratio is bad only above its band; performance either way (an
+                // unexplained jump is as suspect as a fall).
+                let critical = self.critical.is_some_and(|t| d.breaches(v, t));
+                let outside = v > hi || (d == Direction::Below && v < lo);
+                let level = if critical { Some(Severity::Critical) } else { outside.then_some(Severity::Warning) };
+                (level, !critical && !outside)
+            }
+            (Some(v), _) => {
                 let floor_met = effect.is_none_or(|(_, _, met)| met);
                 let level = if floor_met { self.level(v) } else { None };
                 // Below the effect floor the difference is too small to matter: that is clear.
@@ -505,7 +485,7 @@ impl Rule {
         };
         Reading {
             feature: feature.to_string(),
-            value,
+            value: compared,
             raw: value,
             adjusted: None,
             statistic,

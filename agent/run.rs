@@ -18,7 +18,7 @@ use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline};
+use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
 use crate::config::{Config, SourceKind};
 use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
 use crate::metrics::Metrics;
@@ -77,17 +77,24 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
         };
         let (segment_values, slices) =
             load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
+        // The fits that need the reference's rows share one read of them.
+        let learns_quality =
+            m.rules.iter().any(|r| r.learn.is_some() && matches!(r.target, crate::rules::Target::Quality(_)));
+        let rows = if cbpe.is_some() || learns_quality {
+            reference_rows(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?
+        } else {
+            Vec::new()
+        };
         let impact = match (&cbpe, &m.performance) {
             (Some(c), Some(p)) => Some(
-                fit_impact(&m.baseline, &plan, &baseline.spec, c, &p.score, p.threshold)
-                    .await
+                fit_impact(&m.baseline, &rows, &baseline.spec, c, &p.score, p.threshold)
                     .with_context(|| format!("model \"{}\": drift impact on the baseline", m.id))?,
             ),
             _ => None,
         };
         let mut model = m.clone();
         let mut baseline = baseline;
-        learn_bands(&mut model.rules, &m.baseline, &plan, &mut baseline, m.performance.as_ref())
+        learn_bands(&mut model.rules, &m.baseline, &rows, &plan, &mut baseline, m.performance.as_ref())
             .await
             .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
         setups.push(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices });

@@ -116,8 +116,13 @@ fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// A duration in milliseconds, saturating far below `i64::MAX` (times are added to it).
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4).max(1)
+    millis(d).max(1)
 }
 
 impl Windows {
@@ -141,14 +146,6 @@ impl Windows {
     pub fn with_slices(mut self, slicer: Arc<Slicer>, specs: Vec<ProfileSpec>) -> Windows {
         self.slices = Some(Slices { slicer, specs, failed: false });
         self
-    }
-
-    fn new_pane(&self) -> Pane {
-        Pane {
-            profile: Profile::new(&self.spec),
-            slices: self.slices.as_ref().map_or(Vec::new(), |s| s.specs.iter().map(Profile::new).collect()),
-            holds: Vec::new(),
-        }
     }
 
     /// Adds decoded rows that arrived at `now`; returns the indices of late rows (dropped).
@@ -184,13 +181,12 @@ impl Windows {
         }
         let whole = by_pane.len() == 1 && late.is_empty();
         for (start, indices) in by_pane {
-            if !self.panes.contains_key(&start) {
-                let pane = self.new_pane();
-                self.panes.insert(start, pane);
-            }
-            let Some(pane) = self.panes.get_mut(&start) else {
-                continue;
-            };
+            let (spec, slices) = (&self.spec, &self.slices);
+            let pane = self.panes.entry(start).or_insert_with(|| Pane {
+                profile: Profile::new(spec),
+                slices: slices.as_ref().map_or(Vec::new(), |s| s.specs.iter().map(Profile::new).collect()),
+                holds: Vec::new(),
+            });
             let taken;
             let batch = if whole {
                 &rows.batch
