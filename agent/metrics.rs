@@ -47,6 +47,15 @@ pub const NAMES: &[&str] = &[
     "driftwatch_labels_total",
     "driftwatch_labels_pending",
     "driftwatch_performance_window_end_timestamp_seconds",
+    "driftwatch_alert_threshold",
+    "driftwatch_config_reloads_total",
+    "driftwatch_config_info",
+];
+
+/// The process collector's families (Linux): memory, CPU, file descriptors, threads.
+pub const PROCESS_NAMES: &[&str] = &[
+    "process_cpu_seconds_total", "process_open_fds", "process_max_fds", "process_virtual_memory_bytes",
+    "process_resident_memory_bytes", "process_start_time_seconds", "process_threads",
 ];
 
 /// The agent's metrics.
@@ -83,6 +92,9 @@ pub struct Metrics {
     pub labels: IntCounterVec,
     pub labels_pending: IntGaugeVec,
     pub performance_window_end: GaugeVec,
+    pub alert_threshold: GaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_info: IntGaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -262,9 +274,27 @@ impl Metrics {
                 ),
                 &["model"],
             )?,
+            alert_threshold: GaugeVec::new(
+                opts(
+                    "driftwatch_alert_threshold",
+                    "A rule's thresholds, for dashboards: bound warn, critical or resolve (fixed), band_lower and band_upper (learned from the baseline; per feature, _all for model-level targets). target is the test, quality check or performance metric.",
+                ),
+                &["model", "rule", "target", "feature", "bound"],
+            )?,
+            config_reloads: IntCounterVec::new(
+                opts(
+                    "driftwatch_config_reloads_total",
+                    "Configuration reloads (SIGHUP or a change in the watched files), by result: applied, unchanged or rejected (the running configuration is kept).",
+                ),
+                &["result"],
+            )?,
+            config_info: IntGaugeVec::new(
+                opts("driftwatch_config_info", "Always 1; the SHA-256 of the running configuration's files."),
+                &["sha256"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 31] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
             Box::new(m.dead_letters.clone()),
@@ -296,9 +326,17 @@ impl Metrics {
             Box::new(m.labels.clone()),
             Box::new(m.labels_pending.clone()),
             Box::new(m.performance_window_end.clone()),
+            Box::new(m.alert_threshold.clone()),
+            Box::new(m.config_reloads.clone()),
+            Box::new(m.config_info.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
+        }
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        for result in ["applied", "unchanged", "rejected"] {
+            m.config_reloads.with_label_values(&[result]);
         }
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for outcome in ["queued", "sent", "failed"] {
@@ -326,10 +364,31 @@ impl Metrics {
         }
     }
 
-    /// Transition counters of a rule, from the start.
-    pub fn register_rule(&self, model: &str, rule: &str) {
+    /// Transition counters of a rule, from the start, and its thresholds.
+    pub fn register_rule(&self, model: &str, rule: &crate::rules::Rule) {
+        let name = rule.name.as_str();
         for transition in ["firing", "escalated", "repeat", "resolved"] {
-            self.alert_transitions.with_label_values(&[model, rule, transition]);
+            self.alert_transitions.with_label_values(&[model, name, transition]);
+        }
+        let target = rule.target.label();
+        let fixed = [("warn", rule.warn), ("critical", rule.critical), ("resolve", Some(rule.resolve))];
+        for (bound, value) in fixed {
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                self.alert_threshold
+                    .with_label_values(&[model, name, target, crate::rules::DATASET_FEATURE, bound])
+                    .set(v);
+            }
+        }
+        for (feature, (lower, upper)) in &rule.bands {
+            self.alert_threshold.with_label_values(&[model, name, target, feature, "band_lower"]).set(*lower);
+            self.alert_threshold.with_label_values(&[model, name, target, feature, "band_upper"]).set(*upper);
+        }
+    }
+
+    /// Delivery-failure counters by reason, from the start (with a notifier).
+    pub fn register_notifications(&self) {
+        for reason in crate::notify::FAILURE_REASONS {
+            self.notification_failures.with_label_values(&[reason]);
         }
     }
 

@@ -191,7 +191,7 @@ impl Pipeline {
             .map(|((s, derive), slicer)| {
                 shared.metrics.register_model(&s.model.id);
                 for rule in &s.model.rules {
-                    shared.metrics.register_rule(&s.model.id, &rule.name);
+                    shared.metrics.register_rule(&s.model.id, rule);
                 }
                 let mut windows = Windows::new(&s.model.window, window_spec(&s.baseline.spec, &s.plan));
                 if let Some(slicer) = slicer {

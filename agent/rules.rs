@@ -184,6 +184,16 @@ impl Target {
         }
     }
 
+    /// The test, quality check or performance metric watched (the `target` label).
+    pub fn label(&self) -> &str {
+        match self {
+            Target::Test { test, .. } => test.name(),
+            Target::Quality(q) => q.name(),
+            Target::DriftShare => "drift_share",
+            Target::Performance { metric, .. } => metric,
+        }
+    }
+
     /// Short name for messages and the email: `ks p-value`, `psi`, `null_rate`, `drift_share`.
     pub fn describe(&self) -> String {
         match self {

@@ -196,6 +196,15 @@ fn sha256_file(path: &Path) -> String {
     }
 }
 
+/// The SHA-256 of a configuration's files: the file itself, then its rule files in order.
+pub fn config_digest(config: &Config) -> String {
+    let mut hash = Sha256::new();
+    for path in std::iter::once(&config.path).chain(&config.agent.rule_files) {
+        hash.update(std::fs::read(path).unwrap_or_default());
+    }
+    format!("{:x}", hash.finalize())
+}
+
 /// Runs the agent until its source ends or a signal arrives.
 pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     let source = config.source.clone();
@@ -239,6 +248,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     topics.extend(label_readers.0.iter().cloned());
 
     let metrics = Metrics::new().context("registering metrics")?;
+    metrics.config_info.with_label_values(&[config_digest(config).as_str()]).set(1);
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION"),
         source: kind.to_string(),

@@ -110,6 +110,10 @@ pub struct Batch {
     pub notices: Vec<Notice>,
 }
 
+/// Every `reason` of `driftwatch_notification_failures_total`.
+pub const FAILURE_REASONS: [&str; 9] =
+    ["tls", "timeout", "auth", "rejected", "transient", "protocol", "connection", "config", "outbox"];
+
 /// Why a delivery failed (the `reason` label of `driftwatch_notification_failures_total`).
 pub fn failure_reason(e: &lettre::transport::smtp::Error) -> &'static str {
     // A failed STARTTLS or SMTPS handshake reaches us as a connection error.
@@ -244,6 +248,7 @@ impl Notifier {
     pub fn start(config: &Notify, shared: Arc<Shared>) -> anyhow::Result<(Notifier, Queue)> {
         let outbox = Arc::new(Outbox::open(&config.outbox)?);
         let delivery = Delivery::new(config.smtp.as_ref())?;
+        shared.metrics.register_notifications();
         let (wake, woken) = mpsc::channel();
         let stopping = Arc::new(Mutex::new(false));
         let queue = Queue { outbox: outbox.clone(), wake: wake.clone(), shared: shared.clone() };

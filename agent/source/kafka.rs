@@ -269,6 +269,9 @@ pub struct DeadLetterProducer {
 impl DeadLetterProducer {
     pub fn new(kafka: &Kafka, topic: String, source_topics: Vec<String>, shared: Arc<Shared>) -> anyhow::Result<Self> {
         let producer = client_config(kafka, false)?.create().context("cannot create the dead-letter producer")?;
+        for result in ["sent", "failed"] {
+            shared.metrics.dead_letters.with_label_values(&[result]);
+        }
         Ok(DeadLetterProducer { producer, topic, source_topics, shared })
     }
 

@@ -23,7 +23,7 @@ fn root() -> PathBuf {
 }
 
 /// A Tansu broker in a temporary folder; killed when dropped.
-struct Broker {
+pub(crate) struct Broker {
     dir: tempfile::TempDir,
     engine: &'static str,
     port: u16,
@@ -31,13 +31,13 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(engine: &'static str) -> Broker {
+    pub(crate) fn start(engine: &'static str) -> Broker {
         let dir = tempfile::tempdir().expect("tmp");
         let (port, pid) = start_tansu(dir.path(), engine, None);
         Broker { dir, engine, port, pid }
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -55,7 +55,7 @@ impl Broker {
         self.pid = pid;
     }
 
-    fn create_topic(&self, name: &str, partitions: u32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new("tansu")
             .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker"])
             .arg(format!("tcp://{}", self.addr()))
@@ -87,7 +87,7 @@ fn start_tansu(dir: &Path, engine: &str, port: Option<u16>) -> (u16, u32) {
 }
 
 /// Sends (topic, partition, payload) records and waits until the broker has them all.
-fn produce(brokers: &str, records: &[(&str, i32, Vec<u8>)]) {
+pub(crate) fn produce(brokers: &str, records: &[(&str, i32, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("message.timeout.ms", "60000")
@@ -111,7 +111,7 @@ fn produce(brokers: &str, records: &[(&str, i32, Vec<u8>)]) {
 
 /// The credit rows `range` as events of `model` at `T0 + minute·60 s` plus 150 ms apart, in
 /// the nested (default) shape.
-fn nested(csv: &str, model: &str, range: std::ops::Range<usize>, minute: i64) -> Vec<Vec<u8>> {
+pub(crate) fn nested(csv: &str, model: &str, range: std::ops::Range<usize>, minute: i64) -> Vec<Vec<u8>> {
     let events = credit_events(csv, model);
     let base = chrono::DateTime::from_timestamp_millis(T0).expect("t0");
     events[range]
@@ -142,11 +142,11 @@ fn flat(csv: &str, model: &str, range: std::ops::Range<usize>, minute: i64) -> V
 }
 
 /// Spreads events round-robin over the partitions of a topic.
-fn spread<'a>(topic: &'a str, events: Vec<Vec<u8>>) -> Vec<(&'a str, i32, Vec<u8>)> {
+pub(crate) fn spread<'a>(topic: &'a str, events: Vec<Vec<u8>>) -> Vec<(&'a str, i32, Vec<u8>)> {
     events.into_iter().enumerate().map(|(i, e)| (topic, (i % 3) as i32, e)).collect()
 }
 
-fn agent_config(dir: &Path, brokers: &str, http: u16, extra_source: &str, models: &str) -> PathBuf {
+pub(crate) fn agent_config(dir: &Path, brokers: &str, http: u16, extra_source: &str, models: &str) -> PathBuf {
     let text = format!(
         "[agent]\nlisten = \"127.0.0.1:{http}\"\nshutdown_timeout = \"30s\"\n\n\
          [source]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ngroup_id = \"driftwatch-test\"\nlinger = \"50ms\"\n{extra_source}\n\n{models}"
@@ -166,14 +166,14 @@ fn credit_model(id: &str, topics: &str, events: &str) -> String {
 }
 
 /// A running agent; its log is kept in the test folder.
-struct Agent {
+pub(crate) struct Agent {
     child: Reaper,
     http: u16,
     log: PathBuf,
 }
 
 impl Agent {
-    fn start(config: &Path, http: u16) -> Agent {
+    pub(crate) fn start(config: &Path, http: u16) -> Agent {
         let log = config
             .with_extension(format!("{}.log", std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos())));
         let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
@@ -191,11 +191,11 @@ impl Agent {
         agent
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut(&Agent) -> Option<T>) -> T {
+    pub(crate) fn wait<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut(&Agent) -> Option<T>) -> T {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(v) = f(self) {
@@ -206,11 +206,11 @@ impl Agent {
         }
     }
 
-    fn status(&self) -> Option<Value> {
+    pub(crate) fn status(&self) -> Option<Value> {
         http_get(self.http, "/api/v1/status").and_then(|(_, body)| serde_json::from_str(&body).ok())
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         http_get(self.http, "/metrics").map(|r| r.1).unwrap_or_default()
     }
 
@@ -238,7 +238,7 @@ impl Agent {
     }
 
     /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.0.id().to_string()]).status();
         self.child.0.wait().expect("agent exits")
     }
@@ -275,12 +275,12 @@ fn committed(brokers: &str, topics: &[&str]) -> BTreeMap<(String, i32), i64> {
         .collect()
 }
 
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
-const OK: &str = "fixtures/credit/current_ok.csv";
-const DRIFT: &str = "fixtures/credit/current_drift.csv";
+pub(crate) const OK: &str = "fixtures/credit/current_ok.csv";
+pub(crate) const DRIFT: &str = "fixtures/credit/current_drift.csv";
 
 #[test]
 fn two_models_over_three_partitions_exact_windows_metrics_and_offsets() {

@@ -4,6 +4,7 @@ mod agent;
 mod alerts;
 mod cli;
 mod config_fixtures;
+mod dashboards;
 mod deploy;
 mod golden;
 mod kafka;

@@ -1,0 +1,341 @@
+//! The shipped Grafana dashboards against a real Prometheus that scrapes a real agent: the
+//! agent reads a drifting stream with labels from a Tansu broker, Prometheus scrapes it every
+//! second, and every panel query — with its dashboard's variables resolved through
+//! `label_values` against that Prometheus, as Grafana would — must return a series with a
+//! value. Every metric a dashboard reads must be one the agent registers.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::agent::{Reaper, free_port, http_get, root, wait_for};
+use super::kafka::{Agent, Broker, DRIFT, OK, agent_config, metric, nested, produce, spread};
+
+const DASHBOARDS: [&str; 3] = ["driftwatch-overview", "driftwatch-model", "driftwatch-agent"];
+
+fn dashboard(name: &str) -> Value {
+    let path = root().join(format!("dashboards/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard")).expect("dashboard JSON")
+}
+
+/// Every panel (rows hold none here, but a collapsed row would keep its own).
+fn panels(d: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        out.push(p);
+        if let Some(inner) = p["panels"].as_array() {
+            out.extend(inner);
+        }
+    }
+    out
+}
+
+/// (panel title, expression) of every query.
+fn queries(d: &Value) -> Vec<(String, String)> {
+    panels(d)
+        .into_iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("").to_string();
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |t| (title.clone(), t["expr"].as_str().expect("every target has a PromQL expr").to_string()))
+        })
+        .collect()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn prometheus_api(port: u16, path: &str) -> Value {
+    let (code, body) = http_get(port, path).expect("Prometheus answers");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    assert_eq!((code, v["status"].as_str()), (200, Some("success")), "{path}: {body}");
+    v
+}
+
+fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = expr.replace("$__rate_interval", "15s").replace("$__range", "10m").replace("$__interval", "1s");
+    // Longer names first, so $model never eats the start of a $models.
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for name in names {
+        out = out.replace(&format!("${{{name}}}"), &vars[name]).replace(&format!("${name}"), &vars[name]);
+    }
+    out
+}
+
+/// The dashboard's variables, resolved in order as Grafana does: each `label_values(selector,
+/// label)` through Prometheus's label-values API, choosing the first value.
+fn resolve(d: &Value, prom: u16) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for v in d["templating"]["list"].as_array().expect("templating") {
+        let name = v["name"].as_str().expect("name").to_string();
+        if v["type"] == "datasource" {
+            continue;
+        }
+        assert_eq!(v["type"], "query", "variable {name}");
+        let query = substitute(v["definition"].as_str().expect("definition"), &vars);
+        let inner = query.strip_prefix("label_values(").and_then(|q| q.strip_suffix(')')).expect("label_values(...)");
+        let (selector, label) = inner.rsplit_once(',').map_or(("", inner), |(s, l)| (s, l));
+        let mut path = format!("/api/v1/label/{}/values", label.trim());
+        if !selector.is_empty() {
+            path += &format!("?match[]={}", encode(selector.trim()));
+        }
+        let values = prometheus_api(prom, &path);
+        let first = values["data"][0].as_str().unwrap_or_else(|| panic!("variable {name}: {query} has no values"));
+        vars.insert(name, first.to_string());
+    }
+    vars
+}
+
+/// The metric families an expression reads.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let word = bytes[i..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+        if word > 0 {
+            let w = &expr[i..i + word];
+            let boundary =
+                i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'$');
+            if boundary && (w.starts_with("driftwatch_") || w.starts_with("process_")) {
+                out.push(w.to_string());
+            }
+            i += word;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_are_provisioning_json_and_read_only_agent_metrics() {
+    let mut uids = Vec::new();
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        assert!(d.get("__inputs").is_none(), "{name}: provisioning form has no __inputs");
+        assert_eq!(d["uid"], name);
+        uids.push(d["uid"].as_str().expect("uid").to_string());
+        let defined: Vec<&str> =
+            d["templating"]["list"].as_array().expect("vars").iter().filter_map(|v| v["name"].as_str()).collect();
+        assert!(defined.contains(&"datasource"), "{name}: a Prometheus data-source variable");
+        for p in panels(&d) {
+            if p["type"] != "row" {
+                assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}: panel {}", p["title"]);
+                assert!(
+                    p["targets"].as_array().is_some_and(|t| !t.is_empty()),
+                    "{name}: panel {} has no query",
+                    p["title"]
+                );
+            }
+        }
+        let all = queries(&d);
+        assert!(all.len() >= 10, "{name}: {} queries", all.len());
+        for (title, expr) in all {
+            for word in expr.split('$').skip(1) {
+                let var: String = word.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                assert!(
+                    var.starts_with("__") || defined.contains(&var.as_str()),
+                    "{name}: panel {title} uses ${var}, which the dashboard does not define"
+                );
+            }
+            for m in metric_names(&expr) {
+                let family =
+                    ["_bucket", "_sum", "_count"].iter().fold(m.as_str(), |m, s| m.strip_suffix(s).unwrap_or(m));
+                assert!(
+                    driftwatch::metrics::NAMES.contains(&family)
+                        || driftwatch::metrics::PROCESS_NAMES.contains(&family),
+                    "{name}: panel {title} reads {m}, which the agent does not export"
+                );
+            }
+        }
+    }
+    // The links between them and the alert email's dashboard link name these uids.
+    assert_eq!(uids, DASHBOARDS);
+    let provider = std::fs::read_to_string(root().join("dashboards/provisioning/dashboards.yaml")).expect("provider");
+    assert!(provider.contains("type: file") && provider.contains("apiVersion: 1"), "{provider}");
+}
+
+#[test]
+fn every_panel_query_returns_series_from_a_real_prometheus_scraping_the_agent() {
+    let broker = Broker::start("memory");
+    broker.create_topic("predictions", 3);
+    broker.create_topic("labels", 2);
+    broker.create_topic("dead-letters", 1);
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let http = free_port();
+    let reference = super::performance::labelled_reference(d);
+    let model = format!(
+        r#"[[model]]
+id = "credit-risk"
+baseline = {:?}
+exclude = ["event_id", "label"]
+topics = ["predictions"]
+tests = ["ks", "chisquare", "psi"]
+
+[model.window]
+size = "1m"
+idle_timeout = "3s"
+expected_events = 300
+
+[model.performance]
+score = "score"
+label = "label"
+
+[model.labels]
+topics = ["labels"]
+horizon = "2m"
+
+[[model.segment]]
+name = "country"
+column = "country"
+max_values = 3
+
+[[model.rule]]
+name = "income-drift"
+features = ["income"]
+test = "ks"
+warn = 0.05
+critical = 0.001
+
+[[model.rule]]
+name = "accuracy-band"
+performance = "accuracy"
+learn = {{ chunks = 10, sigmas = 3 }}
+
+[[model.rule]]
+name = "null-spike"
+quality = "null_rate"
+learn = {{ chunks = 10, sigmas = 3 }}
+
+[notify]
+outbox = {:?}
+"#,
+        reference.display().to_string(),
+        d.join("outbox").display().to_string()
+    );
+    let config = agent_config(d, &broker.addr(), http, "dead_letter_topic = \"dead-letters\"", &model);
+    let agent = Agent::start(&config, http);
+
+    let prom = free_port();
+    std::fs::write(
+        d.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n  - job_name: driftwatch\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
+        ),
+    )
+    .expect("prometheus.yml");
+    let started = chrono::Utc::now().timestamp();
+    let server = Command::new("prometheus")
+        .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", d.join("prom-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("prometheus.log")).expect("log"))
+        .spawn()
+        .expect("prometheus is installed by scripts/install-deps.sh");
+    let _prometheus = Reaper(server);
+    wait_for("Prometheus ready", Duration::from_secs(30), || http_get(prom, "/-/ready").filter(|r| r.0 == 200));
+    // Traffic starts once Prometheus scrapes the agent, as in a running deployment.
+    wait_for("Prometheus's first scrape of the agent", Duration::from_secs(60), || {
+        let v = prometheus_api(prom, &format!("/api/v1/query?query={}", encode("up == 1")));
+        v["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|_| ())
+    });
+
+    // Two clean minutes, then two drifting ones, all with labels; a few events that are not
+    // JSON. The last window closes when the stream has been idle for idle_timeout.
+    let mut predictions = nested(OK, "credit-risk", 0..300, 0);
+    predictions.extend(nested(OK, "credit-risk", 300..600, 1));
+    predictions.extend(nested(DRIFT, "credit-risk", 0..300, 2));
+    predictions.extend(nested(DRIFT, "credit-risk", 300..600, 3));
+    let labels: Vec<(&str, i32, Vec<u8>)> = predictions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let v: Value = serde_json::from_slice(p).expect("json");
+            let score = v["features"]["score"].as_f64().expect("score");
+            let time = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().expect("t")).expect("t");
+            let label = u8::from((score >= 0.5) != (i % 7 == 0));
+            let e = serde_json::json!({"model_id": "credit-risk", "event_id": v["event_id"],
+                "timestamp": time.timestamp_millis() + 20_000, "label": label});
+            ("labels", (i % 2) as i32, serde_json::to_vec(&e).expect("json"))
+        })
+        .collect();
+    let mut records = spread("predictions", predictions);
+    records.extend((0..5).map(|i| ("predictions", i % 3, b"not json".to_vec())));
+    produce(&broker.addr(), &records);
+    produce(&broker.addr(), &labels);
+    agent.wait(Duration::from_secs(90), "realised performance and a firing drift alert", |a| {
+        let m = a.metrics();
+        let realised = metric(
+            &m,
+            r#"driftwatch_performance{estimated="false",metric="accuracy",model="credit-risk",slice="all"}"#,
+        );
+        let firing = metric(
+            &m,
+            r#"driftwatch_alert_state{feature="income",model="credit-risk",rule="income-drift",severity="critical"}"#,
+        );
+        let lag = m.contains("driftwatch_kafka_consumer_lag{");
+        (realised.is_some() && firing == Some(2.0) && lag).then_some(())
+    });
+    // Prometheus has scraped what the agent shows, a few times (rate() needs two samples).
+    wait_for("Prometheus to scrape realised performance", Duration::from_secs(60), || {
+        let v = prometheus_api(
+            prom,
+            &format!("/api/v1/query?query={}", encode(r#"driftwatch_performance{estimated="false"}"#)),
+        );
+        v["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|_| ())
+    });
+    std::thread::sleep(Duration::from_secs(4));
+
+    let end = chrono::Utc::now().timestamp();
+    let mut checked = 0;
+    let mut empty = Vec::new();
+    for name in DASHBOARDS {
+        let dash = dashboard(name);
+        let vars = resolve(&dash, prom);
+        for (title, expr) in queries(&dash) {
+            let q = substitute(&expr, &vars);
+            let path = format!("/api/v1/query_range?query={}&start={started}&end={end}&step=1", encode(&q));
+            let v = prometheus_api(prom, &path);
+            let series = v["data"]["result"].as_array().expect("matrix");
+            let has_value = series.iter().any(|s| {
+                s["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p[1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(f64::is_finite))
+            });
+            if !has_value {
+                empty.push(format!("{name} / {title}: {q}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "panel queries without a series ({} of {checked}):\n{}\nagent log:\n{}",
+        empty.len(),
+        empty.join("\n"),
+        agent.log()
+    );
+    assert!(checked >= 40, "{checked} queries");
+    assert!(agent.stop().success());
+}
