@@ -60,9 +60,12 @@ pub struct AgentSection {
     /// Rule files (`[[rule]]` tables with `model`), relative to this file.
     #[serde(default)]
     pub rule_files: Vec<Spanned<String>>,
+    /// How often the configuration's files are checked for changes (default "2s"; "0s": only
+    /// SIGHUP reloads).
+    pub watch_interval: Option<Spanned<String>>,
 }
 
-const AGENT_SECTION_KEYS: &[&str] = &["listen", "shutdown_timeout", "rule_files"];
+const AGENT_SECTION_KEYS: &[&str] = &["listen", "shutdown_timeout", "rule_files", "watch_interval"];
 
 /// `[source]`: a Kafka consumer group or a replay of NDJSON events.
 #[derive(Debug, Deserialize)]
@@ -459,6 +462,8 @@ pub struct Agent {
     pub listen: std::net::SocketAddr,
     pub shutdown_timeout: Duration,
     pub rule_files: Vec<PathBuf>,
+    /// Zero: the files are not watched (SIGHUP still reloads).
+    pub watch_interval: Duration,
 }
 
 /// Default address of the HTTP server (the OpenTelemetry Prometheus exporter's port).
@@ -470,6 +475,7 @@ impl Default for Agent {
             listen: DEFAULT_LISTEN.parse().unwrap_or(([127, 0, 0, 1], 9464).into()),
             shutdown_timeout: Duration::from_secs(30),
             rule_files: Vec::new(),
+            watch_interval: Duration::from_secs(2),
         }
     }
 }
@@ -1176,6 +1182,7 @@ fn agent_of(r: &mut Reporter, a: Option<&AgentSection>, base: &Path) -> Agent {
     }
     out.shutdown_timeout = duration_of(r, a.shutdown_timeout.as_ref(), out.shutdown_timeout);
     out.rule_files = a.rule_files.iter().map(|f| base.join(f.get_ref())).collect();
+    out.watch_interval = duration_of(r, a.watch_interval.as_ref(), out.watch_interval);
     out
 }
 

@@ -56,6 +56,7 @@ pub mod performance;
 pub mod pipeline;
 pub mod profile;
 pub mod recent;
+pub mod reload;
 pub mod rng;
 pub mod rules;
 pub mod run;

@@ -9,6 +9,8 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::collections::HashMap;
+
 use crate::check::Report;
 
 /// The `slice` label of whole-window series.
@@ -448,6 +450,49 @@ impl Metrics {
         }
         for (name, se) in &performance.sampling_error {
             self.performance_sampling_error.with_label_values(&[model, name, slice]).set(*se);
+        }
+    }
+
+    /// Removes the series of `model` for which `drop(family, labels)` holds (a model removed
+    /// or changed by a configuration reload), so nothing stale stays exported.
+    pub fn forget(&self, model: &str, drop: impl Fn(&str, &HashMap<&str, &str>) -> bool) {
+        for family in self.registry.gather() {
+            let name = family.name();
+            for metric in family.get_metric() {
+                let labels: HashMap<&str, &str> = metric.get_label().iter().map(|l| (l.name(), l.value())).collect();
+                if labels.get("model") != Some(&model) || !drop(name, &labels) {
+                    continue;
+                }
+                let _ = match name {
+                    "driftwatch_events_total" => self.events.remove(&labels),
+                    "driftwatch_drift_statistic" => self.drift_statistic.remove(&labels),
+                    "driftwatch_drift_p_value" => self.drift_p_value.remove(&labels),
+                    "driftwatch_drift_threshold" => self.drift_threshold.remove(&labels),
+                    "driftwatch_drift_detected" => self.drift_detected.remove(&labels),
+                    "driftwatch_feature_drift_detected" => self.feature_drift.remove(&labels),
+                    "driftwatch_dataset_drift_detected" => self.dataset_drift.remove(&labels),
+                    "driftwatch_dataset_drift_share" => self.dataset_drift_share.remove(&labels),
+                    "driftwatch_quality_ratio" => self.quality.remove(&labels),
+                    "driftwatch_window_events" => self.window_events.remove(&labels),
+                    "driftwatch_window_end_timestamp_seconds" => self.window_end.remove(&labels),
+                    "driftwatch_windows_total" => self.windows.remove(&labels),
+                    "driftwatch_open_windows" => self.open_windows.remove(&labels),
+                    "driftwatch_window_close_seconds" => self.window_close.remove(&labels),
+                    "driftwatch_baseline_info" => self.baseline_info.remove(&labels),
+                    "driftwatch_baseline_rows" => self.baseline_rows.remove(&labels),
+                    "driftwatch_alert_state" => self.alert_state.remove(&labels),
+                    "driftwatch_alert_transitions_total" => self.alert_transitions.remove(&labels),
+                    "driftwatch_alert_threshold" => self.alert_threshold.remove(&labels),
+                    "driftwatch_performance" => self.performance.remove(&labels),
+                    "driftwatch_performance_sampling_error" => self.performance_sampling_error.remove(&labels),
+                    "driftwatch_labels_total" => self.labels.remove(&labels),
+                    "driftwatch_labels_pending" => self.labels_pending.remove(&labels),
+                    "driftwatch_performance_window_end_timestamp_seconds" => {
+                        self.performance_window_end.remove(&labels)
+                    }
+                    _ => Ok(()),
+                };
+            }
         }
     }
 

@@ -21,7 +21,10 @@ use crate::config::Model;
 use crate::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::derive::{Compiled, Derive, Dimension, Slicer};
 use crate::frontier::CommitFrontier;
-use crate::http::{LabelledSummary, LastWindow, RECENT_WINDOWS, Shared, SliceSummary, WindowSummary, rfc3339};
+use crate::http::{
+    BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
+    WindowSummary, rfc3339,
+};
 use crate::impact::ImpactModel;
 use crate::labels::{LabelJoin, Labelled, parse_label};
 use crate::notify::{Batch, Notice, Queue};
@@ -96,6 +99,8 @@ struct ModelRuntime {
     /// Segment slices (in the windows' slice order) and their references.
     slices: Vec<SliceSetup>,
     impact: Option<ImpactModel>,
+    /// What the model reads from prediction events (to rebuild topic decoders on reload).
+    fields: ModelFields,
 }
 
 /// Ground truth of a model (`[model.labels]`): the join, how its pairs become metrics and
@@ -160,6 +165,38 @@ pub struct Pipeline {
     dead_letter: Option<DeadLetter>,
     warned: HashSet<(Option<usize>, Reason)>,
     notify: Option<Queue>,
+    /// The partitions assigned now (models added by a reload expect them too).
+    assigned: Vec<(u16, i32)>,
+}
+
+/// A model of a reloaded configuration (see [`Pipeline::reload`]).
+pub enum Incoming {
+    /// Unchanged: keeps everything (windows, duplicate memory, label join, alerts).
+    Keep(String),
+    /// Only its rules changed: keeps its windows; alert states carry over by rule name.
+    Rules(ModelSetup),
+    /// New, or changed beyond its rules: a running model's open windows are evaluated under
+    /// the old configuration first, then its windows start afresh; alert states carry over.
+    Fresh(ModelSetup),
+}
+
+impl Incoming {
+    fn id(&self) -> &str {
+        match self {
+            Incoming::Keep(id) => id,
+            Incoming::Rules(s) | Incoming::Fresh(s) => &s.model.id,
+        }
+    }
+}
+
+/// What a reload did to each model.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    pub kept: Vec<String>,
+    pub rules_changed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 impl Pipeline {
@@ -188,46 +225,7 @@ impl Pipeline {
             .into_iter()
             .zip(derives)
             .zip(slicers)
-            .map(|((s, derive), slicer)| {
-                shared.metrics.register_model(&s.model.id);
-                for rule in &s.model.rules {
-                    shared.metrics.register_rule(&s.model.id, rule);
-                }
-                let mut windows = Windows::new(&s.model.window, window_spec(&s.baseline.spec, &s.plan));
-                if let Some(slicer) = slicer {
-                    let specs = s
-                        .slices
-                        .iter()
-                        .map(|x| window_spec(&x.baseline.as_ref().unwrap_or(&s.baseline).spec, &s.plan))
-                        .collect();
-                    windows = windows.with_slices(Arc::new(slicer), specs);
-                }
-                let truth = GroundTruth::of(&s);
-                if truth.is_some() {
-                    shared.metrics.register_labels(&s.model.id);
-                }
-                ModelRuntime {
-                    id: s.model.id.clone(),
-                    windows,
-                    spec: s.model.window.clone(),
-                    alerts: Book::new(s.model.rules.clone()),
-                    cbpe: match (s.cbpe, &s.model.performance) {
-                        (Some(c), Some(p)) => {
-                            s.baseline.spec.features.iter().position(|f| f.name == p.score).map(|i| (c, i, p.threshold))
-                        }
-                        _ => None,
-                    },
-                    late_since_close: 0,
-                    truth,
-                    derive,
-                    derive_failed: false,
-                    slices: s.slices,
-                    impact: s.impact,
-                    baseline: s.baseline,
-                    plan: s.plan,
-                    last_event: None,
-                }
-            })
+            .map(|((s, derive), slicer)| runtime(s, derive, slicer, &shared))
             .collect();
         Ok(Pipeline {
             models,
@@ -240,7 +238,179 @@ impl Pipeline {
             dead_letter: None,
             warned: HashSet::new(),
             notify: None,
+            assigned: Vec::new(),
         })
+    }
+
+    /// Applies a reloaded configuration between two chunks; `incoming` is its models in
+    /// order, `topics` and `label_topics` who reads what (as for [`Pipeline::new`] and
+    /// [`Pipeline::read_labels`]; the topics themselves cannot change without a restart).
+    /// Everything that can fail is built first: on an error nothing has changed. A topic
+    /// whose readers are all unchanged keeps its decoder (and so its duplicate memory).
+    pub fn reload(
+        &mut self,
+        incoming: Vec<Incoming>,
+        topics: &[Vec<usize>],
+        label_topics: &[Vec<usize>],
+        max_event_bytes: usize,
+        now: Instant,
+    ) -> Result<Reloaded, String> {
+        let running: HashMap<String, usize> = self.models.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
+        let old_of = |inc: &Incoming| running.get(inc.id()).copied();
+        // 1. What can fail: compiled expressions, decoders.
+        let mut fields = Vec::new();
+        let mut truth_fields = Vec::new();
+        let mut built = Vec::new();
+        for inc in &incoming {
+            match (inc, old_of(inc)) {
+                (Incoming::Fresh(s), _) => {
+                    let derive = derive_of(s)?;
+                    let slicer = slicer_of(s, derive.schema())?;
+                    fields.push(model_fields(s));
+                    truth_fields.push(GroundTruth::of(s).map(|t| t.fields));
+                    built.push(Some((derive, slicer)));
+                }
+                (_, Some(i)) => {
+                    fields.push(self.models[i].fields.clone());
+                    truth_fields.push(self.models[i].truth.as_ref().map(|t| t.fields.clone()));
+                    built.push(None);
+                }
+                (_, None) => return Err(format!("model \"{}\" is not running, so it cannot be kept", inc.id())),
+            }
+        }
+        let unchanged_readers = |t: usize, readers: &[usize], labels: bool| {
+            self.decoders.get(t).is_some_and(|old| {
+                old.labels == labels
+                    && old.models.len() == readers.len()
+                    && old.models.iter().zip(readers).all(|(&o, &n)| {
+                        self.models[o].id == incoming[n].id() && !matches!(incoming[n], Incoming::Fresh(_))
+                    })
+            })
+        };
+        let mut decoders: Vec<Option<TopicReader>> = Vec::new();
+        for (t, readers) in topics.iter().enumerate() {
+            decoders.push(if unchanged_readers(t, readers, false) {
+                None
+            } else {
+                let f = readers.iter().map(|&i| fields[i].clone()).collect();
+                Some(TopicReader {
+                    decoder: TopicDecoder::new(f, max_event_bytes)?,
+                    models: readers.clone(),
+                    labels: false,
+                })
+            });
+        }
+        for (k, readers) in label_topics.iter().enumerate() {
+            let t = topics.len() + k;
+            decoders.push(if unchanged_readers(t, readers, true) {
+                None
+            } else {
+                let mut f = Vec::new();
+                for &i in readers {
+                    f.push(
+                        truth_fields[i]
+                            .clone()
+                            .ok_or_else(|| format!("model \"{}\" has no [model.labels]", incoming[i].id()))?,
+                    );
+                }
+                Some(TopicReader {
+                    decoder: TopicDecoder::new(f, max_event_bytes)?,
+                    models: readers.clone(),
+                    labels: true,
+                })
+            });
+        }
+
+        // 2. Models that stop or restart: their open windows and labelled windows are
+        // evaluated under the configuration they were opened with (their offsets are released).
+        let mut done = Reloaded::default();
+        let kept_ids: HashSet<&str> =
+            incoming.iter().filter(|inc| !matches!(inc, Incoming::Fresh(_))).map(Incoming::id).collect();
+        for i in 0..self.models.len() {
+            if kept_ids.contains(self.models[i].id.as_str()) {
+                continue;
+            }
+            let started = Instant::now();
+            let closed = self.models[i].windows.flush(&mut self.frontier);
+            self.evaluate_all(i, closed, started);
+            let labelled = self.models[i].truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
+            self.realise_all(i, labelled);
+        }
+
+        // 3. The new order of models; unchanged ones move over whole.
+        let mut old: Vec<Option<ModelRuntime>> = std::mem::take(&mut self.models).into_iter().map(Some).collect();
+        let mut old_status = self.shared.status.lock().map(|mut st| std::mem::take(&mut st.models)).unwrap_or_default();
+        let mut statuses = Vec::new();
+        for (inc, parts) in incoming.into_iter().zip(built) {
+            let previous = old_of(&inc).and_then(|i| old[i].take());
+            let id = inc.id().to_string();
+            let status = old_status.iter().position(|st| st.id == id).map(|i| old_status.swap_remove(i));
+            let metrics = &self.shared.metrics;
+            let (m, status) = match (inc, previous, parts) {
+                (Incoming::Keep(_), Some(m), _) => {
+                    done.kept.push(id);
+                    (m, status.unwrap_or_default())
+                }
+                (Incoming::Rules(s), Some(mut m), _) => {
+                    let saved = m.alerts.snapshot();
+                    m.alerts = Book::new(s.model.rules.clone());
+                    m.alerts.restore(saved);
+                    forget_stale(metrics, &m);
+                    m.baseline = s.baseline;
+                    done.rules_changed.push(id);
+                    (m, status.unwrap_or_default())
+                }
+                (Incoming::Fresh(s), previous, Some((derive, slicer))) => {
+                    let mut fresh = announce(&s, metrics);
+                    let mut m = runtime(s, derive, slicer, &self.shared);
+                    for &(topic, partition) in &self.assigned {
+                        let part = self.partitions.get(&(topic, partition)).copied();
+                        let reads = topics.get(topic as usize).is_some_and(|r| r.contains(&statuses.len()));
+                        if let (Some(part), true) = (part, reads) {
+                            m.windows.expect_partition(part, now);
+                        }
+                    }
+                    match previous {
+                        Some(p) => {
+                            m.alerts.restore(p.alerts.snapshot());
+                            forget_stale(metrics, &m);
+                            // Its counts and window history go on.
+                            if let Some(st) = status {
+                                fresh.events = st.events;
+                                fresh.windows_closed = st.windows_closed;
+                                fresh.last_window = st.last_window;
+                                fresh.last_labelled = st.last_labelled;
+                                fresh.recent_windows = st.recent_windows;
+                            }
+                            done.restarted.push(id);
+                        }
+                        None => done.added.push(id),
+                    }
+                    (m, fresh)
+                }
+                // Step 1 found every kept model running and built every fresh one.
+                _ => continue,
+            };
+            self.models.push(m);
+            statuses.push(status);
+        }
+        for m in old.into_iter().flatten() {
+            self.shared.metrics.forget(&m.id, |_, _| true);
+            done.removed.push(m.id);
+        }
+        for (t, d) in decoders.into_iter().enumerate() {
+            if let Some(d) = d {
+                match self.decoders.get_mut(t) {
+                    Some(slot) => *slot = d,
+                    None => self.decoders.push(d),
+                }
+            }
+        }
+        self.decoders.truncate(topics.len() + label_topics.len());
+        self.shared.update_status(|st| st.models = statuses);
+        self.warned.clear();
+        self.publish();
+        Ok(done)
     }
 
     /// Adds a topic of ground truth for `models` (each with `[model.labels]`); label events
@@ -459,6 +629,7 @@ impl Pipeline {
     /// The source's partitions changed: assigned ones hold the watermarks of the models
     /// reading their topic until they speak (or idle), revoked ones no longer do.
     pub fn assign(&mut self, assigned: &[(u16, i32)], now: Instant) {
+        self.assigned = assigned.to_vec();
         let known: Vec<(u16, i32)> = self.partition_keys.clone();
         for key in known {
             if !assigned.contains(&key) {
@@ -802,6 +973,103 @@ impl Pipeline {
                 ms.open_events = rows;
             }
         });
+    }
+}
+
+/// A model's running state, from its setup.
+fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Shared) -> ModelRuntime {
+    shared.metrics.register_model(&s.model.id);
+    for rule in &s.model.rules {
+        shared.metrics.register_rule(&s.model.id, rule);
+    }
+    let mut windows = Windows::new(&s.model.window, window_spec(&s.baseline.spec, &s.plan));
+    if let Some(slicer) = slicer {
+        let specs =
+            s.slices.iter().map(|x| window_spec(&x.baseline.as_ref().unwrap_or(&s.baseline).spec, &s.plan)).collect();
+        windows = windows.with_slices(Arc::new(slicer), specs);
+    }
+    let truth = GroundTruth::of(&s);
+    if truth.is_some() {
+        shared.metrics.register_labels(&s.model.id);
+    }
+    ModelRuntime {
+        id: s.model.id.clone(),
+        fields: model_fields(&s),
+        windows,
+        spec: s.model.window.clone(),
+        alerts: Book::new(s.model.rules.clone()),
+        cbpe: match (s.cbpe, &s.model.performance) {
+            (Some(c), Some(p)) => {
+                s.baseline.spec.features.iter().position(|f| f.name == p.score).map(|i| (c, i, p.threshold))
+            }
+            _ => None,
+        },
+        late_since_close: 0,
+        truth,
+        derive,
+        derive_failed: false,
+        slices: s.slices,
+        impact: s.impact,
+        baseline: s.baseline,
+        plan: s.plan,
+        last_event: None,
+    }
+}
+
+/// A model's entry in the status document, with its baseline's metrics.
+pub fn announce(s: &ModelSetup, metrics: &crate::metrics::Metrics) -> ModelStatus {
+    let sha = sha256_file(&s.model.baseline);
+    let path = s.model.baseline.display().to_string();
+    let id = s.model.id.as_str();
+    metrics.forget(id, |family, _| family == "driftwatch_baseline_info");
+    metrics.baseline_info.with_label_values(&[id, path.as_str(), sha.as_str()]).set(1);
+    metrics.baseline_rows.with_label_values(&[id]).set(s.baseline.profile.rows() as i64);
+    let w = &s.model.window;
+    ModelStatus {
+        id: s.model.id.clone(),
+        topics: s.model.topics.clone(),
+        baseline: BaselineStatus {
+            path,
+            sha256: sha,
+            rows: s.baseline.profile.rows(),
+            features: s.baseline.spec.features.len(),
+        },
+        window: WindowStatus {
+            size_seconds: w.size.as_secs_f64(),
+            slide_seconds: w.slide.as_secs_f64(),
+            allowed_lateness_seconds: w.allowed_lateness.as_secs_f64(),
+            idle_timeout_seconds: w.idle_timeout.as_secs_f64(),
+            min_events: w.min_events,
+        },
+        ..ModelStatus::default()
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(path) {
+        Ok(bytes) => format!("{:x}", Sha256::digest(&bytes)),
+        Err(_) => String::new(),
+    }
+}
+
+/// After a reload changed a model: series of rules, features and slices it no longer has
+/// are removed; its thresholds are exported afresh.
+fn forget_stale(metrics: &crate::metrics::Metrics, m: &ModelRuntime) {
+    let rules: HashSet<&str> = m.alerts.rules().iter().map(|r| r.name.as_str()).collect();
+    let features: HashSet<&str> = m.baseline.spec.features.iter().map(|f| f.name.as_str()).collect();
+    let slices: HashSet<&str> = m.slices.iter().map(|x| x.name.as_str()).collect();
+    metrics.forget(&m.id, |family, labels| {
+        let gone = |label: &str, known: &HashSet<&str>, always: &str| {
+            labels.get(label).is_some_and(|v| *v != always && !known.contains(v))
+        };
+        family == "driftwatch_alert_threshold"
+            || gone("rule", &rules, "")
+            || gone("feature", &features, crate::rules::DATASET_FEATURE)
+            || gone("slice", &slices, crate::metrics::ALL_SLICE)
+    });
+    for rule in m.alerts.rules() {
+        metrics.register_rule(&m.id, rule);
     }
 }
 

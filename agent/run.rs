@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,10 +19,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
 use crate::config::{Config, SourceKind};
-use crate::http::{self, BaselineStatus, ModelStatus, Shared, Status, WindowStatus};
+use crate::http::{self, Shared, Status};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::{ModelSetup, Observer, Pipeline, SliceSetup};
+use crate::reload::{Request, Watcher};
 use crate::source::Chunk;
 use crate::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
 use crate::source::replay::{self, ReplayOptions};
@@ -49,6 +49,15 @@ pub struct RunOptions {
 pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
     let mut setups = Vec::new();
     for m in &config.models {
+        setups.push(load_model(m).await?);
+    }
+    Ok(setups)
+}
+
+/// Loads a model's baseline and fits what is fitted on it (performance estimation, drift
+/// impact, segment references, learned rule bands).
+pub async fn load_model(m: &crate::config::Model) -> anyhow::Result<ModelSetup> {
+    {
         let plan = Plan::from_model(m);
         let started = Instant::now();
         let baseline = load_baseline(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?;
@@ -97,9 +106,8 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
         learn_bands(&mut model.rules, &m.baseline, &rows, &plan, &mut baseline, m.performance.as_ref())
             .await
             .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
-        setups.push(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices });
+        Ok(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices })
     }
-    Ok(setups)
 }
 
 /// The values each column segment keeps apart (the baseline's most frequent, `max_values`
@@ -172,6 +180,42 @@ async fn load_slices(
 }
 
 /// Distinct topics in first-seen order, each with the models (indices) that read it.
+/// The topics a configuration reads and who reads each: Kafka reads each model's topics,
+/// then its label topics; replay and demo carry every model's predictions on one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicTable {
+    /// Prediction topics, then label topics.
+    pub topics: Vec<String>,
+    /// Per prediction topic: the models reading it.
+    pub readers: Vec<Vec<usize>>,
+    /// Per label topic: the models reading it.
+    pub label_readers: Vec<Vec<usize>>,
+}
+
+impl TopicTable {
+    /// `kind` is the source: `kafka`, `replay` or `demo`.
+    pub fn of(config: &Config, kind: &str) -> Result<TopicTable, String> {
+        if kind != "kafka" {
+            if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
+                tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
+            }
+            return Ok(TopicTable {
+                topics: vec![kind.to_string()],
+                readers: vec![(0..config.models.len()).collect()],
+                label_readers: Vec::new(),
+            });
+        }
+        let (mut topics, readers) = topic_readers(config.models.iter().map(|m| m.topics.clone()));
+        let (labels, label_readers) =
+            topic_readers(config.models.iter().map(|m| m.labels.as_ref().map_or(Vec::new(), |l| l.topics.clone())));
+        if let Some(t) = labels.iter().find(|t| topics.contains(t)) {
+            return Err(format!("topic \"{t}\" carries both predictions and labels; labels need topics of their own"));
+        }
+        topics.extend(labels);
+        Ok(TopicTable { topics, readers, label_readers })
+    }
+}
+
 fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, Vec<Vec<usize>>) {
     let mut topics: Vec<String> = Vec::new();
     let mut readers: Vec<Vec<usize>> = Vec::new();
@@ -187,13 +231,6 @@ fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, 
         }
     }
     (topics, readers)
-}
-
-fn sha256_file(path: &Path) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => format!("{:x}", Sha256::digest(&bytes)),
-        Err(_) => String::new(),
-    }
 }
 
 /// The SHA-256 of a configuration's files: the file itself, then its rule files in order.
@@ -222,30 +259,8 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let setups = load_models(config).await?;
-
-    // Topics: Kafka reads each model's topics, then its label topics; replay and demo carry
-    // every model's predictions on one.
-    let (mut topics, readers, label_readers) = match (&source, &options.generator) {
-        (Some(s), None) if matches!(s.kind, SourceKind::Kafka(_)) => {
-            let predictions = topic_readers(config.models.iter().map(|m| m.topics.clone()));
-            let labels =
-                topic_readers(config.models.iter().map(|m| m.labels.as_ref().map_or(Vec::new(), |l| l.topics.clone())));
-            if let Some(t) = labels.0.iter().find(|t| predictions.0.contains(t)) {
-                return Err(anyhow!(
-                    "{}: topic \"{t}\" carries both predictions and labels; labels need topics of their own",
-                    config.path.display()
-                ));
-            }
-            (predictions.0, predictions.1, labels)
-        }
-        _ => {
-            if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
-                tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
-            }
-            (vec![kind.to_string()], vec![(0..config.models.len()).collect()], (Vec::new(), Vec::new()))
-        }
-    };
-    topics.extend(label_readers.0.iter().cloned());
+    let table = TopicTable::of(config, kind).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    let topics = table.topics.clone();
 
     let metrics = Metrics::new().context("registering metrics")?;
     metrics.config_info.with_label_values(&[config_digest(config).as_str()]).set(1);
@@ -256,29 +271,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         models: Vec::new(),
     };
     for s in &setups {
-        let sha = sha256_file(&s.model.baseline);
-        let path = s.model.baseline.display().to_string();
-        metrics.baseline_info.with_label_values(&[s.model.id.as_str(), path.as_str(), sha.as_str()]).set(1);
-        metrics.baseline_rows.with_label_values(&[s.model.id.as_str()]).set(s.baseline.profile.rows() as i64);
-        let w = &s.model.window;
-        status.models.push(ModelStatus {
-            id: s.model.id.clone(),
-            topics: s.model.topics.clone(),
-            baseline: BaselineStatus {
-                path,
-                sha256: sha,
-                rows: s.baseline.profile.rows(),
-                features: s.baseline.spec.features.len(),
-            },
-            window: WindowStatus {
-                size_seconds: w.size.as_secs_f64(),
-                slide_seconds: w.slide.as_secs_f64(),
-                allowed_lateness_seconds: w.allowed_lateness.as_secs_f64(),
-                idle_timeout_seconds: w.idle_timeout.as_secs_f64(),
-                min_events: w.min_events,
-            },
-            ..ModelStatus::default()
-        });
+        status.models.push(crate::pipeline::announce(s, &metrics));
     }
     let shared = Arc::new(Shared::new(metrics, status));
     shared.baselines_loaded.store(true, Ordering::Relaxed);
@@ -298,10 +291,10 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
             .into_future(),
     );
 
-    let mut pipeline = Pipeline::new(setups, &readers, max_event_bytes, shared.clone())
+    let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone())
         .map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
-    for models in label_readers.1 {
-        pipeline.read_labels(models, max_event_bytes).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    for models in &table.label_readers {
+        pipeline.read_labels(models.clone(), max_event_bytes).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
     }
     for o in options.observers {
         pipeline.observe(o);
@@ -311,7 +304,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     if let Some(dir) = &options.outbox {
         notify.outbox = dir.clone();
     }
-    let notifier = if config.models.iter().any(|m| !m.rules.is_empty()) {
+    let notifier = Arc::new(Mutex::new(if config.models.iter().any(|m| !m.rules.is_empty()) {
         let (notifier, queue) = Notifier::start(&notify, shared.clone())?;
         let rules: usize = config.models.iter().map(|m| m.rules.len()).sum();
         match &notify.smtp {
@@ -332,7 +325,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         Some(notifier)
     } else {
         None
-    };
+    }));
     let kafka = match (&source, &options.generator) {
         (Some(s), None) => match &s.kind {
             SourceKind::Kafka(k) => Some(k.clone()),
@@ -383,15 +376,32 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         .unwrap_or(Duration::from_secs(1))
         .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let (done_tx, done_rx) = oneshot::channel::<()>();
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Request>();
     {
         let (commits, assignment, shared, topics) =
             (commits.clone(), assignment.clone(), shared.clone(), topics.clone());
         let handle = tokio::runtime::Handle::current();
         std::thread::Builder::new().name("pipeline".into()).spawn(move || {
             let links = Links { commits: &commits, assignment: &assignment, shared: &shared, topics: &topics };
-            drive(pipeline, rx, &links, &handle, tick);
+            drive(pipeline, rx, &reload_rx, &links, &handle, tick);
             let _ = done_tx.send(());
         })?;
+    }
+
+    // Reloads: SIGHUP and changes in the configuration's files (not for the demo's
+    // built-in configuration).
+    if options.generator.is_none() {
+        let watcher = Watcher {
+            config: config.clone(),
+            kind,
+            table: table.clone(),
+            max_event_bytes,
+            shared: shared.clone(),
+            requests: reload_tx,
+            notifier: notifier.clone(),
+            outbox: options.outbox.clone(),
+        };
+        tokio::spawn(watcher.run(stop_rx.clone()));
     }
 
     // The source runs in this task until it ends or is stopped.
@@ -447,7 +457,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     if let Some(dl) = &dead_letter {
         dl.flush(deadline.saturating_duration_since(Instant::now()));
     }
-    if let Some(n) = notifier {
+    if let Some(n) = notifier.lock().ok().and_then(|mut n| n.take()) {
         // One last delivery attempt; what fails stays in the outbox for the next start.
         tokio::task::spawn_blocking(move || n.stop()).await?;
     }
@@ -497,6 +507,7 @@ struct Links<'a> {
 fn drive(
     mut pipeline: Pipeline,
     mut rx: mpsc::Receiver<Chunk>,
+    reloads: &std::sync::mpsc::Receiver<Request>,
     links: &Links,
     handle: &tokio::runtime::Handle,
     tick: Duration,
@@ -516,6 +527,20 @@ fn drive(
         if last_tick.elapsed() >= tick {
             pipeline.tick(Instant::now());
             last_tick = Instant::now();
+        }
+        while let Ok(request) = reloads.try_recv() {
+            if let Some(queue) = request.queue {
+                pipeline.set_notify(queue);
+            }
+            let table = &request.table;
+            let done = pipeline.reload(
+                request.incoming,
+                &table.readers,
+                &table.label_readers,
+                request.max_event_bytes,
+                Instant::now(),
+            );
+            let _ = request.reply.send(done);
         }
         publish(&pipeline, links);
     }

@@ -11,5 +11,6 @@ mod kafka;
 mod performance;
 mod properties;
 mod quality;
+mod reload;
 mod security;
 mod segments;
