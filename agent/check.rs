@@ -777,7 +777,8 @@ pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_
             let (tests, options) = plan.tests_for(spec);
             let quality = Quality::of(spec, reference, current);
             let tests = FeaturePair { spec, reference, current }.run(&tests, options);
-            FeatureReport { name: spec.name.clone(), kind: spec.kind, drift: false, tests, quality }
+            let distribution = Some(crate::html::Distribution::of(spec.kind, reference, current));
+            FeatureReport { name: spec.name.clone(), kind: spec.kind, drift: false, tests, quality, distribution }
         })
         .collect();
     if let Some(q) = plan.fdr {
@@ -872,6 +873,9 @@ pub struct FeatureReport {
     pub drift: bool,
     pub tests: Vec<TestResult>,
     pub quality: Quality,
+    /// Reference and current shares over common bins, for the HTML report's plots.
+    #[serde(skip)]
+    pub distribution: Option<crate::html::Distribution>,
 }
 
 /// Data-quality ratios of the current data for one feature, each over its rows; null where
@@ -1008,57 +1012,9 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// A self-contained HTML page (no scripts, no external resources) for CI artefacts and
-    /// e-mail: the verdict, then one row per test, drifted features first.
+    /// A self-contained HTML page (see [`crate::html`]) for people and CI artefacts.
     pub fn to_html(&self) -> String {
-        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-        let d = &self.drift;
-        let mut rows = String::new();
-        let mut order: Vec<&FeatureReport> = self.features.iter().collect();
-        order.sort_by_key(|f| !f.drift);
-        for f in order {
-            let nulls = f.quality.null_rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
-            for t in &f.tests {
-                let (class, verdict) = match (&t.reason, t.drift) {
-                    (Some(reason), _) => ("skip", format!("skipped: {}", esc(reason))),
-                    (None, true) => ("drift", "DRIFT".to_string()),
-                    (None, false) => ("ok", "ok".to_string()),
-                };
-                let _ = writeln!(
-                    rows,
-                    "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{nulls}</td><td>{verdict}</td></tr>",
-                    esc(&f.name),
-                    f.kind.as_str(),
-                    t.test.name(),
-                    t.statistic.map_or("-".into(), fmt_num),
-                    t.p_adjusted.or(t.p_value).map_or("-".into(), fmt_num),
-                    fmt_num(t.threshold),
-                );
-            }
-        }
-        let verdict = if d.detected {
-            "<span class=\"drift\">DATASET DRIFT</span>"
-        } else {
-            "<span class=\"ok\">no dataset drift</span>"
-        };
-        let notes: String = self.notes.iter().map(|n| format!("<p class=\"note\">{}</p>\n", esc(n))).collect();
-        format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>driftwatch: {model}</title>\n\
-             <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-             td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}}td:nth-child(-n+3),th:nth-child(-n+3){{text-align:left}}\
-             .drift{{color:#b00020;font-weight:bold}}.ok{{color:#1b5e20}}.skip{{color:#777}}.note{{color:#8a6d00}}</style></head><body>\n\
-             <h1>{model}: {verdict}</h1>\n<p>{drifted} of {total} features drifted ({share:.1}%, threshold {threshold:.0}%); \
-             reference {rrows} rows, current {crows} rows.</p>\n{notes}\
-             <table><thead><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th><th>nulls</th><th>verdict</th></tr></thead>\n\
-             <tbody>\n{rows}</tbody></table>\n</body></html>\n",
-            model = esc(&self.model),
-            drifted = d.drifted_features,
-            total = d.total_features,
-            share = d.share * 100.0,
-            threshold = d.drift_share * 100.0,
-            rrows = self.reference.rows,
-            crows = self.current.rows,
-        )
+        crate::html::render(self)
     }
 
     /// A table for people: verdict first, drifted features first, one line per test.

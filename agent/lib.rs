@@ -46,6 +46,7 @@ pub mod demo;
 pub mod derive;
 pub mod detect;
 pub mod frontier;
+pub mod html;
 pub mod http;
 pub mod impact;
 pub mod json;

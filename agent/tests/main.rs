@@ -12,5 +12,6 @@ mod performance;
 mod properties;
 mod quality;
 mod reload;
+mod report;
 mod security;
 mod segments;
