@@ -504,3 +504,37 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_from_the_configuration_are_escaped() {
+        let m = Metrics::new().expect("metrics");
+        // Model ids and rule names are free text in the TOML.
+        let id = "credit \"risk\"\\v2\nnew";
+        m.register_model(id);
+        let text = m.encode();
+        let line = r#"driftwatch_open_windows{model="credit \"risk\"\\v2\nnew"} 0"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+        // Every sample line stays one line.
+        assert!(!text.contains("credit \"risk\""), "an unescaped quote");
+    }
+
+    #[test]
+    fn forget_removes_only_the_chosen_series_of_a_model() {
+        let m = Metrics::new().expect("metrics");
+        m.register_model("a");
+        m.register_model("b");
+        m.window_events.with_label_values(&["a"]).set(3);
+        m.forget("a", |family, _| family == "driftwatch_window_events");
+        let text = m.encode();
+        assert!(!text.contains("driftwatch_window_events{model=\"a\"}"), "{text}");
+        assert!(text.contains("driftwatch_open_windows{model=\"a\"} 0"), "{text}");
+        m.forget("a", |_, _| true);
+        let text = m.encode();
+        assert!(!text.contains("model=\"a\""), "{text}");
+        assert!(text.contains("driftwatch_open_windows{model=\"b\"} 0"), "{text}");
+    }
+}

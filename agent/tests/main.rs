@@ -13,5 +13,6 @@ mod properties;
 mod quality;
 mod reload;
 mod report;
+mod sasl;
 mod security;
 mod segments;
