@@ -156,7 +156,7 @@ pub(crate) fn agent_config(dir: &Path, brokers: &str, http: u16, extra_source: &
     path
 }
 
-fn credit_model(id: &str, topics: &str, events: &str) -> String {
+pub(crate) fn credit_model(id: &str, topics: &str, events: &str) -> String {
     let baseline = root().join("fixtures/credit/reference.csv");
     format!(
         "[[model]]\nid = \"{id}\"\nbaseline = {:?}\nexclude = [\"event_id\", \"score\"]\ntopics = {topics}\n{events}\n\
@@ -215,7 +215,7 @@ impl Agent {
     }
 
     /// (minutes after T0, events, drifted features) of each closed window of a model.
-    fn windows(&self, model: &str) -> Vec<(i64, u64, Vec<String>)> {
+    pub(crate) fn windows(&self, model: &str) -> Vec<(i64, u64, Vec<String>)> {
         let Some(status) = self.status() else { return Vec::new() };
         let Some(models) = status["models"].as_array() else { return Vec::new() };
         let Some(m) = models.iter().find(|m| m["id"] == model) else { return Vec::new() };

@@ -263,3 +263,36 @@ fn sighup_reloads_when_the_files_are_not_watched() {
     let log = agent.stop();
     assert!(log.contains("SIGHUP: reloading the configuration"), "{log}");
 }
+
+#[test]
+fn a_reload_keeps_the_kafka_consumer_its_partitions_and_its_open_windows() {
+    use super::kafka::{self, Broker, OK, produce, spread};
+    let broker = Broker::start("memory");
+    broker.create_topic("predictions", 3);
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = free_port();
+    let model = kafka::credit_model("credit-risk", "[\"predictions\"]", "");
+    let config = kafka::agent_config(dir.path(), &broker.addr(), http, "", &model);
+    let agent = kafka::Agent::start(&config, http);
+    produce(&broker.addr(), &spread("predictions", kafka::nested(OK, "credit-risk", 0..300, 0)));
+    agent.wait(Duration::from_secs(30), "minute 0's events in an open window", |a| {
+        let s = a.status()?;
+        (s["models"][0]["open_events"] == 300).then_some(())
+    });
+
+    // A rule is added while minute 0's window is open.
+    let text = std::fs::read_to_string(&config).expect("config") + INCOME_RULE;
+    std::fs::write(&config, text).expect("write");
+    agent.wait(Duration::from_secs(30), "the reload", |a| {
+        kafka::metric(&a.metrics(), r#"driftwatch_config_reloads_total{result="applied"}"#).filter(|v| *v == 1.0)
+    });
+    produce(&broker.addr(), &spread("predictions", kafka::nested(OK, "credit-risk", 300..600, 1)));
+    let windows = agent.wait(Duration::from_secs(60), "both windows", |a| {
+        let w = a.windows("credit-risk");
+        (w.len() == 2).then_some(w)
+    });
+    assert_eq!(windows.iter().map(|w| (w.0, w.1)).collect::<Vec<_>>(), vec![(0, 300), (1, 300)]);
+    let log = agent.log();
+    assert_eq!(log.matches("partitions assigned").count(), 1, "no rebalance:\n{log}");
+    assert!(agent.stop().success());
+}
