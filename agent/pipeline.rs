@@ -398,12 +398,13 @@ impl Pipeline {
             self.shared.metrics.forget(&m.id, |_, _| true);
             done.removed.push(m.id);
         }
-        for (t, d) in decoders.into_iter().enumerate() {
-            if let Some(d) = d {
-                match self.decoders.get_mut(t) {
-                    Some(slot) => *slot = d,
-                    None => self.decoders.push(d),
-                }
+        // A kept decoder reads for the same models, whose indices may have moved.
+        for ((t, d), readers) in decoders.into_iter().enumerate().zip(topics.iter().chain(label_topics)) {
+            match (d, self.decoders.get_mut(t)) {
+                (Some(d), Some(slot)) => *slot = d,
+                (Some(d), None) => self.decoders.push(d),
+                (None, Some(kept)) => kept.models = readers.clone(),
+                (None, None) => {}
             }
         }
         self.decoders.truncate(topics.len() + label_topics.len());

@@ -269,29 +269,41 @@ fn a_reload_keeps_the_kafka_consumer_its_partitions_and_its_open_windows() {
     use super::kafka::{self, Broker, OK, produce, spread};
     let broker = Broker::start("memory");
     broker.create_topic("predictions", 3);
+    broker.create_topic("other", 3);
     let dir = tempfile::tempdir().expect("tmp");
     let http = free_port();
-    let model = kafka::credit_model("credit-risk", "[\"predictions\"]", "");
-    let config = kafka::agent_config(dir.path(), &broker.addr(), http, "", &model);
+    let credit = kafka::credit_model("credit-risk", "[\"predictions\"]", "");
+    let fraud = kafka::credit_model("fraud", "[\"other\"]", "");
+    let config = kafka::agent_config(dir.path(), &broker.addr(), http, "", &(credit.clone() + &fraud));
     let agent = kafka::Agent::start(&config, http);
     produce(&broker.addr(), &spread("predictions", kafka::nested(OK, "credit-risk", 0..300, 0)));
-    agent.wait(Duration::from_secs(30), "minute 0's events in an open window", |a| {
+    produce(&broker.addr(), &spread("other", kafka::nested(OK, "fraud", 0..200, 0)));
+    agent.wait(Duration::from_secs(30), "minute 0's events in open windows", |a| {
         let s = a.status()?;
-        (s["models"][0]["open_events"] == 300).then_some(())
+        (s["models"][0]["open_events"] == 300 && s["models"][1]["open_events"] == 200).then_some(())
     });
 
-    // A rule is added while minute 0's window is open.
-    let text = std::fs::read_to_string(&config).expect("config") + INCOME_RULE;
-    std::fs::write(&config, text).expect("write");
+    // While minute 0's windows are open: credit-risk gains a rule, and churn (on the same
+    // topic) comes in before fraud, which moves fraud's place among the models.
+    kafka::agent_config(
+        dir.path(),
+        &broker.addr(),
+        http,
+        "",
+        &(credit + INCOME_RULE + &kafka::credit_model("churn", "[\"predictions\"]", "") + &fraud),
+    );
     agent.wait(Duration::from_secs(30), "the reload", |a| {
         kafka::metric(&a.metrics(), r#"driftwatch_config_reloads_total{result="applied"}"#).filter(|v| *v == 1.0)
     });
     produce(&broker.addr(), &spread("predictions", kafka::nested(OK, "credit-risk", 300..600, 1)));
-    let windows = agent.wait(Duration::from_secs(60), "both windows", |a| {
-        let w = a.windows("credit-risk");
-        (w.len() == 2).then_some(w)
+    produce(&broker.addr(), &spread("other", kafka::nested(OK, "fraud", 200..400, 1)));
+    let pairs = |w: Vec<(i64, u64, Vec<String>)>| w.into_iter().map(|w| (w.0, w.1)).collect::<Vec<_>>();
+    let windows = agent.wait(Duration::from_secs(60), "both models' two windows", |a| {
+        let (c, f) = (a.windows("credit-risk"), a.windows("fraud"));
+        (c.len() == 2 && f.len() == 2).then(|| (pairs(c), pairs(f)))
     });
-    assert_eq!(windows.iter().map(|w| (w.0, w.1)).collect::<Vec<_>>(), vec![(0, 300), (1, 300)]);
+    assert_eq!(windows, (vec![(0, 300), (1, 300)], vec![(0, 200), (1, 200)]));
+    assert!(agent.windows("churn").is_empty(), "churn read none of fraud's events");
     let log = agent.log();
     assert_eq!(log.matches("partitions assigned").count(), 1, "no rebalance:\n{log}");
     assert!(agent.stop().success());
