@@ -12,6 +12,7 @@ use lettre::message::{Mailbox, MultiPart, header};
 
 use super::Notice;
 use crate::alert::Transition;
+use crate::html::escape as html;
 use crate::http::rfc3339;
 use crate::rules::{Severity, Summary};
 
@@ -26,21 +27,6 @@ pub struct Digest {
 /// Control characters (CR, LF, tabs, …) become spaces: safe in headers and one-line fields.
 pub fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -213,6 +213,24 @@ fn volume_against_expected_events_feeds_a_quality_rule() {
     );
 }
 
+/// A Prometheus server on a free loopback port with `config` as its prometheus.yml, its data
+/// and log in `dir`; ready when this returns. Killed when the Reaper drops.
+pub fn start_prometheus(dir: &std::path::Path, config: &str) -> (u16, Reaper) {
+    let port = free_port();
+    std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus.yml");
+    let server = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+        .spawn()
+        .expect("prometheus is installed by scripts/install-deps.sh");
+    let reaper = Reaper(server);
+    wait_for("Prometheus ready", Duration::from_secs(30), || http_get(port, "/-/ready").filter(|r| r.0 == 200));
+    (port, reaper)
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use crate::agent::{Reaper, T0, credit_events, free_port, http_get, root, wait_for};
+use crate::agent::{Reaper, T0, credit_events, free_port, http_get, root, start_prometheus, wait_for};
 
 /// A throwaway CA and a certificate for localhost/127.0.0.1 signed by it.
 pub(crate) struct Certs {
@@ -508,28 +508,16 @@ fn prometheus_evaluates_the_shipped_rules_and_alertmanager_mails_the_alert() {
         .expect("prometheus-alertmanager is installed by scripts/install-deps.sh");
     let _am = Reaper(am);
 
-    let prom_port = free_port();
-    std::fs::write(
-        d.join("prometheus.yml"),
-        format!(
+    let (_, _prom) = start_prometheus(
+        d,
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {:?}\n\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
              scrape_configs:\n  - job_name: driftwatch\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
             root().join("rules/prometheus/driftwatch.rules.yml").display().to_string()
         ),
-    )
-    .expect("prometheus.yml");
-    let prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", d.join("prom-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("prometheus.log")).expect("log"))
-        .spawn()
-        .expect("prometheus is installed by scripts/install-deps.sh");
-    let _prom = Reaper(prom);
-    wait_for("Prometheus ready", Duration::from_secs(30), || http_get(prom_port, "/-/ready").filter(|r| r.0 == 200));
+    );
     wait_for("Alertmanager ready", Duration::from_secs(30), || http_get(am_port, "/-/ready").filter(|r| r.0 == 200));
 
     agent.feed_drift();

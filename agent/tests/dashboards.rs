@@ -5,12 +5,12 @@
 //! value. Every metric a dashboard reads must be one the agent registers.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::agent::{Reaper, free_port, http_get, root, wait_for};
+use super::agent::{free_port, http_get, root, start_prometheus, wait_for};
 use super::kafka::{Agent, Broker, DRIFT, OK, agent_config, metric, nested, produce, spread};
 
 const DASHBOARDS: [&str; 3] = ["driftwatch-overview", "driftwatch-model", "driftwatch-agent"];
@@ -280,26 +280,14 @@ outbox = {:?}
     let config = agent_config(d, &broker.addr(), http, "dead_letter_topic = \"dead-letters\"", &model);
     let agent = Agent::start(&config, http);
 
-    let prom = free_port();
-    std::fs::write(
-        d.join("prometheus.yml"),
-        format!(
+    let started = chrono::Utc::now().timestamp();
+    let (prom, _prometheus) = start_prometheus(
+        d,
+        &format!(
             "global:\n  scrape_interval: 1s\n\
              scrape_configs:\n  - job_name: driftwatch\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
         ),
-    )
-    .expect("prometheus.yml");
-    let started = chrono::Utc::now().timestamp();
-    let server = Command::new("prometheus")
-        .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", d.join("prom-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("prometheus.log")).expect("log"))
-        .spawn()
-        .expect("prometheus is installed by scripts/install-deps.sh");
-    let _prometheus = Reaper(server);
-    wait_for("Prometheus ready", Duration::from_secs(30), || http_get(prom, "/-/ready").filter(|r| r.0 == 200));
+    );
     // Traffic starts once Prometheus scrapes the agent, as in a running deployment.
     wait_for("Prometheus's first scrape of the agent", Duration::from_secs(60), || {
         let v = prometheus_api(prom, &format!("/api/v1/query?query={}", encode("up == 1")));
