@@ -61,6 +61,9 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
     ] {
         assert!(ds.contains(needle), "{needle} missing from the DaemonSet");
     }
+    // The ConfigMap is mounted as a folder: a subPath mount never sees updates, so hot
+    // reload would not either.
+    assert!(!ds.contains("subPath"), "the DaemonSet mounts with subPath");
 }
 
 #[test]
