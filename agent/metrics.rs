@@ -52,6 +52,7 @@ pub const NAMES: &[&str] = &[
     "driftwatch_alert_threshold",
     "driftwatch_config_reloads_total",
     "driftwatch_config_info",
+    "driftwatch_config_last_reload_successful",
 ];
 
 /// The process collector's families (Linux): memory, CPU, file descriptors, threads.
@@ -97,6 +98,7 @@ pub struct Metrics {
     pub alert_threshold: GaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
+    pub config_last_reload_ok: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -294,9 +296,13 @@ impl Metrics {
                 opts("driftwatch_config_info", "Always 1; the SHA-256 of the running configuration's files."),
                 &["sha256"],
             )?,
+            config_last_reload_ok: IntGauge::new(
+                "driftwatch_config_last_reload_successful",
+                "1 while the last configuration reload was applied (or none was tried); 0 after a rejected one, until a reload succeeds.",
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 35] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
             Box::new(m.dead_letters.clone()),
@@ -331,6 +337,7 @@ impl Metrics {
             Box::new(m.alert_threshold.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.config_info.clone()),
+            Box::new(m.config_last_reload_ok.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
@@ -340,6 +347,7 @@ impl Metrics {
         for result in ["applied", "unchanged", "rejected"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        m.config_last_reload_ok.set(1);
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for outcome in ["queued", "sent", "failed"] {
             m.notifications.with_label_values(&[outcome]);

@@ -156,10 +156,12 @@ impl Watcher {
         match self.try_reload().await {
             Ok(None) => {
                 metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                metrics.config_last_reload_ok.set(1);
                 tracing::info!(config = %path.display(), "configuration reloaded: no model changed");
             }
             Ok(Some(done)) => {
                 metrics.config_reloads.with_label_values(&["applied"]).inc();
+                metrics.config_last_reload_ok.set(1);
                 tracing::info!(
                     config = %path.display(),
                     kept = ?done.kept,
@@ -172,6 +174,7 @@ impl Watcher {
             }
             Err(errors) => {
                 metrics.config_reloads.with_label_values(&["rejected"]).inc();
+                metrics.config_last_reload_ok.set(0);
                 for e in &errors {
                     tracing::error!(config = %path.display(), "reload rejected: {e}");
                 }

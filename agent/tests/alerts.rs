@@ -559,7 +559,7 @@ fn run_tool(program: &str, args: &[&str]) -> String {
 fn shipped_prometheus_rules_pass_promtool_and_use_only_agent_metrics() {
     let rules = "rules/prometheus/driftwatch.rules.yml";
     let text = run_tool("promtool", &["check", "rules", rules]);
-    assert!(text.contains("SUCCESS: 13 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 14 rules found"), "{text}");
     let tests: Vec<String> = std::fs::read_dir(root().join("rules/prometheus/tests"))
         .expect("tests dir")
         .flatten()

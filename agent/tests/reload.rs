@@ -199,6 +199,7 @@ fn configmap_swaps_are_applied_keeping_window_state_and_bad_ones_rejected() {
     assert!(log.contains("reload rejected") && log.contains("kss"), "{log}");
     assert!(log.contains("agent.toml:"), "the finding names the file and line:\n{log}");
     assert_eq!(agent.models().len(), 3, "the old configuration keeps running");
+    assert_eq!(agent.metric("driftwatch_config_last_reload_successful "), Some(0.0));
     agent.feed("credit-risk", 200..250);
     agent.wait_open("credit-risk", 250);
     // The same files are not read again until they change.
@@ -220,6 +221,7 @@ fn configmap_swaps_are_applied_keeping_window_state_and_bad_ones_rejected() {
         model("fraud", &format!("tests = [\"ks\"]\n{}", INCOME_RULE.replace("income-drift", "fraud-income")));
     cm.swap(&config(port, "200ms", &[credit.clone(), fraud_ks]));
     agent.wait_reloads("applied", 2.0);
+    assert_eq!(agent.metric("driftwatch_config_last_reload_successful "), Some(1.0));
     assert_eq!(agent.models(), vec![("credit-risk".into(), 250, 0), ("fraud".into(), 0, 1)], "{}", agent.log());
     let (_, metrics) = http_get(port, "/metrics").expect("metrics");
     assert!(!metrics.contains("model=\"churn\""), "a removed model's series are gone:\n{metrics}");
