@@ -1014,7 +1014,7 @@ impl Report {
 
     /// A self-contained HTML page (see [`crate::html`]) for people and CI artefacts.
     pub fn to_html(&self) -> String {
-        crate::html::render(self)
+        crate::html::render(self, "")
     }
 
     /// A table for people: verdict first, drifted features first, one line per test.

@@ -244,8 +244,9 @@ fn cell(value: Option<f64>, text: String) -> String {
     }
 }
 
-/// The whole report page.
-pub fn render(report: &Report) -> String {
+/// The whole report page; `context` (escaped here) says what was compared, e.g. a window's
+/// time span.
+pub fn render(report: &Report, context: &str) -> String {
     let d = &report.drift;
     let mut out = String::with_capacity(64 * 1024);
     let verdict = if d.detected { "DATASET DRIFT" } else { "No dataset drift" };
@@ -254,9 +255,10 @@ pub fn render(report: &Report) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>driftwatch: {model}</title><style>{STYLE}</style></head><body><main>\n\
-         <h1>driftwatch report: {model}</h1>\n<div class=\"banner {class}\">{verdict}: {drifted} of {total} features drifted \
+         <h1>driftwatch report: {model}</h1>\n<p class=\"muted\">{context}</p>\n<div class=\"banner {class}\">{verdict}: {drifted} of {total} features drifted \
          ({share:.1}%; the data set drifts at {threshold:.0}%)</div>\n",
         model = escape(&report.model),
+        context = escape(context),
         class = if d.detected { "drift" } else { "ok" },
         drifted = d.drifted_features,
         total = d.total_features,

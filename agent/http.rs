@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -161,6 +161,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/report/{model}", get(report))
         .with_state(shared)
 }
 
@@ -187,6 +188,25 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         (StatusCode::OK, "ready\n".to_string()).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", missing.join(", "))).into_response()
+    }
+}
+
+/// The last evaluated window of a model as the HTML report of `driftwatch check`.
+async fn report(State(shared): State<Arc<Shared>>, Path(model): Path<String>) -> Response {
+    let Ok(status) = shared.status.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n").into_response();
+    };
+    let Some(m) = status.models.iter().find(|m| m.id == model) else {
+        let ids: Vec<&str> = status.models.iter().map(|m| m.id.as_str()).collect();
+        return (StatusCode::NOT_FOUND, format!("no model \"{model}\"; models are: {}\n", ids.join(", ")))
+            .into_response();
+    };
+    match m.last_window.as_ref().and_then(|w| w.report.as_ref().map(|r| (w, r))) {
+        Some((w, r)) => {
+            let context = format!("window {} – {}, {} events", w.start, w.end, w.events);
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::html::render(r, &context)).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, format!("model \"{model}\" has no evaluated window yet\n")).into_response(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use super::agent::root;
 
@@ -85,4 +86,50 @@ fn the_html_report_is_self_contained_and_renders_in_headless_chromium() {
     let share = |n: usize| n as f64 / pixels.len() as f64;
     assert!(share(ink) > 0.03, "the screenshot is nearly blank ({:.3} ink)", share(ink));
     assert!(share(red) > 0.005, "no drift colour on the screenshot ({:.4})", share(red));
+}
+
+/// A running agent serves its last window of a model as the same HTML page.
+#[test]
+fn the_agent_serves_each_models_last_window_as_an_html_report() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    use super::agent::{Reaper, credit_events, free_port, http_get, wait_for};
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nlisten = \"127.0.0.1:{port}\"\n[source]\nkind = \"replay\"\npath = \"-\"\n\
+             [[model]]\nid = \"credit-risk\"\nbaseline = {:?}\nexclude = [\"event_id\", \"score\"]\n\
+             [model.window]\nsize = \"10m\"\nidle_timeout = \"1s\"\n",
+            root().join("fixtures/credit/reference.csv").display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _agent = Reaper(child);
+    wait_for("the agent", Duration::from_secs(30), || http_get(port, "/healthz").filter(|r| r.0 == 200));
+    assert_eq!(http_get(port, "/report/credit-risk").map(|r| r.0), Some(404), "no window yet");
+    for e in credit_events("fixtures/credit/current_drift.csv", "credit-risk") {
+        writeln!(stdin, "{e}").expect("write");
+    }
+    stdin.flush().expect("flush");
+    let page =
+        wait_for("a report", Duration::from_secs(30), || http_get(port, "/report/credit-risk").filter(|r| r.0 == 200));
+    assert!(page.1.contains("driftwatch report: credit-risk") && page.1.contains("DATASET DRIFT"), "{}", page.1);
+    assert!(page.1.contains("<p class=\"muted\">window 2026-11-27T00:"), "the window's time span");
+    assert_eq!(page.1.matches("<svg class=\"plot\"").count(), 5, "one plot per feature");
+    let missing = http_get(port, "/report/nope").expect("answer");
+    assert_eq!(missing.0, 404);
+    assert!(missing.1.contains("models are: credit-risk"), "{}", missing.1);
 }
