@@ -47,8 +47,11 @@ enum Command {
     #[command(subcommand)]
     Baseline(BaselineCommand),
     /// Run the agent: consume events (Kafka or a replay), window them, test every closed window
-    /// against the baseline and serve /metrics, /healthz, /readyz and /api/v1/status.
+    /// against the baseline and serve /metrics, /healthz, /readyz, /api/v1/status and
+    /// /report/MODEL (the last window as an HTML report).
     ///
+    /// SIGHUP, or a change in the configuration's files, reloads the configuration: a valid one
+    /// is applied without a restart, an invalid one is logged and the running one kept.
     /// Stops on SIGTERM or SIGINT: the source stops, open windows are evaluated, offsets committed.
     /// Logs go to stderr; set DRIFTWATCH_LOG (e.g. "debug") for more.
     Run {
@@ -310,7 +313,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 "driftwatch demo: model \"credit-risk\", one-minute windows of {events_per_window} events every {seconds_per_window} s"
             );
             println!(
-                "metrics on http://{listen}/metrics, status on http://{listen}/api/v1/status; Ctrl-C stops{}",
+                "metrics on http://{listen}/metrics, status on http://{listen}/api/v1/status, the last window's report on \
+                 http://{listen}/report/credit-risk; Ctrl-C stops{}",
                 duration.map_or(String::new(), |d| format!(" (or after {d:?})"))
             );
             let outbox = std::path::absolute(&outbox).unwrap_or(outbox);
