@@ -894,6 +894,14 @@ pub struct Quality {
 }
 
 impl Quality {
+    /// Every ratio, in the order of the JSON fields.
+    pub fn rates(&self) -> [Option<f64>; 6] {
+        [
+            self.null_rate, self.non_finite_rate, self.type_error_rate, self.out_of_range_rate, self.new_category_rate,
+            self.constraint_violation_rate,
+        ]
+    }
+
     pub fn of(spec: &FeatureSpec, reference: &mut FeatureProfile, current: &mut FeatureProfile) -> Quality {
         let rows = current.rows;
         let rate = |n: u64| (rows > 0).then(|| n as f64 / rows as f64);
@@ -1103,11 +1111,13 @@ impl Report {
     }
 }
 
-fn fmt_num(x: f64) -> String {
+/// A number for people: 4 decimals, or scientific when tiny or huge.
+pub(crate) fn fmt_num(x: f64) -> String {
     if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) { format!("{x:.3e}") } else { format!("{x:.4}") }
 }
 
-fn truncate(s: &str, width: usize) -> String {
+/// At most `width` characters, the last one `…` when cut.
+pub(crate) fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_string()
     } else {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::check::{FeatureReport, Report};
+use crate::check::{FeatureReport, Report, fmt_num as num, truncate};
 use crate::profile::{FeatureKind, FeatureProfile, OTHER_CATEGORY};
 
 /// Bins of a numerical plot.
@@ -92,10 +92,6 @@ fn short(x: f64) -> String {
     } else {
         format!("{x:.2e}")
     }
-}
-
-fn num(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) { format!("{x:.3e}") } else { format!("{x:.4}") }
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -204,14 +200,6 @@ fn plot(f: &FeatureReport) -> String {
     svg
 }
 
-fn truncate(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        s.chars().take(width - 1).chain(std::iter::once('…')).collect()
-    }
-}
-
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#212121;background:#fafafa}\
 main{max-width:1100px;margin:0 auto;padding:1.5em 2em 3em}h1{margin:.2em 0}h2{margin-top:2em;border-bottom:2px solid #e0e0e0;padding-bottom:.2em}\
 .banner{padding:1em 1.2em;border-radius:6px;color:#fff;font-size:1.2em}.banner.drift{background:#c62828}.banner.ok{background:#2e7d32}\
@@ -266,19 +254,8 @@ pub fn render(report: &Report, context: &str) -> String {
         threshold = d.drift_share * 100.0,
     );
     // Summary cards.
-    let quality_issues = report
-        .features
-        .iter()
-        .filter(|f| {
-            let q = &f.quality;
-            [
-                q.null_rate, q.non_finite_rate, q.type_error_rate, q.out_of_range_rate, q.new_category_rate,
-                q.constraint_violation_rate,
-            ]
-            .iter()
-            .any(|r| r.is_some_and(|r| r > 0.0))
-        })
-        .count();
+    let quality_issues =
+        report.features.iter().filter(|f| f.quality.rates().iter().any(|r| r.is_some_and(|r| r > 0.0))).count();
     let _ = write!(
         out,
         "<section class=\"cards\"><div class=\"card\">reference rows<b>{}</b></div><div class=\"card\">current rows<b>{}</b></div>\
@@ -365,12 +342,8 @@ pub fn render(report: &Report, context: &str) -> String {
          <th>non-finite</th><th>wrong type</th><th>out of range</th><th>new category</th><th>constraint violations</th></tr></thead><tbody>\n",
     );
     for f in &report.features {
-        let q = &f.quality;
         let _ = write!(out, "<tr><td class=\"text\">{}</td>", escape(&f.name));
-        for r in [
-            q.null_rate, q.non_finite_rate, q.type_error_rate, q.out_of_range_rate, q.new_category_rate,
-            q.constraint_violation_rate,
-        ] {
+        for r in f.quality.rates() {
             let text =
                 if r.is_some_and(|r| r > 0.0) { format!("<span class=\"bad\">{}</span>", pct(r)) } else { pct(r) };
             out.push_str(&cell(r, text));

@@ -50,18 +50,21 @@ pub struct Watcher {
     pub outbox: Option<std::path::PathBuf>,
 }
 
-/// What the configuration's files look like now: the contents of the file and its rule files,
-/// the size and modification time of each baseline.
-pub fn fingerprint(config: &Config) -> String {
+/// The SHA-256 of a configuration's files: the file itself, then its rule files in order
+/// (the `sha256` of `driftwatch_config_info`).
+pub fn config_digest(config: &Config) -> String {
     let mut hash = Sha256::new();
     for path in std::iter::once(&config.path).chain(&config.agent.rule_files) {
-        hash.update(path.as_os_str().as_encoded_bytes());
         hash.update(std::fs::read(path).unwrap_or_default());
     }
-    for m in &config.models {
-        hash.update(format!("{:?}", baseline_stamp(&m.baseline)));
-    }
     format!("{:x}", hash.finalize())
+}
+
+/// What the configuration's files look like now: their digest, and the size and
+/// modification time of each baseline.
+fn fingerprint(config: &Config) -> String {
+    let stamps: Vec<_> = config.models.iter().map(|m| baseline_stamp(&m.baseline)).collect();
+    format!("{} {stamps:?}", config_digest(config))
 }
 
 fn baseline_stamp(path: &Path) -> Option<(u64, SystemTime)> {
@@ -261,6 +264,6 @@ impl Watcher {
     fn set_info(&self) {
         let info = &self.shared.metrics.config_info;
         info.reset();
-        info.with_label_values(&[crate::run::config_digest(&self.config).as_str()]).set(1);
+        info.with_label_values(&[config_digest(&self.config).as_str()]).set(1);
     }
 }

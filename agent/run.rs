@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
@@ -57,57 +56,55 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
 /// Loads a model's baseline and fits what is fitted on it (performance estimation, drift
 /// impact, segment references, learned rule bands).
 pub async fn load_model(m: &crate::config::Model) -> anyhow::Result<ModelSetup> {
-    {
-        let plan = Plan::from_model(m);
-        let started = Instant::now();
-        let baseline = load_baseline(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?;
-        tracing::info!(
-            model = %m.id,
-            baseline = %m.baseline.display(),
-            rows = baseline.profile.rows(),
-            features = baseline.spec.features.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "baseline loaded"
-        );
-        let cbpe = match &m.performance {
-            Some(p) if p.task == crate::check::Task::Classification => {
-                let spec = PerformanceSpec::from_model(p);
-                let cbpe = fit_cbpe(&m.baseline, m.filter.as_deref(), &spec)
-                    .await
-                    .with_context(|| format!("model \"{}\": [model.performance]", m.id))?;
-                tracing::info!(
-                    model = %m.id,
-                    calibrated = cbpe.calibrator.is_some(),
-                    "performance estimation fitted on the baseline's scores and labels"
-                );
-                Some(cbpe)
-            }
-            _ => None,
-        };
-        let (segment_values, slices) =
-            load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
-        // The fits that need the reference's rows share one read of them.
-        let learns_quality =
-            m.rules.iter().any(|r| r.learn.is_some() && matches!(r.target, crate::rules::Target::Quality(_)));
-        let rows = if cbpe.is_some() || learns_quality {
-            reference_rows(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?
-        } else {
-            Vec::new()
-        };
-        let impact = match (&cbpe, &m.performance) {
-            (Some(c), Some(p)) => Some(
-                fit_impact(&m.baseline, &rows, &baseline.spec, c, &p.score, p.threshold)
-                    .with_context(|| format!("model \"{}\": drift impact on the baseline", m.id))?,
-            ),
-            _ => None,
-        };
-        let mut model = m.clone();
-        let mut baseline = baseline;
-        learn_bands(&mut model.rules, &m.baseline, &rows, &plan, &mut baseline, m.performance.as_ref())
-            .await
-            .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
-        Ok(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices })
-    }
+    let plan = Plan::from_model(m);
+    let started = Instant::now();
+    let baseline = load_baseline(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?;
+    tracing::info!(
+        model = %m.id,
+        baseline = %m.baseline.display(),
+        rows = baseline.profile.rows(),
+        features = baseline.spec.features.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "baseline loaded"
+    );
+    let cbpe = match &m.performance {
+        Some(p) if p.task == crate::check::Task::Classification => {
+            let spec = PerformanceSpec::from_model(p);
+            let cbpe = fit_cbpe(&m.baseline, m.filter.as_deref(), &spec)
+                .await
+                .with_context(|| format!("model \"{}\": [model.performance]", m.id))?;
+            tracing::info!(
+                model = %m.id,
+                calibrated = cbpe.calibrator.is_some(),
+                "performance estimation fitted on the baseline's scores and labels"
+            );
+            Some(cbpe)
+        }
+        _ => None,
+    };
+    let (segment_values, slices) =
+        load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
+    // The fits that need the reference's rows share one read of them.
+    let learns_quality =
+        m.rules.iter().any(|r| r.learn.is_some() && matches!(r.target, crate::rules::Target::Quality(_)));
+    let rows = if cbpe.is_some() || learns_quality {
+        reference_rows(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?
+    } else {
+        Vec::new()
+    };
+    let impact = match (&cbpe, &m.performance) {
+        (Some(c), Some(p)) => Some(
+            fit_impact(&m.baseline, &rows, &baseline.spec, c, &p.score, p.threshold)
+                .with_context(|| format!("model \"{}\": drift impact on the baseline", m.id))?,
+        ),
+        _ => None,
+    };
+    let mut model = m.clone();
+    let mut baseline = baseline;
+    learn_bands(&mut model.rules, &m.baseline, &rows, &plan, &mut baseline, m.performance.as_ref())
+        .await
+        .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
+    Ok(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices })
 }
 
 /// The values each column segment keeps apart (the baseline's most frequent, `max_values`
@@ -179,7 +176,6 @@ async fn load_slices(
     Ok((values_of, slices))
 }
 
-/// Distinct topics in first-seen order, each with the models (indices) that read it.
 /// The topics a configuration reads and who reads each: Kafka reads each model's topics,
 /// then its label topics; replay and demo carry every model's predictions on one.
 #[derive(Clone, Debug, PartialEq)]
@@ -196,9 +192,6 @@ impl TopicTable {
     /// `kind` is the source: `kafka`, `replay` or `demo`.
     pub fn of(config: &Config, kind: &str) -> Result<TopicTable, String> {
         if kind != "kafka" {
-            if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
-                tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
-            }
             return Ok(TopicTable {
                 topics: vec![kind.to_string()],
                 readers: vec![(0..config.models.len()).collect()],
@@ -216,6 +209,7 @@ impl TopicTable {
     }
 }
 
+/// Distinct topics in first-seen order, each with the models (indices) that read it.
 fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, Vec<Vec<usize>>) {
     let mut topics: Vec<String> = Vec::new();
     let mut readers: Vec<Vec<usize>> = Vec::new();
@@ -231,15 +225,6 @@ fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, 
         }
     }
     (topics, readers)
-}
-
-/// The SHA-256 of a configuration's files: the file itself, then its rule files in order.
-pub fn config_digest(config: &Config) -> String {
-    let mut hash = Sha256::new();
-    for path in std::iter::once(&config.path).chain(&config.agent.rule_files) {
-        hash.update(std::fs::read(path).unwrap_or_default());
-    }
-    format!("{:x}", hash.finalize())
 }
 
 /// Runs the agent until its source ends or a signal arrives.
@@ -260,10 +245,15 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     };
     let setups = load_models(config).await?;
     let table = TopicTable::of(config, kind).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    if kind != "kafka" {
+        if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
+            tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
+        }
+    }
     let topics = table.topics.clone();
 
     let metrics = Metrics::new().context("registering metrics")?;
-    metrics.config_info.with_label_values(&[config_digest(config).as_str()]).set(1);
+    metrics.config_info.with_label_values(&[crate::reload::config_digest(config).as_str()]).set(1);
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION"),
         source: kind.to_string(),
