@@ -79,6 +79,10 @@ impl Policy {
 /// One alert's state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
+    /// End of the last window that stepped it: a window is stepped once, however often it
+    /// is evaluated (a window evaluated again after a crash changes nothing).
+    #[serde(default = "never")]
+    pub stepped_until: i64,
     pub phase: Phase,
     pub severity: Severity,
     /// Consecutive breaching windows so far.
@@ -90,9 +94,14 @@ pub struct AlertState {
     quiet_until: i64,
 }
 
+fn never() -> i64 {
+    i64::MIN
+}
+
 impl Default for AlertState {
     fn default() -> AlertState {
         AlertState {
+            stepped_until: i64::MIN,
             phase: Phase::Inactive,
             severity: Severity::Warning,
             breaches: 0,
@@ -154,9 +163,14 @@ impl AlertState {
         }
     }
 
-    /// Feeds a reading; `None` readings (no value) change nothing.
+    /// Feeds a reading; `None` readings (no value) change nothing, and neither does a
+    /// window that ends no later than one already stepped.
     pub fn observe(&mut self, policy: Policy, reading: &Reading, at: i64) -> Option<Transition> {
         reading.value?;
+        if at <= self.stepped_until {
+            return None;
+        }
+        self.stepped_until = at;
         self.step(policy, reading.level, reading.clear, at)
     }
 }
@@ -290,9 +304,10 @@ impl Book {
                     }
                 }
                 let state = self.states.entry((ri, reading.feature.clone())).or_default();
-                let before = (state.phase, state.severity, state.breaches);
+                let before = (state.phase, state.severity, state.breaches, state.stepped_until);
                 let transition = state.observe(policy, &reading, window.1);
-                out.changed |= before != (state.phase, state.severity, state.breaches) || transition.is_some();
+                out.changed |= before != (state.phase, state.severity, state.breaches, state.stepped_until)
+                    || transition.is_some();
                 out.alerts.push(AlertView {
                     rule: rule.name.clone(),
                     feature: reading.feature.clone(),
@@ -437,6 +452,33 @@ mod tests {
         let fired_at = transitions[0].0;
         assert!((10..14).contains(&fired_at), "fires soon after the drop: {transitions:?}");
         assert_eq!(transitions.get(1).map(|t| t.1), Some(Transition::Resolved), "{transitions:?}");
+    }
+
+    #[test]
+    fn a_window_evaluated_again_steps_no_alert_twice() {
+        use crate::rules::{Reading, Severity};
+        let p = Policy { for_windows: 2, cooldown_ms: 0, renotify_ms: None };
+        let breach = Reading {
+            feature: "x".into(),
+            value: Some(1.0),
+            raw: Some(1.0),
+            adjusted: None,
+            statistic: None,
+            effect: None,
+            samples: 100,
+            level: Some(Severity::Warning),
+            clear: false,
+        };
+        let mut s = AlertState::default();
+        assert_eq!(s.observe(p, &breach, 60_000), None);
+        // The same window again (a crash before the checkpoint): `for` does not count it.
+        assert_eq!(s.observe(p, &breach, 60_000), None);
+        assert_eq!((s.phase, s.breaches), (Phase::Pending, 1));
+        assert_eq!(s.observe(p, &breach, 120_000), Some(Transition::Firing));
+        // Saved and restored, it still knows.
+        let mut back: AlertState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.observe(p, &breach, 120_000), None);
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -293,6 +293,9 @@ impl FeatureSelection {
     }
 }
 
+/// Distinct values per categorical feature counted exactly when a file is profiled.
+pub const BASELINE_TRACKED: usize = 1_000_000;
+
 /// Reads a file (through an optional query) straight into a profile: batches are gathered
 /// into chunks of about 64 k rows, and each chunk is observed on the rayon pool (one feature
 /// per task) while the next chunk is being decoded. Only the summaries and two chunks stay
@@ -313,7 +316,14 @@ pub async fn profile_file<E: From<BaselineError>>(
     let df = open(path, format, sql).await?;
     validate(df.schema().as_arrow())?;
     let mut stream = df.execute_stream().await.map_err(read_err)?;
-    let spec = Arc::new(spec.clone());
+    // Categories are counted exactly up to BASELINE_TRACKED distinct values per feature
+    // whatever the order the partitions' rows arrive in, then capped to `max_categories` by
+    // count (see `profile`): the reference, and the values a segment keeps apart, are the same
+    // on every run and every agent.
+    let max_categories = spec.max_categories;
+    let mut wide = spec.clone();
+    wide.max_categories = max_categories.max(BASELINE_TRACKED / crate::profile::TRACK_FACTOR);
+    let spec = Arc::new(wide);
     // The profile is either here or inside the task observing the previous chunk.
     let mut idle = Some(Profile::new(&spec));
     let mut running: Option<tokio::task::JoinHandle<Result<Profile, ProfileError>>> = None;
@@ -351,6 +361,7 @@ pub async fn profile_file<E: From<BaselineError>>(
     let profile = tokio::task::spawn_blocking(move || {
         profile.features.par_iter_mut().for_each(|p| {
             p.sample.sorted();
+            p.cap_categories(max_categories);
         });
         profile
     })
@@ -686,6 +697,7 @@ impl Header {
                 sum_sq: h.sum_sq,
                 histogram: h.histogram,
                 categories: h.categories.into_iter().collect(),
+                category_level: 0,
                 sample: Sample::from_sorted(h.sample_seen, values),
             })
             .collect();

@@ -766,6 +766,11 @@ fn check_columns(
 
 /// Compares a current profile with the baseline and applies the plan's decisions.
 pub fn compare(baseline: &mut Baseline, current: &mut [FeatureProfile], current_rows: u64, plan: &Plan) -> Report {
+    // Both sides keep their `max_categories` most frequent categories (see `profile`).
+    let max_categories = baseline.spec.max_categories;
+    for f in baseline.profile.features.iter_mut().chain(current.iter_mut()) {
+        f.cap_categories(max_categories);
+    }
     let reference_rows = baseline.profile.rows();
     let mut features: Vec<FeatureReport> = baseline
         .spec

@@ -79,6 +79,11 @@ pub struct SourceConfig {
     pub group_id: Option<Spanned<String>>,
     /// Kafka: client id (default "driftwatch").
     pub client_id: Option<Spanned<String>>,
+    /// Kafka: this agent's static group member id (`group.instance.id`): a restarted agent
+    /// takes its partitions back at once instead of after the session timeout. Default: the
+    /// `DRIFTWATCH_INSTANCE_ID` environment variable (the DaemonSet sets the node name);
+    /// without either, membership is dynamic. Unique per agent of a group.
+    pub instance_id: Option<Spanned<String>>,
     /// Kafka: `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
     pub security_protocol: Option<Spanned<String>>,
     /// Kafka: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
@@ -114,7 +119,7 @@ pub struct SourceConfig {
 }
 
 const SOURCE_KEYS: &[&str] = &[
-    "kind", "brokers", "group_id", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
+    "kind", "brokers", "group_id", "client_id", "instance_id", "security_protocol", "sasl_mechanism", "sasl_username",
     "sasl_password_env", "sasl_password_file", "ssl_ca", "ssl_cert", "ssl_key", "dead_letter_topic", "properties",
     "path", "speed", "batch_rows", "linger", "max_event_bytes",
 ];
@@ -1213,6 +1218,7 @@ fn source_of(r: &mut Reporter, s: &SourceConfig, base: &Path) -> Source {
             set("bootstrap.servers", &s.brokers);
             set("group.id", &s.group_id);
             set("client.id", &s.client_id);
+            set("group.instance.id", &s.instance_id);
             set("security.protocol", &s.security_protocol);
             set("sasl.mechanism", &s.sasl_mechanism);
             set("sasl.username", &s.sasl_username);
@@ -1264,8 +1270,9 @@ fn source_of(r: &mut Reporter, s: &SourceConfig, base: &Path) -> Source {
             SourceKind::Kafka(k)
         }
         "replay" => {
-            let named: [(&str, Option<Range<usize>>); 12] = [
+            let named: [(&str, Option<Range<usize>>); 13] = [
                 ("brokers", s.brokers.as_ref().map(|v| v.span())),
+                ("instance_id", s.instance_id.as_ref().map(|v| v.span())),
                 ("group_id", s.group_id.as_ref().map(|v| v.span())),
                 ("client_id", s.client_id.as_ref().map(|v| v.span())),
                 ("security_protocol", s.security_protocol.as_ref().map(|v| v.span())),

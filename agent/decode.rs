@@ -99,6 +99,9 @@ pub enum Reason {
     BadTimestamp,
     /// Its every window had closed (decided by the window stage).
     Late,
+    /// Kept, as a schema error, but the object holding its features was of another type;
+    /// only dead-lettered (not a drop, so not in [`Reason::ALL`]).
+    Misshapen,
 }
 
 impl Reason {
@@ -121,6 +124,7 @@ impl Reason {
             Reason::UnknownModel => "unknown_model",
             Reason::BadTimestamp => "bad_timestamp",
             Reason::Late => "late",
+            Reason::Misshapen => "schema_error",
         }
     }
 }
@@ -236,6 +240,8 @@ struct ModelPlan {
     time_slot: usize,
     feature_slots: Vec<usize>,
     unknown_slot: Option<usize>,
+    /// The objects holding features, each with the slot that says it was of another type.
+    shape_slots: Vec<(usize, FieldPath)>,
     event_id_slot: Option<usize>,
     recent: Option<RecentIds>,
     schema: SchemaRef,
@@ -259,6 +265,8 @@ pub struct TopicDecoder {
     texts: Vec<String>,
     models: Vec<ModelPlan>,
     max_event_bytes: usize,
+    /// Why the event just pushed, though kept, is worth a dead letter.
+    misshapen: Option<Rejected>,
 }
 
 impl TopicDecoder {
@@ -292,6 +300,7 @@ impl TopicDecoder {
                 time_slot,
                 feature_slots,
                 unknown_slot: None,
+                shape_slots: Vec::new(),
                 event_id_slot,
                 schema,
                 columns,
@@ -302,8 +311,25 @@ impl TopicDecoder {
                 ids: Vec::new(),
             });
         }
-        // Unknown keys are watched once every model's fields are in the trie.
+        // Unknown keys and misshapen objects are watched once every model's fields are in
+        // the trie.
         for plan in &mut plans {
+            let mut parents: Vec<FieldPath> = Vec::new();
+            for (_, path, _) in &plan.fields.features {
+                let segments = path.segments();
+                for n in 1..segments.len() {
+                    let parent = FieldPath(segments[..n].to_vec());
+                    if !parents.contains(&parent) {
+                        parents.push(parent);
+                    }
+                }
+            }
+            for parent in parents {
+                let slot = root
+                    .watch_shape(parent.segments(), &mut slots)
+                    .map_err(|e| format!("model \"{}\": fields of {parent}: {e}", plan.fields.id))?;
+                plan.shape_slots.push((slot, parent));
+            }
             if let Some(path) = &plan.fields.known_fields {
                 plan.unknown_slot = Some(
                     root.watch_unknown(path.segments(), &mut slots)
@@ -317,21 +343,20 @@ impl TopicDecoder {
             texts: vec![String::new(); slots],
             models: plans,
             max_event_bytes,
+            misshapen: None,
         })
     }
 
     /// Decodes one event into its model's pending rows; returns the model's index.
     pub fn push(&mut self, payload: &[u8], kafka_time: Option<i64>, position: Position) -> Result<usize, Rejected> {
+        self.misshapen = None;
         if payload.len() > self.max_event_bytes {
             let single = (self.models.len() == 1).then_some(0);
             return Err(Rejected::new(
                 Reason::TooLarge,
                 single,
-                format!(
-                    "event of {} bytes is over the limit of {} (max_event_bytes)",
-                    payload.len(),
-                    self.max_event_bytes
-                ),
+                // Sources cut oversized payloads while reading: the length seen is a floor.
+                format!("event of more than {} bytes (max_event_bytes); it was not read further", self.max_event_bytes),
             ));
         }
         let single = (self.models.len() == 1).then_some(0);
@@ -354,6 +379,14 @@ impl TopicDecoder {
         }
         let row = plan.times.len() as u32;
         let mut schema_error = plan.unknown_slot.is_some_and(|s| self.cells[s] == Cell::Bool(true));
+        if let Some((_, path)) = plan.shape_slots.iter().find(|(s, _)| self.cells[*s] == Cell::Bool(true)) {
+            schema_error = true;
+            self.misshapen = Some(Rejected::new(
+                Reason::Misshapen,
+                Some(model),
+                format!("\"{path}\" is not an object: its features are read as missing (a schema error)"),
+            ));
+        }
         for (f, (column, &slot)) in plan.columns.iter_mut().zip(&plan.feature_slots).enumerate() {
             let cell = self.cells[slot];
             schema_error |= cell == Cell::Missing && plan.fields.required.get(f) == Some(&true);
@@ -422,6 +455,12 @@ impl TopicDecoder {
                 format!("field \"{}\" is {}; expected a string", plan.fields.model_id, describe(other)),
             ),
         })
+    }
+
+    /// The event just pushed was kept with its features missing because the object that
+    /// should hold them had another type: the reason to dead-letter a copy of it.
+    pub fn take_misshapen(&mut self) -> Option<Rejected> {
+        self.misshapen.take()
     }
 
     /// Rows waiting in a model's builders.
@@ -642,6 +681,42 @@ mod tests {
         // The Kafka timestamp stands in for a missing one.
         assert_eq!(d.push(br#"{"model_id":"m"}"#, Some(5), pos(1)), Ok(0));
         assert_eq!(d.flush(0).unwrap().times, vec![5]);
+    }
+
+    #[test]
+    fn a_number_beyond_f64_costs_its_feature_a_non_finite_value_not_the_event() {
+        let mut d = TopicDecoder::new(vec![fields("m")], 1 << 20).unwrap();
+        let digits = "9".repeat(400);
+        for (i, income) in ["1e400", "-1e400", digits.as_str()].into_iter().enumerate() {
+            let e = format!(r#"{{"model_id":"m","timestamp":1,"features":{{"income":{income},"country":"DE"}}}}"#);
+            assert_eq!(d.push(e.as_bytes(), None, pos(i as i64)), Ok(0), "{income}");
+        }
+        let out = d.flush(0).unwrap();
+        let income = out.batch.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(income.values().to_vec(), vec![f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY]);
+        assert!(out.issues.is_empty(), "{:?}", out.issues);
+        assert_eq!(out.batch.column(1).as_string::<i32>().value(2), "DE");
+    }
+
+    #[test]
+    fn features_of_another_shape_are_a_schema_error_worth_a_dead_letter() {
+        let mut d = TopicDecoder::new(vec![fields("m")], 1 << 20).unwrap();
+        for (i, features) in ["[1,2,3]", "7", "\"x\"", "null", "{\"income\":1}"].into_iter().enumerate() {
+            let e = format!(r#"{{"model_id":"m","timestamp":1,"features":{features}}}"#);
+            assert_eq!(d.push(e.as_bytes(), None, pos(i as i64)), Ok(0), "{features}");
+            let misshapen = d.take_misshapen();
+            assert_eq!(misshapen.is_some(), i < 3, "{features}");
+            if let Some(r) = misshapen {
+                assert_eq!(r.reason.as_str(), "schema_error");
+                assert!(r.message.contains("\"features\" is not an object"), "{}", r.message);
+            }
+        }
+        let out = d.flush(0).unwrap();
+        assert_eq!(
+            out.issues,
+            vec![Issue::Schema { row: 0 }, Issue::Schema { row: 1 }, Issue::Schema { row: 2 }],
+            "null features are missing features, not a schema error"
+        );
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl CommitFrontier {
         }
     }
 
+    /// One past the highest offset seen, if any.
+    pub fn seen_until(&self, partition: u32) -> Option<i64> {
+        self.parts.get(partition as usize)?.next
+    }
+
     /// The offset to commit (the next one to consume), if any event was seen.
     pub fn committable(&self, partition: u32) -> Option<i64> {
         let p = self.parts.get(partition as usize)?;

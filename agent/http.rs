@@ -80,6 +80,12 @@ pub const RECENT_WINDOWS: usize = 50;
 /// One line of a model's window history.
 #[derive(Clone, Debug, Serialize)]
 pub struct WindowSummary {
+    /// `model/start`: the same window has the same id wherever and however often it is
+    /// evaluated.
+    pub id: String,
+    /// Evaluated again after a crash (see `checkpoint`): already counted and alerted on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
     pub start: String,
     pub end: String,
     pub events: u64,
@@ -134,6 +140,10 @@ pub struct LabelledSummary {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LastWindow {
+    /// `model/start` (see [`WindowSummary::id`]).
+    pub id: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
     pub start: String,
     pub end: String,
     pub events: u64,

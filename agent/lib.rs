@@ -29,6 +29,7 @@
 //! * [`json`]: the validating scanner that pulls watched fields out of a payload.
 //! * [`window`]: tumbling and sliding event-time windows over panes of mergeable profiles.
 //! * [`frontier`]: which offsets may be committed (at-least-once).
+//! * [`checkpoint`]: what a restarted agent must know to neither lose nor repeat a window.
 //! * [`pipeline`]: decode → window → evaluate, synchronous, one thread.
 //! * [`rules`]: alert rules — what a rule reads from a window and how it stands against its
 //!   thresholds (effect-size floor, Benjamini–Hochberg, `min_samples`).
@@ -40,6 +41,7 @@
 pub mod alert;
 pub mod baseline;
 pub mod check;
+pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod demo;

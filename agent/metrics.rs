@@ -20,6 +20,7 @@ pub const ALL_SLICE: &str = "all";
 pub const NAMES: &[&str] = &[
     "driftwatch_build_info",
     "driftwatch_events_total",
+    "driftwatch_events_replayed_total",
     "driftwatch_dead_letters_total",
     "driftwatch_drift_statistic",
     "driftwatch_drift_p_value",
@@ -66,6 +67,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub build_info: IntGaugeVec,
     pub events: IntCounterVec,
+    pub replayed: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub drift_statistic: GaugeVec,
     pub drift_p_value: GaugeVec,
@@ -122,6 +124,13 @@ impl Metrics {
                 ),
                 &["model", "outcome"],
             )?,
+            replayed: IntCounterVec::new(
+                opts(
+                    "driftwatch_events_replayed_total",
+                    "Events read again after a restart that the last run had already used: added again to the windows still open then, and not counted again in driftwatch_events_total.",
+                ),
+                &["model"],
+            )?,
             dead_letters: IntCounterVec::new(
                 opts("driftwatch_dead_letters_total", "Bad events forwarded to the dead-letter topic, by result."),
                 &["result"],
@@ -173,7 +182,10 @@ impl Metrics {
                 &["model"],
             )?,
             windows: IntCounterVec::new(
-                opts("driftwatch_windows_total", "Closed windows, by verdict: evaluated or insufficient_data."),
+                opts(
+                    "driftwatch_windows_total",
+                    "Closed windows, by verdict: evaluated, insufficient_data, or repeated (a window evaluated again after a crash: same id, counted once above).",
+                ),
                 &["model", "verdict"],
             )?,
             open_windows: IntGaugeVec::new(
@@ -302,9 +314,10 @@ impl Metrics {
             )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 35] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 36] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
+            Box::new(m.replayed.clone()),
             Box::new(m.dead_letters.clone()),
             Box::new(m.drift_statistic.clone()),
             Box::new(m.drift_p_value.clone()),
@@ -361,7 +374,8 @@ impl Metrics {
             self.events.with_label_values(&[model, reason.as_str()]);
         }
         self.events.with_label_values(&[model, "accepted"]);
-        for verdict in ["evaluated", "insufficient_data"] {
+        self.replayed.with_label_values(&[model]);
+        for verdict in ["evaluated", "insufficient_data", "repeated"] {
             self.windows.with_label_values(&[model, verdict]);
         }
         self.open_windows.with_label_values(&[model]);
@@ -473,6 +487,7 @@ impl Metrics {
                 }
                 let _ = match name {
                     "driftwatch_events_total" => self.events.remove(&labels),
+                    "driftwatch_events_replayed_total" => self.replayed.remove(&labels),
                     "driftwatch_drift_statistic" => self.drift_statistic.remove(&labels),
                     "driftwatch_drift_p_value" => self.drift_p_value.remove(&labels),
                     "driftwatch_drift_threshold" => self.drift_threshold.remove(&labels),

@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
 use crate::baseline::Baseline;
 use crate::check::{Performance, Plan, Report, compare};
+use crate::checkpoint::{Checkpoint, ModelMark, PartitionMark};
 use crate::config::Model;
 use crate::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::derive::{Compiled, Derive, Dimension, Slicer};
@@ -31,7 +32,7 @@ use crate::notify::{Batch, Notice, Queue};
 use crate::performance::Cbpe;
 use crate::profile::{FeatureKind, FeatureProfile, ProfileSpec};
 use crate::rules::Severity;
-use crate::source::Chunk;
+use crate::source::{Chunk, SourceState};
 use crate::window::{ClosedWindow, WindowSpec, Windows, millis};
 
 /// One model, ready to run: its validated configuration, loaded baseline and check plan.
@@ -91,6 +92,9 @@ struct ModelRuntime {
     cbpe: Option<(Cbpe, usize, f64)>,
     /// Late events since the last window closed (for `late_rate`).
     late_since_close: u64,
+    /// Late events not yet said in the log (at most one line a minute per model).
+    late_unreported: u64,
+    late_reported_at: Option<Instant>,
     truth: Option<GroundTruth>,
     /// Derived features, appended to every decoded batch.
     derive: Derive,
@@ -101,6 +105,9 @@ struct ModelRuntime {
     impact: Option<ImpactModel>,
     /// What the model reads from prediction events (to rebuild topic decoders on reload).
     fields: ModelFields,
+    /// End of the last window evaluated (this run or, from the checkpoint, the last): a
+    /// window ending no later is evaluated again, not anew.
+    evaluated_until: Option<i64>,
 }
 
 /// Ground truth of a model (`[model.labels]`): the join, how its pairs become metrics and
@@ -167,6 +174,19 @@ pub struct Pipeline {
     notify: Option<Queue>,
     /// The partitions assigned now (models added by a reload expect them too).
     assigned: Vec<(u16, i32)>,
+    /// Per interned partition: offsets below this were used by the last run (see
+    /// `checkpoint`); `i64::MIN` where nothing is known.
+    replay_until: Vec<i64>,
+    /// Per interned partition: offsets below this are in this run's state already (the
+    /// partition was revoked and assigned back: librdkafka reads again from the committed
+    /// offset); such events are passed over whole.
+    held_until: Vec<i64>,
+    /// The checkpoint the run started from, applied to each partition when it is assigned.
+    resumed: Option<Checkpoint>,
+    /// Topic names by index (the checkpoint names partitions by topic).
+    topic_names: Vec<String>,
+    /// A window closed since the last checkpoint.
+    closed_since_checkpoint: bool,
 }
 
 /// A model of a reloaded configuration (see [`Pipeline::reload`]).
@@ -239,6 +259,11 @@ impl Pipeline {
             warned: HashSet::new(),
             notify: None,
             assigned: Vec::new(),
+            replay_until: Vec::new(),
+            held_until: Vec::new(),
+            resumed: None,
+            topic_names: Vec::new(),
+            closed_since_checkpoint: false,
         })
     }
 
@@ -482,14 +507,29 @@ impl Pipeline {
                 }
             };
             parts.push(part);
+            if self.held_until.get(part as usize).is_some_and(|&h| r.offset < h) {
+                continue;
+            }
             let Some(reader) = self.decoders.get_mut(r.topic as usize) else {
                 continue;
             };
             let payload = chunk.payload(r);
             let position = Position { partition: part, offset: r.offset };
-            if let Err(rejected) = reader.decoder.push(payload, r.timestamp, position) {
-                let model = rejected.model.map(|m| reader.models[m]);
-                self.reject(model, r.topic, payload, &rejected);
+            // Read again after a restart: what the last run did with it (counted, dead-
+            // lettered) is not done twice.
+            let replayed = self.replay_until.get(part as usize).is_some_and(|&s| r.offset < s);
+            match reader.decoder.push(payload, r.timestamp, position) {
+                Ok(_) => {
+                    let misshapen = reader.decoder.take_misshapen();
+                    if let (Some(misshapen), Some(sink), false) = (misshapen, &mut self.dead_letter, replayed) {
+                        sink(r.topic, payload, &misshapen);
+                    }
+                }
+                Err(_) if replayed => {}
+                Err(rejected) => {
+                    let model = rejected.model.map(|m| reader.models[m]);
+                    self.reject(model, r.topic, payload, &rejected);
+                }
             }
         }
         let shared = self.shared.clone();
@@ -538,6 +578,15 @@ impl Pipeline {
                 }
                 match m.windows.insert(&rows, &mut self.frontier, now) {
                     Ok(late) => {
+                        // Rows the last run used already: late ones were counted then (they
+                        // are passed over), the others are back in their open windows.
+                        let replay_until = &self.replay_until;
+                        let replayed = |i: usize| {
+                            let p = rows.positions[i];
+                            replay_until.get(p.partition as usize).is_some_and(|&s| p.offset < s)
+                        };
+                        let late_replayed = late.iter().filter(|&&i| replayed(i)).count();
+                        let again = (0..rows.times.len()).filter(|&i| replayed(i)).count() - late_replayed;
                         if let Some(t) = &mut m.truth {
                             let scores =
                                 rows.batch.column_by_name(&t.score).and_then(|c| c.as_primitive_opt::<Float64Type>());
@@ -551,17 +600,21 @@ impl Pipeline {
                                 }
                             }
                         }
-                        let accepted = rows.times.len() - late.len();
+                        let accepted = rows.times.len() - late.len() - again;
+                        let late_new = late.len() - late_replayed;
                         shared.metrics.events.with_label_values(&[m.id.as_str(), "accepted"]).inc_by(accepted as u64);
-                        if !late.is_empty() {
-                            m.late_since_close += late.len() as u64;
-                            shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late.len() as u64);
-                            tracing::debug!(model = %m.id, late = late.len(), "late events dropped");
+                        if again > 0 {
+                            shared.metrics.replayed.with_label_values(&[m.id.as_str()]).inc_by(again as u64);
+                        }
+                        if late_new > 0 {
+                            m.late_since_close += late_new as u64;
+                            m.late_unreported += late_new as u64;
+                            shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late_new as u64);
                         }
                         shared.update_status(|s| {
                             if let Some(ms) = s.models.get_mut(global) {
                                 ms.events.accepted += accepted as u64;
-                                ms.events.late += late.len() as u64;
+                                ms.events.late += late_new as u64;
                             }
                         });
                     }
@@ -571,6 +624,9 @@ impl Pipeline {
         }
         for (r, part) in chunk.records.iter().zip(parts) {
             self.frontier.seen(part, r.offset);
+        }
+        for m in &mut self.models {
+            report_late(m, now, false);
         }
         for i in 0..self.models.len() {
             let started = Instant::now();
@@ -586,6 +642,9 @@ impl Pipeline {
     /// models that have seen no event for their idle timeout close their open windows.
     pub fn tick(&mut self, now: Instant) {
         let mut any = false;
+        for m in &mut self.models {
+            report_late(m, now, false);
+        }
         for i in 0..self.models.len() {
             let started = Instant::now();
             let closed = self.models[i].windows.advance(&mut self.frontier, now);
@@ -606,7 +665,54 @@ impl Pipeline {
         }
     }
 
-    /// Closes and evaluates every open window (shutdown).
+    /// What the source says about itself: while it is unhealthy (a broker outage) or a
+    /// partition has events it has not handed over yet, that is not silence, so the
+    /// partitions concerned (all of them while unhealthy) count as active at `now` and
+    /// their models are not idle. Call it before [`Pipeline::tick`].
+    pub fn source_state(&mut self, state: &SourceState, now: Instant) {
+        let healthy = state.healthy_at(now);
+        for (i, key) in self.partition_keys.iter().enumerate() {
+            if healthy && !state.behind.contains(key) {
+                continue;
+            }
+            let Some(reader) = self.decoders.get(key.0 as usize).filter(|r| !r.labels) else {
+                continue;
+            };
+            for &m in &reader.models {
+                let m = &mut self.models[m];
+                m.windows.touch(i as u32, now);
+                if m.last_event.is_some() {
+                    m.last_event = Some(now);
+                }
+            }
+        }
+        if !healthy {
+            for m in &mut self.models {
+                if m.last_event.is_some() {
+                    m.last_event = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Stops without closing open windows (a Kafka source: their events are read again
+    /// from the committed offsets by the next run, which evaluates them whole).
+    pub fn stop(&mut self, now: Instant) {
+        for m in &mut self.models {
+            report_late(m, now, true);
+            if m.windows.open_rows() > 0 {
+                tracing::info!(
+                    model = %m.id,
+                    windows = m.windows.open_windows(),
+                    events = m.windows.open_rows(),
+                    "open windows left open: the next run reads their events again and evaluates them whole"
+                );
+            }
+        }
+        self.publish();
+    }
+
+    /// Closes and evaluates every open window (the end of a replay, or a demo).
     pub fn finish(&mut self) {
         for i in 0..self.models.len() {
             let started = Instant::now();
@@ -629,7 +735,29 @@ impl Pipeline {
 
     /// The source's partitions changed: assigned ones hold the watermarks of the models
     /// reading their topic until they speak (or idle), revoked ones no longer do.
-    pub fn assign(&mut self, assigned: &[(u16, i32)], now: Instant) {
+    pub fn assign(&mut self, assigned: &[(u16, i32, Option<i64>)], now: Instant) {
+        for &(topic, partition, committed) in assigned {
+            let Some(name) = self.topic_names.get(topic as usize).cloned() else { continue };
+            let mark = self.resumed.as_ref().and_then(|c| c.partition(&name, partition, committed)).map(|m| m.seen);
+            let part = self.intern(topic, partition) as usize;
+            if self.replay_until.len() <= part {
+                self.replay_until.resize(part + 1, i64::MIN);
+            }
+            if self.held_until.len() <= part {
+                self.held_until.resize(part + 1, i64::MIN);
+            }
+            // Assigned back after a revoke (a rebalance, a broker restart): what this run read
+            // is in its windows or was counted, and will be read again from the committed offset.
+            if let Some(seen) = self.frontier.seen_until(part as u32) {
+                self.held_until[part] = seen;
+            }
+            if let Some(seen) = mark.filter(|&s| s > self.replay_until[part]) {
+                tracing::info!(topic = %name, partition, committed = ?committed, seen, "events below the checkpoint's mark are read again only to rebuild the windows open at the checkpoint");
+                self.replay_until[part] = seen;
+            }
+        }
+        let assigned: Vec<(u16, i32)> = assigned.iter().map(|&(t, p, _)| (t, p)).collect();
+        let assigned = &assigned[..];
         self.assigned = assigned.to_vec();
         let known: Vec<(u16, i32)> = self.partition_keys.clone();
         for key in known {
@@ -648,6 +776,73 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Starts from the last run's checkpoint (see `checkpoint`): models take back their
+    /// cursor and last evaluated window where their window shape is unchanged; partitions
+    /// take back their marks when they are assigned. `topics` names the topic indices.
+    pub fn resume(&mut self, checkpoint: Option<Checkpoint>, topics: &[String]) {
+        self.topic_names = topics.to_vec();
+        let Some(checkpoint) = checkpoint else { return };
+        for m in &mut self.models {
+            let Some(mark) = checkpoint.models.get(&m.id) else { continue };
+            if mark.window != (millis(m.spec.size), millis(m.spec.slide)) {
+                tracing::warn!(model = %m.id, "the window size or slide changed since the checkpoint: windows start afresh");
+                continue;
+            }
+            if let Some(cursor) = mark.cursor {
+                m.windows.resume(cursor);
+            }
+            m.evaluated_until = mark.evaluated_until;
+            tracing::info!(model = %m.id, cursor = ?mark.cursor.map(rfc3339), evaluated_until = ?mark.evaluated_until.map(rfc3339), "resumed from the checkpoint");
+        }
+        self.resumed = Some(checkpoint);
+    }
+
+    /// The checkpoint of now: each model's cursor and last evaluated window, each
+    /// partition's committable offset and how far it was seen. Taking it resets
+    /// [`Pipeline::closed_since_checkpoint`].
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.closed_since_checkpoint = false;
+        let models = self
+            .models
+            .iter()
+            .map(|m| {
+                let mark = ModelMark {
+                    window: (millis(m.spec.size), millis(m.spec.slide)),
+                    cursor: m.windows.cursor(),
+                    evaluated_until: m.evaluated_until,
+                };
+                (m.id.clone(), mark)
+            })
+            .collect();
+        let mut partitions = Vec::new();
+        for (i, &(t, p)) in self.partition_keys.iter().enumerate() {
+            let (Some(topic), Some(committed), Some(seen)) = (
+                self.topic_names.get(t as usize),
+                self.frontier.committable(i as u32),
+                self.frontier.seen_until(i as u32),
+            ) else {
+                continue;
+            };
+            // What the last run had seen stays seen until this run passes it.
+            let seen = seen.max(self.replay_until.get(i).copied().unwrap_or(i64::MIN));
+            partitions.push(PartitionMark { topic: topic.clone(), partition: p, committed, seen });
+        }
+        // Partitions this run has not read yet keep their marks.
+        if let Some(old) = &self.resumed {
+            for mark in &old.partitions {
+                if !partitions.iter().any(|m| m.topic == mark.topic && m.partition == mark.partition) {
+                    partitions.push(mark.clone());
+                }
+            }
+        }
+        Checkpoint { models, partitions, ..Checkpoint::default() }
+    }
+
+    /// A window closed since the last [`Pipeline::checkpoint`].
+    pub fn closed_since_checkpoint(&self) -> bool {
+        self.closed_since_checkpoint
     }
 
     fn reject(&mut self, model: Option<usize>, topic: u16, payload: &[u8], rejected: &Rejected) {
@@ -696,8 +891,13 @@ impl Pipeline {
 
     fn evaluate(&mut self, i: usize, window: ClosedWindow, merge_seconds: f64) -> Evaluation {
         let started = Instant::now();
+        self.closed_since_checkpoint = true;
         let m = &mut self.models[i];
         let events = window.events();
+        // Evaluated before a crash, after the last checkpoint: the same events again, so the
+        // same verdict; shown again, but no alert steps and no counter counts it twice.
+        let repeated = m.evaluated_until.is_some_and(|e| window.end <= e);
+        m.evaluated_until = Some(m.evaluated_until.map_or(window.end, |e| e.max(window.end)));
         let mut alerts = None;
         let report = if events == 0 || events < m.spec.min_events {
             None
@@ -724,7 +924,7 @@ impl Pipeline {
             if let Some(expected) = m.spec.expected_events {
                 report.quality.insert("volume".into(), events as f64 / expected as f64);
             }
-            if !m.alerts.rules().is_empty() {
+            if !m.alerts.rules().is_empty() && !repeated {
                 let span = (window.start, window.end);
                 let mut outcome = m.alerts.observe(&report, &features, &m.baseline.profile.features, span);
                 for (_, notice) in &mut outcome.notices {
@@ -734,6 +934,7 @@ impl Pipeline {
             }
             Some(report)
         };
+        let late_counted = m.late_since_close;
         m.late_since_close = 0;
         let mut slices = Vec::new();
         for (slice, mut profile) in m.slices.iter_mut().zip(window.slices) {
@@ -760,10 +961,12 @@ impl Pipeline {
             Some(r) if r.drift.detected => "drift",
             Some(_) => "no_drift",
         };
-        metrics
-            .windows
-            .with_label_values(&[id, if report.is_some() { "evaluated" } else { "insufficient_data" }])
-            .inc();
+        let counted = match (&report, repeated) {
+            (_, true) => "repeated",
+            (Some(_), false) => "evaluated",
+            (None, false) => "insufficient_data",
+        };
+        metrics.windows.with_label_values(&[id, counted]).inc();
         if let Some(r) = &report {
             metrics.record(r);
         }
@@ -777,7 +980,10 @@ impl Pipeline {
             }
             None => (Vec::new(), None, false),
         };
+        let window_id = format!("{id}/{}", rfc3339(window.start));
         let last = LastWindow {
+            id: window_id.clone(),
+            repeated,
             start: rfc3339(window.start),
             end: rfc3339(window.end),
             events,
@@ -796,6 +1002,8 @@ impl Pipeline {
                 .collect(),
         };
         let summary = WindowSummary {
+            id: window_id,
+            repeated,
             start: last.start.clone(),
             end: last.end.clone(),
             events,
@@ -807,7 +1015,7 @@ impl Pipeline {
         };
         self.shared.update_status(|s| {
             if let Some(ms) = s.models.get_mut(i) {
-                ms.windows_closed += 1;
+                ms.windows_closed += u64::from(!repeated);
                 ms.last_window = Some(last);
                 if ms.recent_windows.len() == RECENT_WINDOWS {
                     ms.recent_windows.remove(0);
@@ -825,6 +1033,8 @@ impl Pipeline {
             events,
             verdict,
             drifted = report.as_ref().map_or(0, |r| r.drift.drifted_features),
+            late = late_counted,
+            repeated,
             close_ms = close_seconds * 1000.0,
             "window closed"
         );
@@ -977,6 +1187,25 @@ impl Pipeline {
     }
 }
 
+/// Says in the log, at most once a minute per model (and at `last`), how many events arrived
+/// after their windows had closed and were dropped; each is also counted in
+/// `driftwatch_events_total{outcome="late"}` and in the next window's `late_rate`.
+fn report_late(m: &mut ModelRuntime, now: Instant, last: bool) {
+    if m.late_unreported == 0 {
+        return;
+    }
+    let due = m.late_reported_at.is_none_or(|t| now.saturating_duration_since(t) >= std::time::Duration::from_secs(60));
+    if due || last {
+        tracing::warn!(
+            model = %m.id,
+            late = m.late_unreported,
+            "events arrived after their windows had closed (beyond allowed_lateness) and were dropped; counted in driftwatch_events_total{{outcome=\"late\"}}"
+        );
+        m.late_unreported = 0;
+        m.late_reported_at = Some(now);
+    }
+}
+
 /// A model's running state, from its setup.
 fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Shared) -> ModelRuntime {
     shared.metrics.register_model(&s.model.id);
@@ -1006,6 +1235,8 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
             _ => None,
         },
         late_since_close: 0,
+        late_unreported: 0,
+        late_reported_at: None,
         truth,
         derive,
         derive_failed: false,
@@ -1014,6 +1245,7 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
         baseline: s.baseline,
         plan: s.plan,
         last_event: None,
+        evaluated_until: None,
     }
 }
 

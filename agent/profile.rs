@@ -5,9 +5,19 @@
 //! edges of numerical features (reference quantiles i/bins, NumPy's linear interpolation,
 //! duplicates removed) and the reference categories. A [`Profile`] holds, per feature, row,
 //! null and non-finite counts, min/max/sum/sum of squares of the finite values, a histogram
-//! over the spec's edges, category counts (capped at `max_categories`, the rest counted
-//! under `__other__`) and a value sample: exact while at most `max_samples` values were seen,
+//! over the spec's edges, category counts and a value sample: exact while at most `max_samples` values were seen,
 //! then a uniform reservoir (Algorithm R) driven by a fixed-seed generator, so runs repeat.
+//!
+//! Category counts are exact and independent of the order rows arrive in (so two agents, or
+//! two runs reading a baseline in parallel, agree). Up to [`TRACK_FACTOR`] × `max_categories`
+//! distinct values are counted exactly; beyond that only values whose fixed-seed hash has at
+//! least `category_level` trailing zero bits are tracked (the level rises until few enough
+//! are), the others are counted under `__other__`. Which values are tracked depends only on
+//! the set of values seen, never on their order, and a tracked value's count is exact. When
+//! a profile is compared, [`FeatureProfile::cap_categories`] keeps the `max_categories` most
+//! frequent (ties by value) and folds the rest into `__other__`. So the top values are exact
+//! whenever the distinct values fit the tracking limit; beyond it they are the most frequent
+//! of a deterministic hash sample of about that many distinct values.
 //!
 //! `merge` is associative and commutative: counts add, extremes combine, and exact samples
 //! concatenate (compared as multisets). Once a reservoir is involved the merged sample is a
@@ -33,8 +43,17 @@ pub const OTHER_CATEGORY: &str = "__other__";
 pub const DEFAULT_BINS: usize = 10;
 /// Default cap on the exact sample kept per feature before it becomes a reservoir.
 pub const DEFAULT_MAX_SAMPLES: usize = 2_000_000;
-/// Default cap on distinct categories tracked per feature.
+/// Default cap on distinct categories kept per feature when compared.
 pub const DEFAULT_MAX_CATEGORIES: usize = 1_000;
+/// Distinct values counted exactly per feature: this many times `max_categories`.
+pub const TRACK_FACTOR: usize = 10;
+
+/// The sampling level of a category value: trailing zero bits of its fixed-seed hash (the
+/// same value has the same level on every agent and in every run).
+fn category_level(value: &str) -> u32 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174).hash_one(value).trailing_zeros()
+}
 
 /// How a feature is compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -350,6 +369,9 @@ pub struct FeatureProfile {
     pub histogram: Vec<u64>,
     /// Category counts (categorical).
     pub categories: CategoryCounts,
+    /// Values of a lower [`category_level`] are not tracked (see the module doc).
+    #[serde(default)]
+    pub category_level: u32,
     pub sample: Sample,
 }
 
@@ -367,6 +389,7 @@ impl FeatureProfile {
             sum_sq: 0.0,
             histogram: if spec.edges.is_empty() { Vec::new() } else { vec![0; spec.edges.len() + 1] },
             categories: CategoryCounts::default(),
+            category_level: 0,
             sample: Sample { rng: 0x5EED_D41F_7A7C_0001, ..Sample::default() },
         }
     }
@@ -436,7 +459,7 @@ impl FeatureProfile {
         }
     }
 
-    fn observe_category(&mut self, value: Option<&str>, max_categories: usize) {
+    fn observe_category(&mut self, value: Option<&str>, tracked: usize) {
         self.rows += 1;
         let Some(v) = value else {
             self.nulls += 1;
@@ -444,10 +467,52 @@ impl FeatureProfile {
         };
         if let Some(c) = self.categories.get_mut(v) {
             *c += 1;
-        } else if self.categories.len() < max_categories {
+        } else if category_level(v) >= self.category_level && v != OTHER_CATEGORY {
             self.categories.insert(v.to_owned(), 1);
+            self.track_at_most(tracked);
         } else {
             *self.categories.entry(OTHER_CATEGORY.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    /// Raises the sampling level until at most `tracked` values are tracked.
+    fn track_at_most(&mut self, tracked: usize) {
+        while self.categories.len() - usize::from(self.categories.contains_key(OTHER_CATEGORY)) > tracked.max(1) {
+            self.raise_level_to(self.category_level + 1);
+        }
+    }
+
+    /// Stops tracking values below `level`: their counts go to `__other__`.
+    fn raise_level_to(&mut self, level: u32) {
+        if level <= self.category_level {
+            return;
+        }
+        self.category_level = level;
+        let mut dropped = 0;
+        self.categories.retain(|k, v| {
+            let keep = k == OTHER_CATEGORY || category_level(k) >= level;
+            if !keep {
+                dropped += *v;
+            }
+            keep
+        });
+        if dropped > 0 {
+            *self.categories.entry(OTHER_CATEGORY.to_owned()).or_insert(0) += dropped;
+        }
+    }
+
+    /// Keeps the `max` most frequent categories (ties by value) and counts the rest under
+    /// `__other__`: what a comparison reads. Idempotent.
+    pub fn cap_categories(&mut self, max: usize) {
+        let other = self.categories.remove(OTHER_CATEGORY).unwrap_or(0);
+        if self.categories.len() > max {
+            let mut entries: Vec<(String, u64)> = self.categories.drain().collect();
+            entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let rest: u64 = entries.drain(max..).map(|(_, v)| v).sum();
+            self.categories.extend(entries);
+            self.categories.insert(OTHER_CATEGORY.to_owned(), other + rest);
+        } else if other > 0 {
+            self.categories.insert(OTHER_CATEGORY.to_owned(), other);
         }
     }
 
@@ -464,19 +529,17 @@ impl FeatureProfile {
         for (a, b) in self.histogram.iter_mut().zip(&other.histogram) {
             *a += b;
         }
-        // Merge in a fixed (sorted) order so that which categories overflow does not depend
-        // on hash order.
-        let mut incoming: Vec<(&String, &u64)> = other.categories.iter().collect();
-        incoming.sort();
-        for (k, v) in incoming {
-            if let Some(c) = self.categories.get_mut(k) {
-                *c += v;
-            } else if self.categories.len() < caps.max_categories {
-                self.categories.insert(k.clone(), *v);
-            } else {
+        // Both sides at the higher sampling level, then counts add (see the module doc).
+        let level = self.category_level.max(other.category_level);
+        self.raise_level_to(level);
+        for (k, v) in &other.categories {
+            if k == OTHER_CATEGORY || category_level(k) < level {
                 *self.categories.entry(OTHER_CATEGORY.to_owned()).or_insert(0) += v;
+            } else {
+                *self.categories.entry(k.clone()).or_insert(0) += v;
             }
         }
+        self.track_at_most(caps.max_categories.saturating_mul(TRACK_FACTOR));
         self.sample.merge(&other.sample, caps.max_samples);
     }
 }
@@ -576,7 +639,7 @@ pub fn observe_column(
                 _ => Some(cast(column, &DataType::Utf8).map_err(|_| type_error())?),
             };
             let column = strings.as_deref().unwrap_or(column);
-            let cap = spec.max_categories;
+            let cap = spec.max_categories.saturating_mul(TRACK_FACTOR);
             if let Some(d) = fspec.declared.as_deref().filter(|d| d.has_text_rules()) {
                 let bad = |v: Option<&str>| v.is_some_and(|v| d.violated_by(v));
                 prof.violations += match column.data_type() {

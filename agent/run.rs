@@ -1,10 +1,14 @@
 //! `driftwatch run` (and `driftwatch demo`): the long-running agent.
 //!
 //! Start-up loads every model's baseline, binds the HTTP server and starts the source, with
-//! the pipeline on a thread of its own behind a bounded channel. Shutdown (SIGTERM, SIGINT,
-//! the end of a replay, or `--duration`) goes in order: the source stops reading; the
-//! pipeline drains the channel, closes and evaluates every open window; the Kafka source
-//! commits the final frontier; then the HTTP server stops. A shutdown that takes longer than
+//! the pipeline on a thread of its own behind a bounded channel. A Kafka source resumes from
+//! its checkpoint (see `checkpoint`). Shutdown (SIGTERM, SIGINT, the end of a replay, or
+//! `--duration`) goes in order: the source stops reading; the pipeline drains the channel;
+//! a replay (or the demo) has ended, so its open windows are closed and evaluated, while a
+//! Kafka source leaves them open: their events stay uncommitted and the next run (or the
+//! member that takes the partitions over) reads them again and evaluates each window once,
+//! whole. The pipeline writes its checkpoint, the Kafka source commits the final frontier
+//! synchronously, then the HTTP server stops. A shutdown that takes longer than
 //! `shutdown_timeout` ends the process anyway, with an error.
 
 use std::collections::BTreeMap;
@@ -17,15 +21,16 @@ use anyhow::{Context as _, anyhow};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
+use crate::checkpoint::Store;
 use crate::config::{Config, SourceKind};
 use crate::http::{self, Shared, Status};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::{ModelSetup, Observer, Pipeline, SliceSetup};
 use crate::reload::{Request, Watcher};
-use crate::source::Chunk;
 use crate::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
 use crate::source::replay::{self, ReplayOptions};
+use crate::source::{Chunk, SourceState};
 
 /// A source of chunks written in Rust (the demo's generator): it gets the channel and a
 /// stop flag, and returns when done or stopped.
@@ -357,7 +362,25 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Chunk>(4);
     let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
     // Replay and demo have one partition from the start; Kafka reports its assignments.
-    let assignment: Assignment = Arc::new(Mutex::new((kind != "kafka").then(|| vec![(0, 0)])));
+    let assignment: Assignment = Arc::new(Mutex::new((kind != "kafka").then(|| vec![(0, 0, None)])));
+    // Kafka reports its health; replay and the demo are always caught up.
+    let source_state = Arc::new(Mutex::new(if kind == "kafka" {
+        SourceState { healthy: false, behind: Vec::new(), at: None }
+    } else {
+        SourceState::settled()
+    }));
+    // A Kafka source checkpoints beside the outbox (the agent's state directory), one file
+    // per broker list and group.
+    let store = kafka.as_ref().map(|k| {
+        let dir = options.outbox.clone().unwrap_or_else(|| config.notify.outbox.clone());
+        let get = |key: &str| k.properties.get(key).map_or("", String::as_str);
+        let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
+        Store::new(&dir, &format!("{}/{group}", get("bootstrap.servers")))
+    });
+    pipeline.resume(store.as_ref().and_then(Store::load), &topics);
+    if let Some(store) = &store {
+        tracing::info!(file = %store.path().display(), "checkpoints of open windows and offsets");
+    }
     let tick = config
         .models
         .iter()
@@ -368,11 +391,20 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Request>();
     {
-        let (commits, assignment, shared, topics) =
-            (commits.clone(), assignment.clone(), shared.clone(), topics.clone());
+        let (commits, assignment, shared, topics, state) =
+            (commits.clone(), assignment.clone(), shared.clone(), topics.clone(), source_state.clone());
         let handle = tokio::runtime::Handle::current();
+        let finish = kind != "kafka";
         std::thread::Builder::new().name("pipeline".into()).spawn(move || {
-            let links = Links { commits: &commits, assignment: &assignment, shared: &shared, topics: &topics };
+            let links = Links {
+                commits: &commits,
+                assignment: &assignment,
+                state: &state,
+                store: store.as_ref(),
+                finish,
+                shared: &shared,
+                topics: &topics,
+            };
             drive(pipeline, rx, &reload_rx, &links, &handle, tick);
             let _ = done_tx.send(());
         })?;
@@ -403,9 +435,15 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         }
         (Some(s), None) => match &s.kind {
             SourceKind::Kafka(k) => {
-                let consumer =
-                    KafkaSource::new(k, topics.clone(), commits.clone(), assignment.clone(), shared.clone())?;
-                consumer.read(tx, stop_rx.clone(), batch_rows, linger).await;
+                let consumer = KafkaSource::new(
+                    k,
+                    topics.clone(),
+                    commits.clone(),
+                    assignment.clone(),
+                    source_state.clone(),
+                    shared.clone(),
+                )?;
+                consumer.read(tx, stop_rx.clone(), batch_rows, linger, max_event_bytes).await;
                 kafka_source = Some(consumer);
             }
             SourceKind::Replay(r) => {
@@ -414,6 +452,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
                     speed: r.speed,
                     time_field: config.models.first().map(|m| m.events.timestamp.clone()).unwrap_or_default(),
                     batch_rows,
+                    max_event_bytes,
                 };
                 let flag = stop_flag.clone();
                 let lines = tokio::task::spawn_blocking(move || replay::run(opts, tx, flag)).await??;
@@ -440,7 +479,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     }
     if let Some(consumer) = &kafka_source {
         match consumer.commit() {
-            Ok(n) => tracing::info!(partitions = n, "final offsets committed"),
+            Ok(offsets) => tracing::info!(%offsets, "final offsets committed"),
             Err(e) => tracing::error!("final commit failed: {e:#}"),
         }
     }
@@ -489,6 +528,11 @@ async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
 struct Links<'a> {
     commits: &'a Commits,
     assignment: &'a Assignment,
+    state: &'a Mutex<SourceState>,
+    /// Where checkpoints go (a Kafka source).
+    store: Option<&'a Store>,
+    /// Close and evaluate open windows at the end (the source has ended for good).
+    finish: bool,
     shared: &'a Shared,
     topics: &'a [String],
 }
@@ -503,6 +547,7 @@ fn drive(
     tick: Duration,
 ) {
     let mut last_tick = Instant::now();
+    let mut published = Published::default();
     loop {
         let next = handle.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
         // An assignment is always reported before the first message of its partitions.
@@ -515,6 +560,9 @@ fn drive(
             Err(_) => {}
         }
         if last_tick.elapsed() >= tick {
+            if let Ok(state) = links.state.lock() {
+                pipeline.source_state(&state, Instant::now());
+            }
             pipeline.tick(Instant::now());
             last_tick = Instant::now();
         }
@@ -532,21 +580,52 @@ fn drive(
             );
             let _ = request.reply.send(done);
         }
-        publish(&pipeline, links);
+        publish(&mut pipeline, links, &mut published, false);
     }
-    pipeline.finish();
-    publish(&pipeline, links);
+    if links.finish {
+        pipeline.finish();
+    } else {
+        pipeline.stop(Instant::now());
+    }
+    publish(&mut pipeline, links, &mut published, true);
 }
 
-fn publish(pipeline: &Pipeline, links: &Links) {
+/// The offsets last handed to the source and when the last checkpoint was written.
+#[derive(Default)]
+struct Published {
+    offsets: Vec<(u16, i32, i64)>,
+    checkpoint_at: Option<Instant>,
+}
+
+/// Hands the committable offsets to the source, after writing the checkpoint that covers
+/// them (see `checkpoint`): at once when a window closed (or `now`), otherwise at most once
+/// a second.
+fn publish(pipeline: &mut Pipeline, links: &Links, published: &mut Published, now: bool) {
     let allowed = pipeline.committable();
+    let closed = pipeline.closed_since_checkpoint();
+    if allowed == published.offsets && !closed && !now {
+        return;
+    }
+    if let Some(store) = links.store {
+        let due = now || closed || published.checkpoint_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !due {
+            return;
+        }
+        if let Err(e) = store.save(pipeline.checkpoint()) {
+            // Without it nothing is committed: the next run reads more again, loses nothing.
+            tracing::error!(file = %store.path().display(), "cannot write the checkpoint, offsets are not committed: {e}");
+            return;
+        }
+        published.checkpoint_at = Some(Instant::now());
+    }
     for &(t, p, o) in &allowed {
         let topic = links.topics.get(t as usize).map_or("", String::as_str);
         links.shared.metrics.commit_offset.with_label_values(&[topic, p.to_string().as_str()]).set(o);
     }
     if let Ok(mut c) = links.commits.lock() {
-        for (t, p, o) in allowed {
+        for &(t, p, o) in &allowed {
             c.insert((t, p), o);
         }
     }
+    published.offsets = allowed;
 }

@@ -271,6 +271,21 @@ impl Windows {
         self.partitions.entry(partition).or_insert((None, now));
     }
 
+    /// The partition is not silent at `now` though it sent nothing (its source is behind or
+    /// unreachable): it stays active and keeps holding the watermark.
+    pub fn touch(&mut self, partition: u32, now: Instant) {
+        if let Some((_, seen)) = self.partitions.get_mut(&partition) {
+            *seen = now;
+        }
+    }
+
+    /// Takes back the cursor of a checkpoint: windows starting before `cursor` have closed
+    /// (their events are late, or were used by the last run).
+    pub fn resume(&mut self, cursor: i64) {
+        let cursor = cursor.div_euclid(self.slide) * self.slide;
+        self.cursor = Some(self.cursor.map_or(cursor, |c| c.max(cursor)));
+    }
+
     /// A partition was revoked: it no longer holds the watermark.
     pub fn forget_partition(&mut self, partition: u32) {
         self.partitions.remove(&partition);

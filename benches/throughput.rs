@@ -12,8 +12,12 @@
 //! 5. `tansu` (with `--tansu`): the binary consuming from a Tansu broker (three partitions),
 //!    started by `scripts/start-tansu.sh`; reported separately since the broker is slower
 //!    than Apache Kafka.
+//! 6. `soak` (with `--soak-minutes M [--rate R]`): the binary fed on stdin at a fixed R
+//!    events/s (default 20 000) for M minutes, two models, a segment each, duplicate
+//!    detection on (1 % of events repeated); resident memory sampled every second, first
+//!    and last quarter compared. Runs alone (the other stages are skipped).
 //!
-//! Run: `cargo bench --bench throughput -- [--events N] [--rss-minutes M] [--tansu]`
+//! Run: `cargo bench --bench throughput -- [--events N] [--rss-minutes M] [--tansu] [--soak-minutes M]`
 //! (`--only decode|pipeline` stops after that stage, for profiling).
 //! Needs nothing but the repository (the reference data is generated here).
 
@@ -143,6 +147,13 @@ fn main() {
     write_reference(&reference);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("driftwatch throughput: {n} events, 25 features, windows of {PER_WINDOW} events, {cpus} CPUs");
+    if let Some(minutes) = arg("--soak-minutes").and_then(|v| v.parse::<f64>().ok()) {
+        let rate: f64 = arg("--rate").and_then(|v| v.parse().ok()).unwrap_or(20_000.0);
+        let mut rng = Rng(2);
+        let tails: Vec<String> = (0..200_000).map(|i| features(&mut rng, i, usize::MAX)).collect();
+        soak_run(env!("CARGO_BIN_EXE_driftwatch"), &reference, &tails, minutes, rate);
+        return;
+    }
 
     let mut rng = Rng(2);
     let tails: Vec<String> = (0..n).map(|i| features(&mut rng, i, n)).collect();
@@ -330,6 +341,90 @@ fn rss_run(bin: &str, reference: &Path, tails: &[String], minutes: f64) {
             i,
             mean(&s[..q]),
             mean(&s[s.len() - q..]),
+            s.iter().copied().fold(0.0, f64::max)
+        );
+    }
+}
+
+/// Feeds the binary on stdin at `rate` events/s for `minutes`: two models with a segment
+/// each and duplicate detection, 1 % of events sent twice; resident memory every second.
+fn soak_run(bin: &str, reference: &Path, tails: &[String], minutes: f64, rate: f64) {
+    let dir = reference.parent().expect("dir");
+    let cfg = dir.join("soak.toml");
+    let mut text =
+        format!("[agent]\nlisten = \"127.0.0.1:{}\"\n\n[source]\nkind = \"replay\"\npath = \"-\"\n\n", free_port());
+    for id in ["bench", "bench2"] {
+        text.push_str(&format!(
+            "[[model]]\nid = \"{id}\"\nbaseline = {:?}\nmax_samples = 100000\nexclude = [\"event_id\"]\n\
+             [model.window]\nsize = \"1m\"\nidle_timeout = \"2s\"\n\
+             [model.quality]\nduplicate_horizon = \"10m\"\nmax_tracked_ids = 1000000\n\
+             [[model.segment]]\nname = \"cat0\"\ncolumn = \"cat_0\"\nmax_values = 5\n\n",
+            reference.display().to_string()
+        ));
+    }
+    std::fs::write(&cfg, text).expect("cfg");
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("driftwatch run");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let started = Instant::now();
+    let end = started + Duration::from_secs_f64(minutes * 60.0);
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        std::thread::spawn(move || {
+            while Instant::now() < end {
+                if let Some(r) = rss_mib(pid) {
+                    samples.lock().expect("lock").push(r);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let (mut i, mut sent) = (0usize, 0u64);
+    let mut buf = String::new();
+    while Instant::now() < end {
+        // Paced in steps of 1/10 s.
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        buf.clear();
+        while sent < due {
+            let e = event(time_of(i), &tails[i % tails.len()]);
+            let e = if i % 2 == 1 { e.replacen("\"bench\"", "\"bench2\"", 1) } else { e };
+            buf.push_str(&e);
+            buf.push('\n');
+            if i % 100 == 7 {
+                buf.push_str(&e);
+                buf.push('\n');
+                sent += 1;
+            }
+            i += 1;
+            sent += 1;
+        }
+        if stdin.write_all(buf.as_bytes()).is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    let _ = sampler.join();
+    let s = samples.lock().expect("lock").clone();
+    if s.len() >= 4 {
+        let q = s.len() / 4;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (first, last) = (mean(&s[..q]), mean(&s[s.len() - q..]));
+        println!(
+            "soak {minutes} min at {rate:.0} events/s ({sent} events, 2 models, segments, duplicates): RSS first quarter mean {first:.0} MiB, last quarter mean {last:.0} MiB ({:+.1} %), max {:.0} MiB",
+            (last / first - 1.0) * 100.0,
             s.iter().copied().fold(0.0, f64::max)
         );
     }

@@ -101,24 +101,64 @@ fn headline(n: &Notice) -> String {
     format!("[{}] {state} {} on {on}", n.severity.as_str().to_uppercase(), one_line(&n.rule))
 }
 
-/// Builds the digest of `notices` (all of one model, oldest first).
+/// The current state of each alert of a digest (its last notice) and how many of its
+/// transitions the digest holds, in order of first appearance.
+fn current(notices: &[Notice]) -> Vec<(&Notice, usize)> {
+    let mut alerts: Vec<(&Notice, usize)> = Vec::new();
+    for n in notices {
+        match alerts.iter_mut().find(|(a, _)| a.rule == n.rule && a.feature == n.feature) {
+            Some(entry) => *entry = (n, entry.1 + 1),
+            None => alerts.push((n, 1)),
+        }
+    }
+    alerts
+}
+
+/// Alerts named in a subject at most; the rest are counted.
+const SUBJECT_ALERTS: usize = 3;
+
+/// Builds the digest of `notices` (all of one model, oldest first). The subject says where
+/// each alert stands now (its last transition), not how many transitions the digest holds:
+/// an alert that flapped during an outage is one alert, firing or resolved, with the
+/// transitions folded into it counted.
 pub fn digest(model: &str, notices: &[Notice], recipients: Vec<String>, dashboard: Option<&str>) -> Digest {
-    let active: Vec<&Notice> = notices.iter().filter(|n| n.transition != Transition::Resolved).collect();
-    let resolved = notices.len() - active.len();
-    let worst = active.iter().map(|n| n.severity).max();
+    let alerts = current(notices);
+    let firing: Vec<&Notice> =
+        alerts.iter().map(|(n, _)| *n).filter(|n| n.transition != Transition::Resolved).collect();
+    let resolved = alerts.len() - firing.len();
+    let worst = firing.iter().map(|n| n.severity).max();
     let level = match worst {
         Some(Severity::Critical) => "CRITICAL",
         Some(Severity::Warning) => "WARNING",
         None => "RESOLVED",
     };
     let mut counts = Vec::new();
-    if !active.is_empty() {
-        counts.push(format!("{} firing", active.len()));
+    if !firing.is_empty() {
+        counts.push(format!("{} firing", firing.len()));
     }
     if resolved > 0 {
         counts.push(format!("{resolved} resolved"));
     }
-    let subject = one_line(&format!("[{level}] driftwatch: {model} - {}", counts.join(", ")));
+    let mut states: Vec<String> = alerts
+        .iter()
+        .take(SUBJECT_ALERTS)
+        .map(|(n, _)| {
+            let name = if n.feature == crate::rules::DATASET_FEATURE {
+                n.rule.clone()
+            } else {
+                format!("{} ({})", n.rule, n.feature)
+            };
+            let state = if n.transition == Transition::Resolved { "resolved" } else { "firing" };
+            format!("{name} {state}")
+        })
+        .collect();
+    if alerts.len() > SUBJECT_ALERTS {
+        states.push(format!("+{} more", alerts.len() - SUBJECT_ALERTS));
+    }
+    let folded = notices.len() - alerts.len();
+    let folded = if folded > 0 { format!("; {folded} earlier transitions folded in") } else { String::new() };
+    let subject =
+        one_line(&format!("[{level}] driftwatch: {model} - {}: {}{folded}", counts.join(", "), states.join(", ")));
 
     let mut text = format!("driftwatch — model {}\n{}\n\n", one_line(model), counts.join(", "));
     let mut body = format!(
@@ -248,6 +288,32 @@ mod tests {
         assert!(!headers.lines().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{headers}");
         assert!(d.subject.contains("m  Bcc: evil@example.com"), "{}", d.subject);
         assert!(d.text.contains("https://g/d?m=m%0D%0ABcc%3A%20evil%40example.com"), "{}", d.text);
+    }
+
+    #[test]
+    fn the_subject_says_where_each_alert_stands_and_counts_what_was_folded_in() {
+        use crate::alert::Transition::{Firing, Resolved};
+        // Two alerts that flapped during an outage: 28 transitions of two alerts; income
+        // ends resolved, age (the very last notice) firing.
+        let mut notices = Vec::new();
+        for i in 0..14 {
+            for feature in ["income", "age"] {
+                let mut n = Notice::example("credit-risk", feature);
+                n.transition = if i % 2 == 0 { Firing } else { Resolved };
+                notices.push(n);
+            }
+        }
+        if let Some(n) = notices.last_mut() {
+            n.transition = Firing;
+        }
+        let d = digest("credit-risk", &notices, vec![], None);
+        assert_eq!(
+            d.subject,
+            "[CRITICAL] driftwatch: credit-risk - 1 firing, 1 resolved: income-drift (income) resolved, income-drift (age) firing; 26 earlier transitions folded in"
+        );
+        // One transition of one alert: nothing folded.
+        let d = digest("credit-risk", &notices[..1], vec![], None);
+        assert_eq!(d.subject, "[CRITICAL] driftwatch: credit-risk - 1 firing: income-drift (income) firing");
     }
 
     #[test]

@@ -97,11 +97,8 @@ impl Outbox {
     /// Saves the alert states of every model (replacing the previous file atomically).
     pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<SavedAlert>>) -> anyhow::Result<()> {
         let path = self.dir.join(ALERT_STATE);
-        let tmp = self.dir.join(format!("{ALERT_STATE}.tmp"));
-        let _ = fs::remove_file(&tmp);
-        write_durably(&tmp, &serde_json::to_vec_pretty(alerts)?)?;
-        fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)
+        replace_durably(&path, &serde_json::to_vec_pretty(alerts)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The alert states saved by an earlier run (empty when there are none).
@@ -123,6 +120,22 @@ impl Outbox {
         sync_dir(&self.dir)?;
         Ok(path)
     }
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a temporary file, fsynced, renamed
+/// over it, and the directory fsynced (the file holds the old bytes or the new, never part).
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -6,6 +6,11 @@
 //! events in one minute), reading the time from the given field path (RFC 3339 or epoch ms).
 //! Standard input is flushed to the pipeline whenever no more input is waiting, so a
 //! trickle of events is processed as it arrives.
+//!
+//! Memory is bounded whatever the input: a line longer than `max_event_bytes` is not read
+//! whole; its first `max_event_bytes + 1` bytes go on (the decoder rejects them as
+//! `too_large`) and the rest is skipped as it streams past. A chunk is sent on once it holds
+//! [`MAX_CHUNK_BYTES`] of payload, so its offsets always fit.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::Chunk;
+use super::{Chunk, MAX_CHUNK_BYTES};
 use crate::decode::FieldPath;
 
 /// What to replay and how.
@@ -27,6 +32,8 @@ pub struct ReplayOptions {
     /// Event-time field, for pacing.
     pub time_field: FieldPath,
     pub batch_rows: usize,
+    /// Longer lines are cut here (and rejected as `too_large` by the decoder).
+    pub max_event_bytes: usize,
 }
 
 /// Reads every event and sends it on; returns the number of lines read. Runs on a blocking
@@ -49,9 +56,10 @@ pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        // Read the line straight into the chunk's buffer: one copy per event.
+        // Read the line straight into the chunk's buffer: one copy per event, at most
+        // `max_event_bytes + 1` bytes of it.
         let start = chunk.data.len();
-        if reader.read_until(b'\n', &mut chunk.data)? == 0 {
+        if read_line(&mut reader, &mut chunk.data, options.max_event_bytes.saturating_add(1))? == 0 {
             break;
         }
         let line = &chunk.data[start..];
@@ -78,7 +86,7 @@ pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool
         }
         offset += 1;
         let idle = interactive && reader.buffer().is_empty();
-        if chunk.len() >= options.batch_rows || (idle && !chunk.is_empty()) {
+        if chunk.len() >= options.batch_rows || chunk.data.len() >= MAX_CHUNK_BYTES || (idle && !chunk.is_empty()) {
             let full = std::mem::replace(&mut chunk, Chunk::with_capacity(options.batch_rows));
             if tx.blocking_send(full).is_err() {
                 break;
@@ -89,6 +97,35 @@ pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool
         let _ = tx.blocking_send(chunk);
     }
     Ok(offset as u64)
+}
+
+/// Reads one line (through its newline) into `out`, keeping at most `keep` bytes of it;
+/// returns the line's whole length (0 at the end of the input).
+fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, keep: usize) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    let mut kept = 0usize;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let copy = take.min(keep - kept);
+        out.extend_from_slice(&buf[..copy]);
+        kept += copy;
+        total += take as u64;
+        reader.consume(take);
+        if done {
+            return Ok(total);
+        }
+    }
 }
 
 /// Event time of a line, for pacing only (the decoder reads it again properly).
@@ -102,5 +139,28 @@ fn event_time(line: &[u8], path: &FieldPath) -> Option<i64> {
         serde_json::Value::Number(n) => n.as_f64().map(|x| x as i64),
         serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_while_reading_and_the_next_line_is_whole() {
+        let long = "x".repeat(10_000);
+        let text = format!("{long}\nshort\n{long}");
+        // A small buffer makes the long lines span many reads.
+        let mut reader = BufReader::with_capacity(64, text.as_bytes());
+        let mut out = Vec::new();
+        assert_eq!(read_line(&mut reader, &mut out, 101).unwrap(), 10_001);
+        assert_eq!(out.len(), 101);
+        out.clear();
+        assert_eq!(read_line(&mut reader, &mut out, 101).unwrap(), 6);
+        assert_eq!(out, b"short\n");
+        out.clear();
+        assert_eq!(read_line(&mut reader, &mut out, 101).unwrap(), 10_000);
+        assert_eq!(out.len(), 101);
+        assert_eq!(read_line(&mut reader, &mut out, 101).unwrap(), 0);
     }
 }

@@ -50,7 +50,13 @@ impl Broker {
     }
 
     fn restart(&mut self) {
+        self.stop_for(Duration::ZERO);
+    }
+
+    /// Kills the broker and starts it again on the same port, with its data, after `down`.
+    pub(crate) fn stop_for(&mut self, down: Duration) {
         self.kill();
+        std::thread::sleep(down);
         let (_, pid) = start_tansu(self.dir.path(), self.engine, Some(self.port));
         self.pid = pid;
     }
@@ -195,6 +201,10 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     pub(crate) fn wait<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut(&Agent) -> Option<T>) -> T {
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -243,7 +253,8 @@ impl Agent {
         self.child.0.wait().expect("agent exits")
     }
 
-    fn kill(mut self) {
+    /// `kill -9`.
+    pub(crate) fn kill(mut self) {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
     }
@@ -420,6 +431,11 @@ fn bad_events_are_counted_dead_lettered_and_never_stall_a_partition() {
         ("unknown_model", br#"{"model_id":"fraud","timestamp":"2026-11-27T00:00:01Z"}"#.to_vec()),
         ("bad_timestamp", br#"{"model_id":"credit-risk","timestamp":"27/11/2026"}"#.to_vec()),
         ("too_large", format!(r#"{{"model_id":"credit-risk","pad":"{}"}}"#, "x".repeat(5000)).into_bytes()),
+        // Kept as a schema error with its features missing, and a copy dead-lettered.
+        (
+            "schema_error",
+            br#"{"model_id":"credit-risk","timestamp":"2026-11-27T00:00:01Z","features":[1,2,3]}"#.to_vec(),
+        ),
     ];
     let mut records = Vec::new();
     for (i, e) in nested(OK, "credit-risk", 0..300, 0).into_iter().enumerate() {
@@ -447,7 +463,10 @@ fn bad_events_are_counted_dead_lettered_and_never_stall_a_partition() {
         let series = format!("driftwatch_events_total{{model=\"{model}\",outcome=\"{reason}\"}}");
         assert_eq!(metric(&m, &series), Some(count), "{series}\n{m}");
     }
-    assert_eq!(windows[0].1, 300, "every good event is in the window: {windows:?}");
+    assert_eq!(windows[0].1, 303, "every good event is in the window, and the 3 misshapen ones: {windows:?}");
+    let status = agent.status().expect("status");
+    let schema = &status["models"][0]["last_window"]["report"]["quality"]["schema_error_rate"];
+    assert_eq!(schema.as_f64(), Some(3.0 / 303.0), "{status}");
     assert!(agent.stop().success());
 
     // The dead-letter topic holds every bad event with its reason.

@@ -13,6 +13,7 @@ mod properties;
 mod quality;
 mod reload;
 mod report;
+mod restarts;
 mod sasl;
 mod security;
 mod segments;

@@ -41,6 +41,11 @@ fn assert_same(mut a: Profile, mut b: Profile) {
         assert!((fa.sum - fb.sum).abs() <= 1e-9 * (1.0 + fa.sum.abs()));
         assert_eq!(fa.histogram, fb.histogram);
         assert_eq!(fa.categories, fb.categories);
+        assert_eq!(fa.category_level, fb.category_level);
+        // And what a comparison reads: the most frequent, capped.
+        fa.cap_categories(5);
+        fb.cap_categories(5);
+        assert_eq!(fa.categories, fb.categories);
         assert_eq!(fa.sample.seen, fb.sample.seen);
         assert_eq!(fa.sample.sorted(), fb.sample.sorted());
     }
@@ -54,8 +59,13 @@ fn value() -> impl Strategy<Value = Option<f64>> {
     ]
 }
 
+/// Few categories, or more than the 50 a profile tracks exactly (5 × TRACK_FACTOR), so that
+/// the hash-sampled regime is merged and compared too.
 fn rows() -> impl Strategy<Value = Vec<(Option<f64>, Option<u8>)>> {
-    prop::collection::vec((value(), prop::option::weighted(0.9, 0u8..4)), 0..60)
+    prop_oneof![
+        prop::collection::vec((value(), prop::option::weighted(0.9, 0u8..4)), 0..60),
+        prop::collection::vec((value(), prop::option::weighted(0.9, 0u8..=255)), 0..200),
+    ]
 }
 
 proptest! {
@@ -74,6 +84,9 @@ proptest! {
         swapped.merge(&pb, &spec);
         swapped.merge(&pa, &spec);
         let all: Vec<_> = a.iter().chain(&b).chain(&c).cloned().collect();
+        // The order rows arrive in changes nothing either.
+        let reversed: Vec<_> = all.iter().rev().cloned().collect();
+        assert_same(profile_of(&reversed), profile_of(&all));
         assert_same(left.clone(), right);
         assert_same(left.clone(), swapped);
         assert_same(left, profile_of(&all));

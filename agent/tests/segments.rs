@@ -133,3 +133,55 @@ fn a_segment_that_drifts_while_the_whole_does_not_is_found_in_its_slice() {
             .contains(r#"driftwatch_quality_ratio{check="null_rate",feature="age",model="credit-risk",slice="young"}"#)
     );
 }
+
+/// The values a segment keeps apart are the key's true most frequent values, the same on
+/// every load, though the baseline (over DataFusion's 10 MB repartitioning threshold) is read
+/// in parallel and the key has far more distinct values than the category cap.
+#[test]
+fn segment_values_are_the_true_top_values_on_every_load() {
+    use std::fmt::Write as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let baseline = dir.path().join("baseline.csv");
+    let mut text = String::from("key,x,pad\n");
+    let pad = "p".repeat(100);
+    // 120 000 keys seen once, and 12 heavy ones (h00 … h11) 3 to 14 times each, spread
+    // through the file; the segment keeps the top 10 apart.
+    let heavy: Vec<(String, usize)> = (0..12).map(|i| (format!("h{i:02}"), 3 + i)).collect();
+    let mut heavy_rows: Vec<&str> = heavy.iter().flat_map(|(k, n)| std::iter::repeat_n(k.as_str(), *n)).collect();
+    heavy_rows.reverse();
+    for i in 0..120_000 {
+        let _ = writeln!(text, "k{i},{},{pad}", i % 97);
+        if i % 90 == 0 {
+            if let Some(k) = heavy_rows.pop() {
+                let _ = writeln!(text, "{k},{},{pad}", i % 89);
+            }
+        }
+    }
+    for k in heavy_rows {
+        let _ = writeln!(text, "{k},1,{pad}");
+    }
+    std::fs::write(&baseline, text).expect("baseline");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[model]]\nid = \"m\"\nbaseline = {:?}\nexclude = [\"pad\"]\n\
+             [[model.feature]]\nname = \"key\"\ntype = \"categorical\"\n\
+             [[model.segment]]\nname = \"key\"\ncolumn = \"key\"\nmax_values = 10\n",
+            baseline.display().to_string()
+        ),
+    )
+    .expect("config");
+    let cfg = config::load(&config).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let mut expected: Vec<String> = heavy.iter().rev().map(|(k, _)| k.clone()).collect();
+    expected.truncate(10);
+    for run in 0..3 {
+        let setup = rt.block_on(driftwatch::run::load_model(&cfg.models[0])).expect("model");
+        assert_eq!(setup.segment_values[0], expected, "load {run}");
+        let key = setup.baseline.spec.features.iter().position(|f| f.name == "key").expect("key");
+        let counts = &setup.baseline.profile.features[key].categories;
+        assert_eq!(counts.get("h11"), Some(&14), "exact count of the top value, load {run}");
+        assert_eq!(counts.values().sum::<u64>(), 120_000 + heavy.iter().map(|h| h.1 as u64).sum::<u64>());
+    }
+}
