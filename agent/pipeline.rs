@@ -467,6 +467,15 @@ impl Pipeline {
     /// The alert states saved by the last run are taken back first.
     pub fn set_notify(&mut self, queue: Queue) {
         let mut saved = queue.load_alerts();
+        if self.resumed.is_none() {
+            // Without a checkpoint (a replay, the demo, a first start) nothing tells a window
+            // evaluated again from a new one of the same time span: every window steps.
+            for states in saved.values_mut() {
+                for s in states.iter_mut() {
+                    s.state.stepped_until = i64::MIN;
+                }
+            }
+        }
         for m in &mut self.models {
             if let Some(states) = saved.remove(&m.id) {
                 let n = m.alerts.restore(states);
@@ -525,7 +534,14 @@ impl Pipeline {
                         sink(r.topic, payload, &misshapen);
                     }
                 }
-                Err(_) if replayed => {}
+                Err(rejected) if replayed => {
+                    tracing::debug!(
+                        reason = rejected.reason.as_str(),
+                        offset = r.offset,
+                        "bad event read again, passed over: {}",
+                        rejected.message
+                    );
+                }
                 Err(rejected) => {
                     let model = rejected.model.map(|m| reader.models[m]);
                     self.reject(model, r.topic, payload, &rejected);
@@ -587,6 +603,9 @@ impl Pipeline {
                         };
                         let late_replayed = late.iter().filter(|&&i| replayed(i)).count();
                         let again = (0..rows.times.len()).filter(|&i| replayed(i)).count() - late_replayed;
+                        if late_replayed > 0 {
+                            tracing::debug!(model = %m.id, events = late_replayed, "events read again of windows the last run closed, passed over");
+                        }
                         if let Some(t) = &mut m.truth {
                             let scores =
                                 rows.batch.column_by_name(&t.score).and_then(|c| c.as_primitive_opt::<Float64Type>());

@@ -294,6 +294,26 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     for o in options.observers {
         pipeline.observe(o);
     }
+    let kafka = match (&source, &options.generator) {
+        (Some(s), None) => match &s.kind {
+            SourceKind::Kafka(k) => Some(k.clone()),
+            SourceKind::Replay(_) => None,
+        },
+        _ => None,
+    };
+    // (Before the alert states are restored: see `Pipeline::set_notify`.)
+    // A Kafka source checkpoints beside the outbox (the agent's state directory), one file
+    // per broker list and group.
+    let store = kafka.as_ref().map(|k| {
+        let dir = options.outbox.clone().unwrap_or_else(|| config.notify.outbox.clone());
+        let get = |key: &str| k.properties.get(key).map_or("", String::as_str);
+        let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
+        Store::new(&dir, &format!("{}/{group}", get("bootstrap.servers")))
+    });
+    pipeline.resume(store.as_ref().and_then(Store::load), &topics);
+    if let Some(store) = &store {
+        tracing::info!(file = %store.path().display(), "checkpoints of open windows and offsets");
+    }
     // Alerts: the outbox and its delivery thread, when any model has rules.
     let mut notify = config.notify.clone();
     if let Some(dir) = &options.outbox {
@@ -321,13 +341,6 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     }));
-    let kafka = match (&source, &options.generator) {
-        (Some(s), None) => match &s.kind {
-            SourceKind::Kafka(k) => Some(k.clone()),
-            SourceKind::Replay(_) => None,
-        },
-        _ => None,
-    };
     let dead_letter = match &kafka {
         Some(k) => match &k.dead_letter_topic {
             Some(t) => Some(Arc::new(DeadLetterProducer::new(k, t.clone(), topics.clone(), shared.clone())?)),
@@ -369,18 +382,6 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     } else {
         SourceState::settled()
     }));
-    // A Kafka source checkpoints beside the outbox (the agent's state directory), one file
-    // per broker list and group.
-    let store = kafka.as_ref().map(|k| {
-        let dir = options.outbox.clone().unwrap_or_else(|| config.notify.outbox.clone());
-        let get = |key: &str| k.properties.get(key).map_or("", String::as_str);
-        let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
-        Store::new(&dir, &format!("{}/{group}", get("bootstrap.servers")))
-    });
-    pipeline.resume(store.as_ref().and_then(Store::load), &topics);
-    if let Some(store) = &store {
-        tracing::info!(file = %store.path().display(), "checkpoints of open windows and offsets");
-    }
     let tick = config
         .models
         .iter()

@@ -214,7 +214,12 @@ fn assert_digest(mail: &serde_json::Value) {
     let reference = income_values("fixtures/credit/reference.csv", usize::MAX);
     assert_eq!(mail["from"], "driftwatch@example.com");
     assert_eq!(mail["to"], serde_json::json!(["risk-team@example.com"]), "the rule's recipients, not the default");
-    assert!(data.contains("Subject: [CRITICAL] driftwatch: credit-risk - 1 firing\r\n"), "{data}");
+    // The header unfolded (lettre folds long ones onto indented lines).
+    let unfolded = data.replace("\r\n ", " ");
+    assert!(
+        unfolded.contains("Subject: [CRITICAL] driftwatch: credit-risk - 1 firing: income-drift (income) firing\r\n"),
+        "{data}"
+    );
     let text = decoded_text(data);
     for expected in [
         "[CRITICAL] FIRING income-drift on feature \"income\"",
@@ -433,8 +438,8 @@ fn alert_states_survive_a_restart_so_the_next_run_resolves_instead_of_firing_aga
     let mails =
         wait_for("the resolved digest", Duration::from_secs(30), || Some(eml_files(&outbox)).filter(|m| m.len() == 2));
     agent.stop();
-    assert!(mails[0].contains("Subject: [CRITICAL] driftwatch: credit-risk - 1 firing"), "{}", mails[0]);
-    assert!(mails[1].contains("Subject: [RESOLVED] driftwatch: credit-risk - 1 resolved"), "{}", mails[1]);
+    assert!(mails[0].contains("Subject: [CRITICAL] driftwatch: credit-risk - 1 firing:"), "{}", mails[0]);
+    assert!(mails[1].contains("Subject: [RESOLVED] driftwatch: credit-risk - 1 resolved:"), "{}", mails[1]);
     assert_eq!(eml_files(&outbox).len(), 2, "no second firing");
 }
 

@@ -93,11 +93,15 @@ fn start_tansu(dir: &Path, engine: &str, port: Option<u16>) -> (u16, u32) {
 }
 
 /// Sends (topic, partition, payload) records and waits until the broker has them all.
+/// One record per batch: Tansu 0.6 cannot serve a fetch that starts inside a record batch
+/// (it skips the rest of that batch and repeats the next one; seen with its memory engine),
+/// and a restarted consumer starts wherever its group committed.
 pub(crate) fn produce(brokers: &str, records: &[(&str, i32, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("message.timeout.ms", "60000")
-        .set("linger.ms", "5")
+        .set("linger.ms", "1")
+        .set("batch.num.messages", "1")
         .create()
         .expect("producer");
     for (topic, partition, payload) in records {
@@ -185,7 +189,7 @@ impl Agent {
         let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
             .args(["run", "--config"])
             .arg(config)
-            .env("DRIFTWATCH_LOG", "info")
+            .env("DRIFTWATCH_LOG", std::env::var("TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
@@ -369,8 +373,14 @@ fn a_killed_agent_loses_no_event_of_a_closed_window() {
     broker.create_topic("predictions", 3);
     let dir = tempfile::tempdir().expect("tmp");
     let http = free_port();
-    let config =
-        agent_config(dir.path(), &broker.addr(), http, "", &credit_model("credit-risk", "[\"predictions\"]", ""));
+    // A static member: the restarted agent takes its partitions back at once.
+    let config = agent_config(
+        dir.path(),
+        &broker.addr(),
+        http,
+        "instance_id = \"killed-agent\"",
+        &credit_model("credit-risk", "[\"predictions\"]", ""),
+    );
     let mut first = spread("predictions", nested(OK, "credit-risk", 0..300, 0));
     first.extend(spread("predictions", nested(OK, "credit-risk", 300..600, 1)));
     produce(&broker.addr(), &first);
@@ -386,6 +396,7 @@ fn a_killed_agent_loses_no_event_of_a_closed_window() {
     let after = agent.wait(Duration::from_secs(60), "minutes 1 and 2 closed", |a| {
         Some(a.windows("credit-risk")).filter(|w| w.iter().any(|x| x.0 == 2))
     });
+    let log = agent.log();
     assert!(agent.stop().success());
     // No event of any window is lost: each minute was evaluated whole in one of the runs.
     // The window open at the kill is read again whole (its offsets were never committed);
@@ -393,7 +404,7 @@ fn a_killed_agent_loses_no_event_of_a_closed_window() {
     // part, where its offsets were committed on some partitions and not yet on others.
     let all: Vec<(i64, u64)> = before.iter().chain(&after).map(|w| (w.0, w.1)).collect();
     for minute in 0..3 {
-        assert!(all.contains(&(minute, 300)), "minute {minute} whole in {all:?}");
+        assert!(all.contains(&(minute, 300)), "minute {minute} whole in {all:?}\n{log}");
     }
     let closed_before: Vec<i64> = before.iter().map(|w| w.0).collect();
     for w in &after {
