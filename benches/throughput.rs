@@ -355,7 +355,7 @@ fn soak_run(bin: &str, reference: &Path, tails: &[String], minutes: f64, rate: f
         format!("[agent]\nlisten = \"127.0.0.1:{}\"\n\n[source]\nkind = \"replay\"\npath = \"-\"\n\n", free_port());
     for id in ["bench", "bench2"] {
         text.push_str(&format!(
-            "[[model]]\nid = \"{id}\"\nbaseline = {:?}\nmax_samples = 100000\nexclude = [\"event_id\"]\n\
+            "[[model]]\nid = \"{id}\"\nbaseline = {:?}\nmax_samples = 100000\n\
              [model.window]\nsize = \"1m\"\nidle_timeout = \"2s\"\n\
              [model.quality]\nduplicate_horizon = \"10m\"\nmax_tracked_ids = 1000000\n\
              [[model.segment]]\nname = \"cat0\"\ncolumn = \"cat_0\"\nmax_values = 5\n\n",
