@@ -88,22 +88,22 @@ impl Node {
     /// Watches the object at `path` (already holding watched fields) for keys that are not
     /// watched; returns the slot that says whether there was one.
     pub fn watch_unknown(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
-        let mut node = self;
-        for key in path {
-            match node.index.get(key.as_bytes()).map(|&i| &mut node.entries[i]) {
-                Some(Entry::Object(child)) => node = child,
-                _ => return Err(format!("\"{key}\" holds no watched fields")),
-            }
-        }
-        Ok(*node.unknown.get_or_insert_with(|| {
-            *next_slot += 1;
-            *next_slot - 1
-        }))
+        Ok(*self.flag_slot(path, next_slot, |n| &mut n.unknown)?)
     }
 
     /// Watches the object at `path` (already holding watched fields) for being of another
     /// type than an object or null; returns the slot that says so.
     pub fn watch_shape(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
+        Ok(*self.flag_slot(path, next_slot, |n| &mut n.shape)?)
+    }
+
+    /// The flag slot `which` of the object at `path`, given a new slot number if it has none.
+    fn flag_slot<'a>(
+        &'a mut self,
+        path: &[String],
+        next_slot: &mut usize,
+        which: impl FnOnce(&'a mut Node) -> &'a mut Option<usize>,
+    ) -> Result<&'a mut usize, String> {
         let mut node = self;
         for key in path {
             match node.index.get(key.as_bytes()).map(|&i| &mut node.entries[i]) {
@@ -111,7 +111,7 @@ impl Node {
                 _ => return Err(format!("\"{key}\" holds no watched fields")),
             }
         }
-        Ok(*node.shape.get_or_insert_with(|| {
+        Ok(which(node).get_or_insert_with(|| {
             *next_slot += 1;
             *next_slot - 1
         }))

@@ -287,35 +287,49 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// Starts `driftwatch run` with a configuration that reads standard input.
+fn run_on_stdin(bin: &str, cfg: &Path) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("driftwatch run");
+    let stdin = child.stdin.take().expect("stdin");
+    (child, stdin)
+}
+
+/// Samples a process's resident memory (MiB) every second until `end`.
+fn sample_rss(pid: u32, end: Instant) -> std::thread::JoinHandle<Vec<f64>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while Instant::now() < end {
+            samples.extend(rss_mib(pid));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        samples
+    })
+}
+
+/// Mean of the first and of the last quarter of the samples, and the largest.
+fn quarters(s: &[f64]) -> Option<(f64, f64, f64)> {
+    let q = s.len() / 4;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (q > 0).then(|| (mean(&s[..q]), mean(&s[s.len() - q..]), s.iter().copied().fold(0.0, f64::max)))
+}
+
 /// Feeds the binary on stdin for `minutes`, sampling its resident memory every second.
 fn rss_run(bin: &str, reference: &Path, tails: &[String], minutes: f64) {
     let dir = reference.parent().expect("dir");
     let cfg = dir.join("stdin.toml");
     std::fs::write(&cfg, config_text(reference, "[source]\nkind = \"replay\"\npath = \"-\"", free_port()))
         .expect("cfg");
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("driftwatch run");
+    let (mut child, mut stdin) = run_on_stdin(bin, &cfg);
     let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
     let end = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = {
-        let samples = samples.clone();
-        std::thread::spawn(move || {
-            while Instant::now() < end {
-                if let Some(r) = rss_mib(pid) {
-                    samples.lock().expect("lock").push(r);
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
+    let sampler = sample_rss(pid, end);
     let mut i = 0usize;
     let mut buf = String::new();
     while Instant::now() < end {
@@ -331,17 +345,9 @@ fn rss_run(bin: &str, reference: &Path, tails: &[String], minutes: f64) {
     }
     drop(stdin);
     let _ = child.wait();
-    let _ = sampler.join();
-    let s = samples.lock().expect("lock").clone();
-    if s.len() >= 4 {
-        let q = s.len() / 4;
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    if let Some((first, last, max)) = quarters(&sampler.join().unwrap_or_default()) {
         println!(
-            "rss over {minutes} min ({} events): first quarter mean {:.0} MiB, last quarter mean {:.0} MiB, max {:.0} MiB",
-            i,
-            mean(&s[..q]),
-            mean(&s[s.len() - q..]),
-            s.iter().copied().fold(0.0, f64::max)
+            "rss over {minutes} min ({i} events): first quarter mean {first:.0} MiB, last quarter mean {last:.0} MiB, max {max:.0} MiB"
         );
     }
 }
@@ -363,30 +369,11 @@ fn soak_run(bin: &str, reference: &Path, tails: &[String], minutes: f64, rate: f
         ));
     }
     std::fs::write(&cfg, text).expect("cfg");
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("driftwatch run");
+    let (mut child, mut stdin) = run_on_stdin(bin, &cfg);
     let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(minutes * 60.0);
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = {
-        let samples = samples.clone();
-        std::thread::spawn(move || {
-            while Instant::now() < end {
-                if let Some(r) = rss_mib(pid) {
-                    samples.lock().expect("lock").push(r);
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
+    let sampler = sample_rss(pid, end);
     let (mut i, mut sent) = (0usize, 0u64);
     let mut buf = String::new();
     while Instant::now() < end {
@@ -416,16 +403,10 @@ fn soak_run(bin: &str, reference: &Path, tails: &[String], minutes: f64, rate: f
     }
     drop(stdin);
     let _ = child.wait();
-    let _ = sampler.join();
-    let s = samples.lock().expect("lock").clone();
-    if s.len() >= 4 {
-        let q = s.len() / 4;
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let (first, last) = (mean(&s[..q]), mean(&s[s.len() - q..]));
+    if let Some((first, last, max)) = quarters(&sampler.join().unwrap_or_default()) {
         println!(
-            "soak {minutes} min at {rate:.0} events/s ({sent} events, 2 models, segments, duplicates): RSS first quarter mean {first:.0} MiB, last quarter mean {last:.0} MiB ({:+.1} %), max {:.0} MiB",
-            (last / first - 1.0) * 100.0,
-            s.iter().copied().fold(0.0, f64::max)
+            "soak {minutes} min at {rate:.0} events/s ({sent} events, 2 models, segments, duplicates): RSS first quarter mean {first:.0} MiB, last quarter mean {last:.0} MiB ({:+.1} %), max {max:.0} MiB",
+            (last / first - 1.0) * 100.0
         );
     }
 }

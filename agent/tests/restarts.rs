@@ -89,9 +89,18 @@ fn drift_notices(outbox: &Path) -> Vec<String> {
     out
 }
 
-/// SIGTERM during every window: no window is evaluated in part or twice.
-#[test]
-fn graceful_restarts_evaluate_every_window_once_and_whole() {
+/// How the agent is stopped while a window is open.
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    Term,
+    Kill,
+}
+
+/// Streams minutes 0–5 over three partitions to an agent that is stopped (`how`) once per
+/// minute, just after the previous minute closed and while half of this one is in, then
+/// started again after the other half is produced. Returns each run's log, the last run's
+/// metrics, and the folder holding the outbox.
+fn stream_with_restarts(how: Stop) -> (Vec<String>, String, tempfile::TempDir) {
     let broker = Broker::start("memory");
     broker.create_topic("predictions", 3);
     let dir = tempfile::tempdir().expect("tmp");
@@ -108,20 +117,29 @@ fn graceful_restarts_evaluate_every_window_once_and_whole() {
             evaluated(&a.log()).iter().any(|w| w.0 == m - 1).then_some(())
         });
         let log = agent.log_path();
-        assert!(agent.stop().success(), "graceful stop");
+        match how {
+            Stop::Term => assert!(agent.stop().success(), "graceful stop"),
+            Stop::Kill => agent.kill(),
+        }
         logs.push(std::fs::read_to_string(log).unwrap_or_default());
-        agent = Agent::start(&config, http);
         produce_half(&broker, m, false);
+        agent = Agent::start(&config, http);
     }
     // The last minute closes for idleness once the agent has caught up.
     agent.wait(Duration::from_secs(60), "minute 5 closed", |a| {
         evaluated(&a.log()).iter().any(|w| w.0 == 5).then_some(())
     });
-    let m = agent.metrics();
+    let metrics = agent.metrics();
     let log = agent.log_path();
     assert!(agent.stop().success());
     logs.push(std::fs::read_to_string(log).unwrap_or_default());
+    (logs, metrics, dir)
+}
 
+/// SIGTERM during every window: no window is evaluated in part or twice.
+#[test]
+fn graceful_restarts_evaluate_every_window_once_and_whole() {
+    let (logs, m, dir) = stream_with_restarts(Stop::Term);
     let all: Vec<Evaluated> = logs.iter().flat_map(|l| evaluated(l)).collect();
     let expected: BTreeMap<i64, Vec<(u64, bool)>> = (0..6).map(|m| (m, vec![(300, false)])).collect();
     assert_eq!(by_minute(&all), expected, "each minute once, whole, across 5 SIGTERMs:\n{}", logs.join("\n----\n"));
@@ -137,33 +155,7 @@ fn graceful_restarts_evaluate_every_window_once_and_whole() {
 /// evaluated again is whole, marked repeated, and steps no alert twice.
 #[test]
 fn killed_agents_lose_nothing_and_repeat_no_effect() {
-    let broker = Broker::start("memory");
-    broker.create_topic("predictions", 3);
-    let dir = tempfile::tempdir().expect("tmp");
-    let http = free_port();
-    let config = config(dir.path(), &broker, http, "instance_id = \"agent-k\"");
-    produce_half(&broker, 0, true);
-    produce_half(&broker, 0, false);
-    let mut logs = Vec::new();
-    let mut agent = Agent::start(&config, http);
-    for m in 1..6 {
-        produce_half(&broker, m, true);
-        agent.wait(Duration::from_secs(60), "the previous minute closed", |a| {
-            evaluated(&a.log()).iter().any(|w| w.0 == m - 1).then_some(())
-        });
-        let log = agent.log_path();
-        agent.kill();
-        logs.push(std::fs::read_to_string(log).unwrap_or_default());
-        produce_half(&broker, m, false);
-        agent = Agent::start(&config, http);
-    }
-    agent.wait(Duration::from_secs(60), "minute 5 closed", |a| {
-        evaluated(&a.log()).iter().any(|w| w.0 == 5).then_some(())
-    });
-    let log = agent.log_path();
-    assert!(agent.stop().success());
-    logs.push(std::fs::read_to_string(log).unwrap_or_default());
-
+    let (logs, _, dir) = stream_with_restarts(Stop::Kill);
     let all: Vec<Evaluated> = logs.iter().flat_map(|l| evaluated(l)).collect();
     let minutes = by_minute(&all);
     assert_eq!(minutes.keys().copied().collect::<Vec<_>>(), (0..6).collect::<Vec<_>>(), "{minutes:?}");
