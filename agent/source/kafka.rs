@@ -85,7 +85,11 @@ pub fn client_config(kafka: &Kafka, consumer: bool) -> anyhow::Result<ClientConf
         cfg.set("enable.auto.offset.store", "false");
         cfg.set("enable.auto.commit", "false");
         cfg.set_if_absent("auto.offset.reset", "earliest");
-        cfg.set_if_absent("statistics.interval.ms", "1000");
+        // The statistics say whether the source is healthy and caught up; without them no
+        // window would ever close for idleness.
+        if cfg.get("statistics.interval.ms").is_none_or(|v| v.trim() == "0") {
+            cfg.set("statistics.interval.ms", "1000");
+        }
     }
     Ok(cfg)
 }
