@@ -379,6 +379,9 @@ impl Metrics {
             self.windows.with_label_values(&[model, verdict]);
         }
         self.open_windows.with_label_values(&[model]);
+        // From the start, so that rates and quantiles over it have a sample before the
+        // first window closes.
+        self.window_close.with_label_values(&[model]);
     }
 
     /// Label-join counters of a model that reads ground truth, from the start.
