@@ -38,6 +38,9 @@
 //! * [`metrics`], [`http`]: every Prometheus metric; `/metrics`, health, readiness, status.
 //! * [`run`]: `driftwatch run` — start-up, signals and orderly shutdown; [`demo`]: `driftwatch demo`.
 
+// Outside data never meets a panic: clippy (not a hand count) keeps `unwrap`/`expect` to tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod alert;
 pub mod baseline;
 pub mod check;

@@ -151,6 +151,22 @@ impl GroundTruth {
     }
 }
 
+/// Offsets of one partition that are read again. Below `held`, events are in this run's
+/// state already (the partition was revoked and assigned back, and librdkafka reads again
+/// from the committed offset): passed over whole. Below `used`, the last run used them (see
+/// `checkpoint`): only those of windows still open at the checkpoint are taken again.
+#[derive(Clone, Copy)]
+struct Reread {
+    held: i64,
+    used: i64,
+}
+
+impl Default for Reread {
+    fn default() -> Reread {
+        Reread { held: i64::MIN, used: i64::MIN }
+    }
+}
+
 /// The decoder of one topic and the models reading it (predictions, or labels).
 struct TopicReader {
     decoder: TopicDecoder,
@@ -174,13 +190,10 @@ pub struct Pipeline {
     notify: Option<Queue>,
     /// The partitions assigned now (models added by a reload expect them too).
     assigned: Vec<(u16, i32)>,
-    /// Per interned partition: offsets below this were used by the last run (see
-    /// `checkpoint`); `i64::MIN` where nothing is known.
-    replay_until: Vec<i64>,
-    /// Per interned partition: offsets below this are in this run's state already (the
-    /// partition was revoked and assigned back: librdkafka reads again from the committed
-    /// offset); such events are passed over whole.
-    held_until: Vec<i64>,
+    /// Per interned partition: what is read again (see [`Reread`]).
+    reread: Vec<Reread>,
+    /// Some partition has a `used` mark (rows must be checked against it).
+    rereading: bool,
     /// The checkpoint the run started from, applied to each partition when it is assigned.
     resumed: Option<Checkpoint>,
     /// Topic names by index (the checkpoint names partitions by topic).
@@ -259,8 +272,8 @@ impl Pipeline {
             warned: HashSet::new(),
             notify: None,
             assigned: Vec::new(),
-            replay_until: Vec::new(),
-            held_until: Vec::new(),
+            reread: Vec::new(),
+            rereading: false,
             resumed: None,
             topic_names: Vec::new(),
             closed_since_checkpoint: false,
@@ -505,18 +518,19 @@ impl Pipeline {
     pub fn process(&mut self, chunk: &Chunk, now: Instant) {
         let mut parts = Vec::with_capacity(chunk.records.len());
         // Consecutive records mostly share a partition: look it up once per run.
-        let mut last: Option<((u16, i32), u32)> = None;
+        let mut last: Option<((u16, i32), u32, Reread)> = None;
         for r in &chunk.records {
-            let part = match last {
-                Some((key, part)) if key == (r.topic, r.partition) => part,
+            let (part, reread) = match last {
+                Some((key, part, reread)) if key == (r.topic, r.partition) => (part, reread),
                 _ => {
                     let part = self.intern(r.topic, r.partition);
-                    last = Some(((r.topic, r.partition), part));
-                    part
+                    let reread = self.reread.get(part as usize).copied().unwrap_or_default();
+                    last = Some(((r.topic, r.partition), part, reread));
+                    (part, reread)
                 }
             };
             parts.push(part);
-            if self.held_until.get(part as usize).is_some_and(|&h| r.offset < h) {
+            if r.offset < reread.held {
                 continue;
             }
             let Some(reader) = self.decoders.get_mut(r.topic as usize) else {
@@ -526,7 +540,7 @@ impl Pipeline {
             let position = Position { partition: part, offset: r.offset };
             // Read again after a restart: what the last run did with it (counted, dead-
             // lettered) is not done twice.
-            let replayed = self.replay_until.get(part as usize).is_some_and(|&s| r.offset < s);
+            let replayed = r.offset < reread.used;
             match reader.decoder.push(payload, r.timestamp, position) {
                 Ok(_) => {
                     let misshapen = reader.decoder.take_misshapen();
@@ -596,13 +610,18 @@ impl Pipeline {
                     Ok(late) => {
                         // Rows the last run used already: late ones were counted then (they
                         // are passed over), the others are back in their open windows.
-                        let replay_until = &self.replay_until;
+                        let reread = &self.reread;
                         let replayed = |i: usize| {
                             let p = rows.positions[i];
-                            replay_until.get(p.partition as usize).is_some_and(|&s| p.offset < s)
+                            reread.get(p.partition as usize).is_some_and(|m| p.offset < m.used)
                         };
-                        let late_replayed = late.iter().filter(|&&i| replayed(i)).count();
-                        let again = (0..rows.times.len()).filter(|&i| replayed(i)).count() - late_replayed;
+                        // Only while some partition is read again does a row need the check.
+                        let (late_replayed, again) = if self.rereading {
+                            let late_replayed = late.iter().filter(|&&i| replayed(i)).count();
+                            (late_replayed, (0..rows.times.len()).filter(|&i| replayed(i)).count() - late_replayed)
+                        } else {
+                            (0, 0)
+                        };
                         if late_replayed > 0 {
                             tracing::debug!(model = %m.id, events = late_replayed, "events read again of windows the last run closed, passed over");
                         }
@@ -698,18 +717,13 @@ impl Pipeline {
                 continue;
             };
             for &m in &reader.models {
-                let m = &mut self.models[m];
-                m.windows.touch(i as u32, now);
-                if m.last_event.is_some() {
-                    m.last_event = Some(now);
-                }
+                self.models[m].windows.touch(i as u32, now);
+                self.models[m].last_event = self.models[m].last_event.map(|_| now);
             }
         }
         if !healthy {
             for m in &mut self.models {
-                if m.last_event.is_some() {
-                    m.last_event = Some(now);
-                }
+                m.last_event = m.last_event.map(|_| now);
             }
         }
     }
@@ -759,20 +773,18 @@ impl Pipeline {
             let Some(name) = self.topic_names.get(topic as usize).cloned() else { continue };
             let mark = self.resumed.as_ref().and_then(|c| c.partition(&name, partition, committed)).map(|m| m.seen);
             let part = self.intern(topic, partition) as usize;
-            if self.replay_until.len() <= part {
-                self.replay_until.resize(part + 1, i64::MIN);
-            }
-            if self.held_until.len() <= part {
-                self.held_until.resize(part + 1, i64::MIN);
+            if self.reread.len() <= part {
+                self.reread.resize(part + 1, Reread::default());
             }
             // Assigned back after a revoke (a rebalance, a broker restart): what this run read
             // is in its windows or was counted, and will be read again from the committed offset.
             if let Some(seen) = self.frontier.seen_until(part as u32) {
-                self.held_until[part] = seen;
+                self.reread[part].held = seen;
             }
-            if let Some(seen) = mark.filter(|&s| s > self.replay_until[part]) {
+            if let Some(seen) = mark.filter(|&s| s > self.reread[part].used) {
                 tracing::info!(topic = %name, partition, committed = ?committed, seen, "events below the checkpoint's mark are read again only to rebuild the windows open at the checkpoint");
-                self.replay_until[part] = seen;
+                self.reread[part].used = seen;
+                self.rereading = true;
             }
         }
         let assigned: Vec<(u16, i32)> = assigned.iter().map(|&(t, p, _)| (t, p)).collect();
@@ -845,7 +857,7 @@ impl Pipeline {
                 continue;
             };
             // What the last run had seen stays seen until this run passes it.
-            let seen = seen.max(self.replay_until.get(i).copied().unwrap_or(i64::MIN));
+            let seen = seen.max(self.reread.get(i).map_or(i64::MIN, |m| m.used));
             partitions.push(PartitionMark { topic: topic.clone(), partition: p, committed, seen });
         }
         // Partitions this run has not read yet keep their marks.

@@ -12,6 +12,10 @@ scripts/install-deps.sh
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check || { echo "code is not formatted: run cargo fmt --all" >&2; exit 1; }
 fi
+# No unwrap/expect on outside data: agent/lib.rs denies them outside tests, clippy checks.
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --release --locked --lib --quiet || { echo "clippy found unwrap/expect outside tests" >&2; exit 1; }
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
