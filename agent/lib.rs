@@ -41,31 +41,10 @@
 // Outside data never meets a panic: clippy (not a hand count) keeps `unwrap`/`expect` to tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod alert;
-pub mod baseline;
-pub mod check;
-pub mod checkpoint;
-pub mod config;
-pub mod decode;
-pub mod demo;
-pub mod derive;
-pub mod detect;
-pub mod frontier;
-pub mod html;
-pub mod http;
-pub mod impact;
-pub mod json;
-pub mod labels;
-pub mod metrics;
-pub mod notify;
-pub mod performance;
-pub mod pipeline;
-pub mod profile;
-pub mod recent;
-pub mod reload;
-pub mod rng;
-pub mod rules;
-pub mod run;
-pub mod source;
-pub mod stats;
-pub mod window;
+mod adapters;
+mod engine;
+mod runtime;
+
+pub use adapters::{baseline, config, derive};
+pub use engine::{alert, decode, detect, frontier, impact, json, labels, performance, profile, recent, rng, rules, stats, window};
+pub use runtime::{check, checkpoint, demo, html, http, metrics, notify, pipeline, reload, run, source};

@@ -1,0 +1,19 @@
+//! The pure core: everything that turns events and a reference into verdicts, with no I/O.
+//! No module here imports tokio, DataFusion, rdkafka, axum or lettre, nor anything of
+//! [`crate::adapters`] or [`crate::runtime`]; time is always a parameter. The architecture
+//! test (`agent/tests/architecture.rs`) holds that.
+
+pub mod alert;
+pub mod decode;
+pub mod detect;
+pub mod frontier;
+pub mod impact;
+pub mod json;
+pub mod labels;
+pub mod performance;
+pub mod profile;
+pub mod recent;
+pub mod rng;
+pub mod rules;
+pub mod stats;
+pub mod window;

@@ -1,0 +1,15 @@
+//! The runtime shell: threads, sockets, signals and clocks around the pure core — the
+//! Kafka and replay sources, the pipeline thread, checkpoints, metrics, the HTTP server and
+//! its HTML report, the notifier, reload, and the `run`, `demo` and `check` commands.
+
+pub mod check;
+pub mod checkpoint;
+pub mod demo;
+pub mod html;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod pipeline;
+pub mod reload;
+pub mod run;
+pub mod source;

@@ -1,0 +1,419 @@
+//! Alert notifications: the pipeline queues a batch of notices per model and window in the
+//! durable outbox (`outbox.rs`); the notifier thread groups what is queued into one digest per
+//! model and recipient list (`email.rs`), waiting `group_wait` for the first notice's
+//! companions and at least `group_interval` between two digests of a model, and delivers it
+//! by SMTP (lettre) or, with no server configured, as an `.eml` file in the outbox. A batch
+//! leaves the outbox only once its digest was accepted; failures are retried with capped
+//! exponential backoff and counted by reason. Delivery runs on its own thread and never
+//! blocks evaluation or ingestion.
+
+pub mod email;
+pub mod outbox;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use lettre::Transport as _;
+use lettre::transport::smtp::SmtpTransport;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::alert::Transition;
+use crate::adapters::config::{Notify, Smtp, SmtpTls, read_secret};
+use crate::runtime::http::Shared;
+use crate::engine::rules::{Severity, Summary};
+pub use outbox::Outbox;
+
+/// One alert transition, with everything a person needs to judge it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub model: String,
+    pub rule: String,
+    pub feature: String,
+    pub transition: Transition,
+    pub severity: Severity,
+    /// What the rule watches, e.g. `ks p-value`.
+    pub target: String,
+    pub value: Option<f64>,
+    pub raw: Option<f64>,
+    pub adjusted: Option<f64>,
+    pub statistic: Option<f64>,
+    pub threshold: Option<f64>,
+    /// True when values below the threshold are bad (p-values).
+    pub direction_below: bool,
+    pub resolve: f64,
+    pub effect: Option<(String, Option<f64>)>,
+    pub effect_floor: Option<f64>,
+    /// Event-time bounds of the window (ms).
+    pub window_start: i64,
+    pub window_end: i64,
+    /// When the alert fired (event time, ms).
+    pub since: i64,
+    pub samples: u64,
+    pub reference_samples: u64,
+    pub reference: Option<Summary>,
+    pub current: Option<Summary>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The window's drifted features ranked by their likely effect on accuracy (most
+    /// harmful first; see `impact`).
+    #[serde(default)]
+    pub impact: Vec<crate::engine::impact::Impact>,
+}
+
+#[cfg(test)]
+impl Notice {
+    pub(crate) fn example(model: &str, feature: &str) -> Notice {
+        Notice {
+            model: model.into(),
+            rule: "income-drift".into(),
+            feature: feature.into(),
+            transition: Transition::Firing,
+            severity: Severity::Critical,
+            target: "ks p-value".into(),
+            value: Some(1e-12),
+            raw: Some(1e-12),
+            adjusted: None,
+            statistic: Some(0.31),
+            threshold: Some(0.001),
+            direction_below: true,
+            resolve: 0.1,
+            effect: None,
+            effect_floor: None,
+            window_start: 0,
+            window_end: 60_000,
+            since: 60_000,
+            samples: 1000,
+            reference_samples: 5000,
+            reference: None,
+            current: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            impact: Vec::new(),
+        }
+    }
+}
+
+/// What the pipeline queues: the notices of one model and window for one recipient list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Wall-clock time it was queued (ms since the epoch).
+    pub created_ms: i64,
+    pub model: String,
+    /// Empty: the `[notify] to` list.
+    pub recipients: Vec<String>,
+    pub notices: Vec<Notice>,
+}
+
+/// Every `reason` of `driftwatch_notification_failures_total`.
+pub const FAILURE_REASONS: [&str; 9] =
+    ["tls", "timeout", "auth", "rejected", "transient", "protocol", "connection", "config", "outbox"];
+
+/// Why a delivery failed (the `reason` label of `driftwatch_notification_failures_total`).
+pub fn failure_reason(e: &lettre::transport::smtp::Error) -> &'static str {
+    // A failed STARTTLS or SMTPS handshake reaches us as a connection error.
+    let text = e.to_string().to_ascii_lowercase();
+    if e.is_tls() || text.contains("certificate") || text.contains("ssl routines") || text.contains("handshake") {
+        "tls"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if let Some(code) = e.status() {
+        match code.to_string().as_str() {
+            "530" | "534" | "535" | "538" | "454" => "auth",
+            _ if e.is_permanent() => "rejected",
+            _ => "transient",
+        }
+    } else if e.is_response() || e.is_client() {
+        "protocol"
+    } else {
+        "connection"
+    }
+}
+
+/// lettre's messages repeat their sources (`a: b: b: b`); keep each part once.
+fn dedup_chain(text: &str) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if !seen.contains(&part) {
+            seen.push(part);
+        }
+    }
+    seen.join(": ")
+}
+
+fn hint(reason: &str) -> &'static str {
+    match reason {
+        "auth" => " — the server refused the user name or password (see username and password_env/password_file)",
+        "tls" => {
+            " — the TLS handshake failed: is the server's certificate valid for `host`, and its CA trusted (system roots or `ca`)?"
+        }
+        "connection" | "timeout" => " — is the server up and reachable at host:port?",
+        _ => "",
+    }
+}
+
+/// Where digests go.
+enum Delivery {
+    Smtp(Box<SmtpTransport>),
+    Files,
+}
+
+impl Delivery {
+    fn new(smtp: Option<&Smtp>) -> anyhow::Result<Delivery> {
+        let Some(s) = smtp else {
+            return Ok(Delivery::Files);
+        };
+        let mut builder = SmtpTransport::builder_dangerous(s.host.as_str()).port(s.port).timeout(Some(s.timeout));
+        if s.tls != SmtpTls::None {
+            let mut params = TlsParameters::builder(s.host.clone());
+            if let Some(ca) = &s.ca {
+                let pem =
+                    std::fs::read(ca).with_context(|| format!("cannot read the SMTP CA file {}", ca.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params.build().context("cannot set up TLS for SMTP")?;
+            builder =
+                builder.tls(if s.tls == SmtpTls::Implicit { Tls::Wrapper(params) } else { Tls::Required(params) });
+        }
+        if let Some(user) = &s.username {
+            let password =
+                read_secret("[notify.smtp] password", s.password_env.as_deref(), s.password_file.as_deref())?
+                    .ok_or_else(|| anyhow!("[notify.smtp] username needs password_env or password_file"))?;
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        Ok(Delivery::Smtp(Box::new(builder.build())))
+    }
+}
+
+/// The pipeline's side: queue a batch, wake the notifier.
+#[derive(Clone)]
+pub struct Queue {
+    outbox: Arc<Outbox>,
+    wake: mpsc::Sender<()>,
+    shared: Arc<Shared>,
+}
+
+impl Queue {
+    /// Writes `batch` to the outbox. A failure is logged and counted: the alert state still
+    /// moves on (evaluation never stops for the mail path).
+    pub fn push(&self, batch: &Batch) {
+        match self.outbox.enqueue(batch) {
+            Ok(_) => {
+                self.shared.metrics.notifications.with_label_values(&["queued"]).inc();
+                let _ = self.wake.send(());
+            }
+            Err(e) => {
+                self.shared.metrics.notification_failures.with_label_values(&["outbox"]).inc();
+                tracing::error!(model = %batch.model, "cannot queue an alert notification: {e:#}");
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// Saves every model's alert states; a failure is logged (the alerts go on in memory).
+    pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<crate::engine::alert::SavedAlert>>) {
+        if let Err(e) = self.outbox.save_alerts(alerts) {
+            tracing::error!("cannot save the alert states: {e:#}");
+        }
+    }
+
+    /// The alert states an earlier run saved.
+    pub fn load_alerts(&self) -> BTreeMap<String, Vec<crate::engine::alert::SavedAlert>> {
+        self.outbox.load_alerts().unwrap_or_else(|e| {
+            tracing::error!("alert states of the last run are lost, alerts start inactive: {e:#}");
+            BTreeMap::new()
+        })
+    }
+}
+
+/// Handle of the notifier thread.
+pub struct Notifier {
+    /// The outbox directory (absolute).
+    pub outbox: PathBuf,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stopping: Arc<Mutex<bool>>,
+}
+
+impl Notifier {
+    /// Opens the outbox and starts the notifier thread; returns it with the pipeline's queue.
+    pub fn start(config: &Notify, shared: Arc<Shared>) -> anyhow::Result<(Notifier, Queue)> {
+        let outbox = Arc::new(Outbox::open(&config.outbox)?);
+        let delivery = Delivery::new(config.smtp.as_ref())?;
+        shared.metrics.register_notifications();
+        let (wake, woken) = mpsc::channel();
+        let stopping = Arc::new(Mutex::new(false));
+        let queue = Queue { outbox: outbox.clone(), wake: wake.clone(), shared: shared.clone() };
+        let mut worker = Worker {
+            outbox,
+            delivery,
+            config: config.clone(),
+            shared,
+            last_sent: HashMap::new(),
+            retry: HashMap::new(),
+            stopping: stopping.clone(),
+        };
+        let thread = std::thread::Builder::new().name("notifier".into()).spawn(move || worker.run(woken))?;
+        let outbox = queue.outbox.dir().to_path_buf();
+        Ok((Notifier { outbox, stop: Some(wake), thread: Some(thread), stopping }, queue))
+    }
+
+    /// Sends what is queued once more, without waiting for grouping, then stops. Whatever is
+    /// not delivered stays in the outbox for the next start.
+    pub fn stop(mut self) {
+        if let Ok(mut s) = self.stopping.lock() {
+            *s = true;
+        }
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Retry state of one digest key.
+struct Retry {
+    at: Instant,
+    delay: Duration,
+}
+
+type Key = (String, Vec<String>);
+
+struct Worker {
+    outbox: Arc<Outbox>,
+    delivery: Delivery,
+    config: Notify,
+    shared: Arc<Shared>,
+    last_sent: HashMap<Key, Instant>,
+    retry: HashMap<Key, Retry>,
+    stopping: Arc<Mutex<bool>>,
+}
+
+impl Worker {
+    fn run(&mut self, woken: mpsc::Receiver<()>) {
+        let queued = self.outbox.queued().len();
+        if queued > 0 {
+            tracing::info!(batches = queued, outbox = %self.outbox.dir().display(), "notifications left from an earlier run are queued");
+        }
+        loop {
+            let stopping = self.stopping.lock().map(|s| *s).unwrap_or(true);
+            let next = self.pass(stopping);
+            if stopping {
+                return;
+            }
+            let wait = next.map_or(Duration::from_secs(60), |t| t.saturating_duration_since(Instant::now()));
+            match woken.recv_timeout(wait.max(Duration::from_millis(5))) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Delivers every digest that is due; returns when the next one will be.
+    fn pass(&mut self, flush: bool) -> Option<Instant> {
+        let queued = self.outbox.queued();
+        let mut remaining = queued.len();
+        self.shared.metrics.notifications_queued.set(remaining as i64);
+        let mut groups: BTreeMap<Key, Vec<outbox::Queued>> = BTreeMap::new();
+        for q in queued {
+            let mut to =
+                if q.batch.recipients.is_empty() { self.config.to.clone() } else { q.batch.recipients.clone() };
+            to.sort();
+            to.dedup();
+            groups.entry((q.batch.model.clone(), to)).or_default().push(q);
+        }
+        let now = Instant::now();
+        let wall = chrono::Utc::now().timestamp_millis();
+        let mut next: Option<Instant> = None;
+        for (key, items) in groups {
+            let oldest = items.iter().map(|q| q.batch.created_ms).min().unwrap_or(wall);
+            let waited = Duration::from_millis(wall.saturating_sub(oldest).max(0) as u64);
+            let mut due = now + self.config.group_wait.saturating_sub(waited);
+            if let Some(t) = self.last_sent.get(&key) {
+                due = due.max(*t + self.config.group_interval);
+            }
+            if let Some(r) = self.retry.get(&key) {
+                due = due.max(r.at);
+            }
+            if due > now && !flush {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            match self.deliver(&key, &items) {
+                Ok(()) => {
+                    remaining -= items.len();
+                    self.retry.remove(&key);
+                    self.last_sent.insert(key, Instant::now());
+                }
+                Err((reason, e)) => {
+                    self.shared.metrics.notification_failures.with_label_values(&[reason]).inc();
+                    self.shared.metrics.notifications.with_label_values(&["failed"]).inc();
+                    let delay = self
+                        .retry
+                        .get(&key)
+                        .map_or(self.config.retry_initial, |r| (r.delay * 2).min(self.config.retry_max));
+                    tracing::warn!(
+                        model = %key.0,
+                        reason,
+                        retry_in = ?delay,
+                        "alert digest not delivered, kept in the outbox: {e:#}"
+                    );
+                    let at = Instant::now() + delay;
+                    self.retry.insert(key, Retry { at, delay });
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        self.shared.metrics.notifications_retrying.set(self.retry.len() as i64);
+        self.shared.metrics.notifications_queued.set(remaining as i64);
+        next
+    }
+
+    fn deliver(&mut self, key: &Key, items: &[outbox::Queued]) -> Result<(), (&'static str, anyhow::Error)> {
+        let notices: Vec<Notice> = items.iter().flat_map(|q| q.batch.notices.iter().cloned()).collect();
+        let (model, to) = key;
+        if to.is_empty() && matches!(self.delivery, Delivery::Smtp(_)) {
+            return Err(("config", anyhow!("no recipients: set `to` in [notify] or `recipients` in the rule")));
+        }
+        let digest = email::digest(model, &notices, to.clone(), self.config.dashboard_url.as_deref());
+        let message = email::message(&digest, &self.config.from).map_err(|e| ("config", e))?;
+        match &self.delivery {
+            Delivery::Smtp(transport) => {
+                transport.send(&message).map_err(|e| {
+                    let reason = failure_reason(&e);
+                    (reason, anyhow!("{}{}", dedup_chain(&e.to_string()), hint(reason)))
+                })?;
+            }
+            Delivery::Files => {
+                let name = format!(
+                    "{}-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+                    model
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                        .collect::<String>()
+                );
+                let path = self.outbox.write_eml(&name, &message.formatted()).map_err(|e| ("outbox", e))?;
+                tracing::info!(model = %model, file = %path.display(), "alert digest written");
+            }
+        }
+        let paths: Vec<&Path> = items.iter().map(|q| q.path.as_path()).collect();
+        // Accepted: from here a crash can only cause one duplicate.
+        if let Err(e) = self.outbox.remove(&paths) {
+            tracing::error!("{e:#}");
+        }
+        self.shared.metrics.notifications.with_label_values(&["sent"]).inc();
+        tracing::info!(model = %model, alerts = notices.len(), subject = %digest.subject, "alert digest delivered");
+        Ok(())
+    }
+}

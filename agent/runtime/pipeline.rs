@@ -1,0 +1,1446 @@
+//! The pipeline core: chunk of payloads → decode → windows → evaluate → metrics and status.
+//!
+//! Synchronous and single-threaded (evaluation fans out over rayon); wall-clock time comes
+//! in as a parameter. For every chunk: decode each payload (rejects are counted by reason and
+//! optionally forwarded to a dead-letter sink), add the decoded rows to their model's panes,
+//! mark every offset of the chunk seen, close the windows the watermark passed and evaluate
+//! them with the same `compare` as `driftwatch check`. The commit frontier then tells the
+//! source which offsets may be stored.
+
+use std::collections::{HashMap, HashSet};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
+use crate::adapters::baseline::Baseline;
+use crate::runtime::check::{Performance, Plan, Report, compare};
+use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
+use crate::adapters::config::Model;
+use crate::engine::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
+use crate::adapters::derive::{Compiled, Derive, Dimension, Slicer};
+use crate::engine::frontier::CommitFrontier;
+use crate::runtime::http::{
+    BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
+    WindowSummary, rfc3339,
+};
+use crate::engine::impact::ImpactModel;
+use crate::engine::labels::{LabelJoin, Labelled, parse_label};
+use crate::runtime::notify::{Batch, Notice, Queue};
+use crate::engine::performance::Cbpe;
+use crate::engine::profile::{FeatureKind, FeatureProfile, ProfileSpec};
+use crate::engine::rules::Severity;
+use crate::runtime::source::{Chunk, SourceState};
+use crate::engine::window::{ClosedWindow, WindowSpec, Windows, millis};
+
+/// One model, ready to run: its validated configuration, loaded baseline and check plan.
+pub struct ModelSetup {
+    pub model: Model,
+    pub baseline: Baseline,
+    pub plan: Plan,
+    /// Label-free performance estimation, fitted on the baseline's scores and labels.
+    pub cbpe: Option<Cbpe>,
+    /// Reference accuracy per feature bin, to rank drifted features by impact.
+    pub impact: Option<ImpactModel>,
+    /// Per `[[model.segment]]`: the values a column segment keeps apart (empty for
+    /// predicates).
+    pub segment_values: Vec<Vec<String>>,
+    /// One reference per segment slice, in [`Slicer`] order (`None`: the slice had no
+    /// reference rows, so it is not compared).
+    pub slices: Vec<SliceSetup>,
+}
+
+/// A segment slice and its reference.
+pub struct SliceSetup {
+    pub name: String,
+    pub baseline: Option<Baseline>,
+}
+
+/// The verdict on a closed window.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub model: String,
+    pub start: i64,
+    pub end: i64,
+    pub events: u64,
+    /// `None` when the window had fewer than `min_events` events.
+    pub report: Option<Report>,
+    pub close_seconds: f64,
+    /// Alert transitions of this window (already queued for delivery).
+    pub notices: Vec<Notice>,
+    /// The window's report on each segment slice that had enough events and a reference.
+    pub slices: Vec<(String, Report)>,
+}
+
+/// Receives every evaluation (logs, the demo's terminal summary, tests).
+pub type Observer = Box<dyn FnMut(&Evaluation) + Send>;
+
+/// Receives every rejected event: topic index, payload, why.
+pub type DeadLetter = Box<dyn FnMut(u16, &[u8], &Rejected) + Send>;
+
+struct ModelRuntime {
+    id: String,
+    baseline: Baseline,
+    plan: Plan,
+    spec: WindowSpec,
+    windows: Windows,
+    last_event: Option<Instant>,
+    alerts: Book,
+    /// The estimator and the index of the score feature in the baseline's features.
+    cbpe: Option<(Cbpe, usize, f64)>,
+    /// Late events since the last window closed (for `late_rate`).
+    late_since_close: u64,
+    /// Late events not yet said in the log (at most one line a minute per model).
+    late_unreported: u64,
+    late_reported_at: Option<Instant>,
+    truth: Option<GroundTruth>,
+    /// Derived features, appended to every decoded batch.
+    derive: Derive,
+    /// A derived feature failed on a batch (warned once; its values are null).
+    derive_failed: bool,
+    /// Segment slices (in the windows' slice order) and their references.
+    slices: Vec<SliceSetup>,
+    impact: Option<ImpactModel>,
+    /// What the model reads from prediction events (to rebuild topic decoders on reload).
+    fields: ModelFields,
+    /// End of the last window evaluated (this run or, from the checkpoint, the last): a
+    /// window ending no later is evaluated again, not anew.
+    evaluated_until: Option<i64>,
+}
+
+/// Ground truth of a model (`[model.labels]`): the join, how its pairs become metrics and
+/// what a label event is read as.
+struct GroundTruth {
+    join: LabelJoin,
+    /// The score (classification) or predicted value (regression) feature.
+    score: String,
+    threshold: f64,
+    /// Labels are values, not classes.
+    regression: bool,
+    fields: ModelFields,
+}
+
+impl GroundTruth {
+    fn of(s: &ModelSetup) -> Option<GroundTruth> {
+        let (labels, p) = (s.model.labels.as_ref()?, s.model.performance.as_ref()?);
+        let events = &s.model.events;
+        let mut fields =
+            ModelFields::new(&s.model.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
+        fields.features = vec![("label".into(), labels.field.clone(), FeatureKind::Categorical)];
+        fields.event_id = Some(events.event_id.clone());
+        let window = &s.model.window;
+        Some(GroundTruth {
+            join: LabelJoin::new(millis(labels.horizon), labels.max_pending, millis(window.size), millis(window.slide)),
+            score: p.score.clone(),
+            threshold: p.threshold,
+            regression: p.task == crate::runtime::check::Task::Regression,
+            fields,
+        })
+    }
+
+    /// The realised metrics of a window's pairs.
+    fn metrics(&self, w: &Labelled) -> std::collections::BTreeMap<&'static str, Option<f64>> {
+        if self.regression {
+            return crate::engine::performance::regression(&w.labels, &w.scores);
+        }
+        let labels: Vec<bool> = w.labels.iter().map(|y| *y >= 0.5).collect();
+        let predicted: Vec<bool> = w.scores.iter().map(|s| *s >= self.threshold).collect();
+        crate::engine::performance::classification(&labels, &predicted, &w.scores)
+    }
+}
+
+/// Offsets of one partition that are read again. Below `held`, events are in this run's
+/// state already (the partition was revoked and assigned back, and librdkafka reads again
+/// from the committed offset): passed over whole. Below `used`, the last run used them (see
+/// `checkpoint`): only those of windows still open at the checkpoint are taken again.
+#[derive(Clone, Copy)]
+struct Reread {
+    held: i64,
+    used: i64,
+}
+
+impl Default for Reread {
+    fn default() -> Reread {
+        Reread { held: i64::MIN, used: i64::MIN }
+    }
+}
+
+/// The decoder of one topic and the models reading it (predictions, or labels).
+struct TopicReader {
+    decoder: TopicDecoder,
+    models: Vec<usize>,
+    labels: bool,
+}
+
+/// Decode, window and evaluate; see the module doc. The status document lists the models in
+/// the same order as `models` (see `run`), so status updates index it directly.
+pub struct Pipeline {
+    models: Vec<ModelRuntime>,
+    /// Per topic: its decoder and the global index of each of its models.
+    decoders: Vec<TopicReader>,
+    partitions: HashMap<(u16, i32), u32>,
+    partition_keys: Vec<(u16, i32)>,
+    frontier: CommitFrontier,
+    shared: Arc<Shared>,
+    observers: Vec<Observer>,
+    dead_letter: Option<DeadLetter>,
+    warned: HashSet<(Option<usize>, Reason)>,
+    notify: Option<Queue>,
+    /// The partitions assigned now (models added by a reload expect them too).
+    assigned: Vec<(u16, i32)>,
+    /// Per interned partition: what is read again (see [`Reread`]).
+    reread: Vec<Reread>,
+    /// Some partition has a `used` mark (rows must be checked against it).
+    rereading: bool,
+    /// The checkpoint the run started from, applied to each partition when it is assigned.
+    resumed: Option<Checkpoint>,
+    /// Topic names by index (the checkpoint names partitions by topic).
+    topic_names: Vec<String>,
+    /// A window closed since the last checkpoint.
+    closed_since_checkpoint: bool,
+}
+
+/// A model of a reloaded configuration (see [`Pipeline::reload`]).
+pub enum Incoming {
+    /// Unchanged: keeps everything (windows, duplicate memory, label join, alerts).
+    Keep(String),
+    /// Only its rules changed: keeps its windows; alert states carry over by rule name.
+    Rules(ModelSetup),
+    /// New, or changed beyond its rules: a running model's open windows are evaluated under
+    /// the old configuration first, then its windows start afresh; alert states carry over.
+    Fresh(ModelSetup),
+}
+
+impl Incoming {
+    fn id(&self) -> &str {
+        match self {
+            Incoming::Keep(id) => id,
+            Incoming::Rules(s) | Incoming::Fresh(s) => &s.model.id,
+        }
+    }
+}
+
+/// What a reload did to each model.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    pub kept: Vec<String>,
+    pub rules_changed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Pipeline {
+    /// `topics[i]` lists the models reading predictions from topic `i` (indices into
+    /// `models`); label topics follow, numbered from `topics.len()` (see [`Pipeline::read_labels`]).
+    pub fn new(
+        models: Vec<ModelSetup>,
+        topics: &[Vec<usize>],
+        max_event_bytes: usize,
+        shared: Arc<Shared>,
+    ) -> Result<Pipeline, String> {
+        let mut decoders = Vec::new();
+        for readers in topics {
+            let fields = readers.iter().map(|&i| model_fields(&models[i])).collect();
+            let decoder = TopicDecoder::new(fields, max_event_bytes)?;
+            decoders.push(TopicReader { decoder, models: readers.clone(), labels: false });
+        }
+        let mut derives = Vec::new();
+        let mut slicers = Vec::new();
+        for s in &models {
+            let derive = derive_of(s)?;
+            slicers.push(slicer_of(s, derive.schema())?);
+            derives.push(derive);
+        }
+        let models = models
+            .into_iter()
+            .zip(derives)
+            .zip(slicers)
+            .map(|((s, derive), slicer)| runtime(s, derive, slicer, &shared))
+            .collect();
+        Ok(Pipeline {
+            models,
+            decoders,
+            partitions: HashMap::new(),
+            partition_keys: Vec::new(),
+            frontier: CommitFrontier::default(),
+            shared,
+            observers: Vec::new(),
+            dead_letter: None,
+            warned: HashSet::new(),
+            notify: None,
+            assigned: Vec::new(),
+            reread: Vec::new(),
+            rereading: false,
+            resumed: None,
+            topic_names: Vec::new(),
+            closed_since_checkpoint: false,
+        })
+    }
+
+    /// Applies a reloaded configuration between two chunks; `incoming` is its models in
+    /// order, `topics` and `label_topics` who reads what (as for [`Pipeline::new`] and
+    /// [`Pipeline::read_labels`]; the topics themselves cannot change without a restart).
+    /// Everything that can fail is built first: on an error nothing has changed. A topic
+    /// whose readers are all unchanged keeps its decoder (and so its duplicate memory).
+    pub fn reload(
+        &mut self,
+        incoming: Vec<Incoming>,
+        topics: &[Vec<usize>],
+        label_topics: &[Vec<usize>],
+        max_event_bytes: usize,
+        now: Instant,
+    ) -> Result<Reloaded, String> {
+        let running: HashMap<String, usize> = self.models.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
+        let old_of = |inc: &Incoming| running.get(inc.id()).copied();
+        // 1. What can fail: compiled expressions, decoders.
+        let mut fields = Vec::new();
+        let mut truth_fields = Vec::new();
+        let mut built = Vec::new();
+        for inc in &incoming {
+            match (inc, old_of(inc)) {
+                (Incoming::Fresh(s), _) => {
+                    let derive = derive_of(s)?;
+                    let slicer = slicer_of(s, derive.schema())?;
+                    fields.push(model_fields(s));
+                    truth_fields.push(GroundTruth::of(s).map(|t| t.fields));
+                    built.push(Some((derive, slicer)));
+                }
+                (_, Some(i)) => {
+                    fields.push(self.models[i].fields.clone());
+                    truth_fields.push(self.models[i].truth.as_ref().map(|t| t.fields.clone()));
+                    built.push(None);
+                }
+                (_, None) => return Err(format!("model \"{}\" is not running, so it cannot be kept", inc.id())),
+            }
+        }
+        let unchanged_readers = |t: usize, readers: &[usize], labels: bool| {
+            self.decoders.get(t).is_some_and(|old| {
+                old.labels == labels
+                    && old.models.len() == readers.len()
+                    && old.models.iter().zip(readers).all(|(&o, &n)| {
+                        self.models[o].id == incoming[n].id() && !matches!(incoming[n], Incoming::Fresh(_))
+                    })
+            })
+        };
+        let mut decoders: Vec<Option<TopicReader>> = Vec::new();
+        for (t, readers) in topics.iter().enumerate() {
+            decoders.push(if unchanged_readers(t, readers, false) {
+                None
+            } else {
+                let f = readers.iter().map(|&i| fields[i].clone()).collect();
+                Some(TopicReader {
+                    decoder: TopicDecoder::new(f, max_event_bytes)?,
+                    models: readers.clone(),
+                    labels: false,
+                })
+            });
+        }
+        for (k, readers) in label_topics.iter().enumerate() {
+            let t = topics.len() + k;
+            decoders.push(if unchanged_readers(t, readers, true) {
+                None
+            } else {
+                let mut f = Vec::new();
+                for &i in readers {
+                    f.push(
+                        truth_fields[i]
+                            .clone()
+                            .ok_or_else(|| format!("model \"{}\" has no [model.labels]", incoming[i].id()))?,
+                    );
+                }
+                Some(TopicReader {
+                    decoder: TopicDecoder::new(f, max_event_bytes)?,
+                    models: readers.clone(),
+                    labels: true,
+                })
+            });
+        }
+
+        // 2. Models that stop or restart: their open windows and labelled windows are
+        // evaluated under the configuration they were opened with (their offsets are released).
+        let mut done = Reloaded::default();
+        let kept_ids: HashSet<&str> =
+            incoming.iter().filter(|inc| !matches!(inc, Incoming::Fresh(_))).map(Incoming::id).collect();
+        for i in 0..self.models.len() {
+            if kept_ids.contains(self.models[i].id.as_str()) {
+                continue;
+            }
+            let started = Instant::now();
+            let closed = self.models[i].windows.flush(&mut self.frontier);
+            self.evaluate_all(i, closed, started);
+            let labelled = self.models[i].truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
+            self.realise_all(i, labelled);
+        }
+
+        // 3. The new order of models; unchanged ones move over whole.
+        let mut old: Vec<Option<ModelRuntime>> = std::mem::take(&mut self.models).into_iter().map(Some).collect();
+        let mut old_status = self.shared.status.lock().map(|mut st| std::mem::take(&mut st.models)).unwrap_or_default();
+        let mut statuses = Vec::new();
+        for (inc, parts) in incoming.into_iter().zip(built) {
+            let previous = old_of(&inc).and_then(|i| old[i].take());
+            let id = inc.id().to_string();
+            let status = old_status.iter().position(|st| st.id == id).map(|i| old_status.swap_remove(i));
+            let metrics = &self.shared.metrics;
+            let (m, status) = match (inc, previous, parts) {
+                (Incoming::Keep(_), Some(m), _) => {
+                    done.kept.push(id);
+                    (m, status.unwrap_or_default())
+                }
+                (Incoming::Rules(s), Some(mut m), _) => {
+                    let saved = m.alerts.snapshot();
+                    m.alerts = Book::new(s.model.rules.clone());
+                    m.alerts.restore(saved);
+                    forget_stale(metrics, &m);
+                    m.baseline = s.baseline;
+                    done.rules_changed.push(id);
+                    (m, status.unwrap_or_default())
+                }
+                (Incoming::Fresh(s), previous, Some((derive, slicer))) => {
+                    let mut fresh = announce(&s, metrics);
+                    let mut m = runtime(s, derive, slicer, &self.shared);
+                    for &(topic, partition) in &self.assigned {
+                        let part = self.partitions.get(&(topic, partition)).copied();
+                        let reads = topics.get(topic as usize).is_some_and(|r| r.contains(&statuses.len()));
+                        if let (Some(part), true) = (part, reads) {
+                            m.windows.expect_partition(part, now);
+                        }
+                    }
+                    match previous {
+                        Some(p) => {
+                            m.alerts.restore(p.alerts.snapshot());
+                            forget_stale(metrics, &m);
+                            // Its counts and window history go on.
+                            if let Some(st) = status {
+                                fresh.events = st.events;
+                                fresh.windows_closed = st.windows_closed;
+                                fresh.last_window = st.last_window;
+                                fresh.last_labelled = st.last_labelled;
+                                fresh.recent_windows = st.recent_windows;
+                            }
+                            done.restarted.push(id);
+                        }
+                        None => done.added.push(id),
+                    }
+                    (m, fresh)
+                }
+                // Step 1 found every kept model running and built every fresh one.
+                _ => continue,
+            };
+            self.models.push(m);
+            statuses.push(status);
+        }
+        for m in old.into_iter().flatten() {
+            self.shared.metrics.forget(&m.id, |_, _| true);
+            done.removed.push(m.id);
+        }
+        // A kept decoder reads for the same models, whose indices may have moved.
+        for ((t, d), readers) in decoders.into_iter().enumerate().zip(topics.iter().chain(label_topics)) {
+            match (d, self.decoders.get_mut(t)) {
+                (Some(d), Some(slot)) => *slot = d,
+                (Some(d), None) => self.decoders.push(d),
+                (None, Some(kept)) => kept.models = readers.clone(),
+                (None, None) => {}
+            }
+        }
+        self.decoders.truncate(topics.len() + label_topics.len());
+        self.shared.update_status(|st| st.models = statuses);
+        self.warned.clear();
+        self.publish();
+        Ok(done)
+    }
+
+    /// Adds a topic of ground truth for `models` (each with `[model.labels]`); label events
+    /// carry the model id, event id and time at the model's event paths and the label at
+    /// its `field`. The topic's index is the number of topics before it.
+    pub fn read_labels(&mut self, models: Vec<usize>, max_event_bytes: usize) -> Result<(), String> {
+        let mut fields = Vec::new();
+        for &i in &models {
+            let m = &self.models[i];
+            let truth = m.truth.as_ref().ok_or_else(|| format!("model \"{}\" has no [model.labels]", m.id))?;
+            fields.push(truth.fields.clone());
+        }
+        let decoder = TopicDecoder::new(fields, max_event_bytes)?;
+        self.decoders.push(TopicReader { decoder, models, labels: true });
+        Ok(())
+    }
+
+    pub fn observe(&mut self, observer: Observer) {
+        self.observers.push(observer);
+    }
+
+    pub fn set_dead_letter(&mut self, sink: DeadLetter) {
+        self.dead_letter = Some(sink);
+    }
+
+    /// Where alert notifications are queued (without it, alerts are tracked and exported
+    /// but not sent).
+    /// The alert states saved by the last run are taken back first.
+    pub fn set_notify(&mut self, queue: Queue) {
+        let mut saved = queue.load_alerts();
+        if self.resumed.is_none() {
+            // Without a checkpoint (a replay, the demo, a first start) nothing tells a window
+            // evaluated again from a new one of the same time span: every window steps.
+            for states in saved.values_mut() {
+                for s in states.iter_mut() {
+                    s.state.stepped_until = i64::MIN;
+                }
+            }
+        }
+        for m in &mut self.models {
+            if let Some(states) = saved.remove(&m.id) {
+                let n = m.alerts.restore(states);
+                if n > 0 {
+                    tracing::info!(model = %m.id, alerts = n, "alert states of the last run restored");
+                }
+            }
+        }
+        self.notify = Some(queue);
+    }
+
+    fn save_alerts(&self) {
+        if let Some(q) = &self.notify {
+            let all = self.models.iter().map(|m| (m.id.clone(), m.alerts.snapshot())).collect();
+            q.save_alerts(&all);
+        }
+    }
+
+    fn intern(&mut self, topic: u16, partition: i32) -> u32 {
+        *self.partitions.entry((topic, partition)).or_insert_with(|| {
+            self.partition_keys.push((topic, partition));
+            (self.partition_keys.len() - 1) as u32
+        })
+    }
+
+    /// Runs one chunk through every stage.
+    pub fn process(&mut self, chunk: &Chunk, now: Instant) {
+        let mut parts = Vec::with_capacity(chunk.records.len());
+        // Consecutive records mostly share a partition: look it up once per run.
+        let mut last: Option<((u16, i32), u32, Reread)> = None;
+        for r in &chunk.records {
+            let (part, reread) = match last {
+                Some((key, part, reread)) if key == (r.topic, r.partition) => (part, reread),
+                _ => {
+                    let part = self.intern(r.topic, r.partition);
+                    let reread = self.reread.get(part as usize).copied().unwrap_or_default();
+                    last = Some(((r.topic, r.partition), part, reread));
+                    (part, reread)
+                }
+            };
+            parts.push(part);
+            if r.offset < reread.held {
+                continue;
+            }
+            let Some(reader) = self.decoders.get_mut(r.topic as usize) else {
+                continue;
+            };
+            let payload = chunk.payload(r);
+            let position = Position { partition: part, offset: r.offset };
+            // Read again after a restart: what the last run did with it (counted, dead-
+            // lettered) is not done twice.
+            let replayed = r.offset < reread.used;
+            match reader.decoder.push(payload, r.timestamp, position) {
+                Ok(_) => {
+                    let misshapen = reader.decoder.take_misshapen();
+                    if let (Some(misshapen), Some(sink), false) = (misshapen, &mut self.dead_letter, replayed) {
+                        sink(r.topic, payload, &misshapen);
+                    }
+                }
+                Err(rejected) if replayed => {
+                    tracing::debug!(
+                        reason = rejected.reason.as_str(),
+                        offset = r.offset,
+                        "bad event read again, passed over: {}",
+                        rejected.message
+                    );
+                }
+                Err(rejected) => {
+                    let model = rejected.model.map(|m| reader.models[m]);
+                    self.reject(model, r.topic, payload, &rejected);
+                }
+            }
+        }
+        let shared = self.shared.clone();
+        let received_ms = chrono::Utc::now().timestamp_millis();
+        for reader in &mut self.decoders {
+            for (local, &global) in reader.models.iter().enumerate() {
+                let Some(mut rows) = reader.decoder.flush(local) else {
+                    continue;
+                };
+                let m = &mut self.models[global];
+                if reader.labels {
+                    if let Some(t) = &mut m.truth {
+                        let labels = rows.batch.column(0).as_string::<i32>();
+                        for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
+                            let label =
+                                labels.is_valid(i).then(|| parse_label(labels.value(i), t.regression)).flatten();
+                            t.join.label(id, time, label);
+                        }
+                    }
+                    continue;
+                }
+                rows.received_ms = Some(received_ms);
+                if !m.derive.is_empty() {
+                    rows.batch = match m.derive.apply(&rows.batch) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            if !m.derive_failed {
+                                tracing::warn!(model = %m.id, "{e}; its values are null in this batch (further failures at debug)");
+                                m.derive_failed = true;
+                            } else {
+                                tracing::debug!(model = %m.id, "{e}");
+                            }
+                            m.derive.nulls(&rows.batch)
+                        }
+                    };
+                }
+                m.last_event = Some(now);
+                if !rows.duplicates.is_empty() {
+                    let n = rows.duplicates.len() as u64;
+                    shared.metrics.events.with_label_values(&[m.id.as_str(), "duplicate"]).inc_by(n);
+                    shared.update_status(|s| {
+                        if let Some(ms) = s.models.get_mut(global) {
+                            ms.events.duplicate += n;
+                        }
+                    });
+                }
+                match m.windows.insert(&rows, &mut self.frontier, now) {
+                    Ok(late) => {
+                        // Rows the last run used already: late ones were counted then (they
+                        // are passed over), the others are back in their open windows.
+                        let reread = &self.reread;
+                        let replayed = |i: usize| {
+                            let p = rows.positions[i];
+                            reread.get(p.partition as usize).is_some_and(|m| p.offset < m.used)
+                        };
+                        // Only while some partition is read again does a row need the check.
+                        let (late_replayed, again) = if self.rereading {
+                            let late_replayed = late.iter().filter(|&&i| replayed(i)).count();
+                            (late_replayed, (0..rows.times.len()).filter(|&i| replayed(i)).count() - late_replayed)
+                        } else {
+                            (0, 0)
+                        };
+                        if late_replayed > 0 {
+                            tracing::debug!(model = %m.id, events = late_replayed, "events read again of windows the last run closed, passed over");
+                        }
+                        if let Some(t) = &mut m.truth {
+                            let scores =
+                                rows.batch.column_by_name(&t.score).and_then(|c| c.as_primitive_opt::<Float64Type>());
+                            if let Some(scores) = scores {
+                                let mut late_rows = late.iter().peekable();
+                                for (i, (&id, &time)) in rows.ids.iter().zip(&rows.times).enumerate() {
+                                    if late_rows.next_if(|&&l| l == i).is_some() {
+                                        continue;
+                                    }
+                                    t.join.prediction(id, time, scores.is_valid(i).then(|| scores.value(i)));
+                                }
+                            }
+                        }
+                        let accepted = rows.times.len() - late.len() - again;
+                        let late_new = late.len() - late_replayed;
+                        shared.metrics.events.with_label_values(&[m.id.as_str(), "accepted"]).inc_by(accepted as u64);
+                        if again > 0 {
+                            shared.metrics.replayed.with_label_values(&[m.id.as_str()]).inc_by(again as u64);
+                        }
+                        if late_new > 0 {
+                            m.late_since_close += late_new as u64;
+                            m.late_unreported += late_new as u64;
+                            shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late_new as u64);
+                        }
+                        shared.update_status(|s| {
+                            if let Some(ms) = s.models.get_mut(global) {
+                                ms.events.accepted += accepted as u64;
+                                ms.events.late += late_new as u64;
+                            }
+                        });
+                    }
+                    Err(e) => tracing::error!(model = %m.id, "cannot add rows to the window: {e}"),
+                }
+            }
+        }
+        for (r, part) in chunk.records.iter().zip(parts) {
+            self.frontier.seen(part, r.offset);
+        }
+        for m in &mut self.models {
+            report_late(m, now, false);
+        }
+        for i in 0..self.models.len() {
+            let started = Instant::now();
+            let closed = self.models[i].windows.advance(&mut self.frontier, now);
+            self.evaluate_all(i, closed, started);
+            let labelled = self.models[i].truth.as_mut().map(|t| t.join.advance()).unwrap_or_default();
+            self.realise_all(i, labelled);
+        }
+        self.publish();
+    }
+
+    /// Time passes without events: quiet partitions stop holding the watermark back, and
+    /// models that have seen no event for their idle timeout close their open windows.
+    pub fn tick(&mut self, now: Instant) {
+        let mut any = false;
+        for m in &mut self.models {
+            report_late(m, now, false);
+        }
+        for i in 0..self.models.len() {
+            let started = Instant::now();
+            let closed = self.models[i].windows.advance(&mut self.frontier, now);
+            any |= !closed.is_empty();
+            self.evaluate_all(i, closed, started);
+            let m = &self.models[i];
+            let idle = m.last_event.is_some_and(|t| now.duration_since(t) >= m.spec.idle_timeout);
+            if idle && m.windows.open_rows() > 0 {
+                tracing::info!(model = %m.id, "no events for {:?}: closing open windows", m.spec.idle_timeout);
+                let started = Instant::now();
+                let closed = self.models[i].windows.flush(&mut self.frontier);
+                self.evaluate_all(i, closed, started);
+                any = true;
+            }
+        }
+        if any {
+            self.publish();
+        }
+    }
+
+    /// What the source says about itself: while it is unhealthy (a broker outage) or a
+    /// partition has events it has not handed over yet, that is not silence, so the
+    /// partitions concerned (all of them while unhealthy) count as active at `now` and
+    /// their models are not idle. Call it before [`Pipeline::tick`].
+    pub fn source_state(&mut self, state: &SourceState, now: Instant) {
+        let healthy = state.healthy_at(now);
+        for (i, key) in self.partition_keys.iter().enumerate() {
+            if healthy && !state.behind.contains(key) {
+                continue;
+            }
+            let Some(reader) = self.decoders.get(key.0 as usize).filter(|r| !r.labels) else {
+                continue;
+            };
+            for &m in &reader.models {
+                self.models[m].windows.touch(i as u32, now);
+                self.models[m].last_event = self.models[m].last_event.map(|_| now);
+            }
+        }
+        if !healthy {
+            for m in &mut self.models {
+                m.last_event = m.last_event.map(|_| now);
+            }
+        }
+    }
+
+    /// Stops without closing open windows (a Kafka source: their events are read again
+    /// from the committed offsets by the next run, which evaluates them whole).
+    pub fn stop(&mut self, now: Instant) {
+        for m in &mut self.models {
+            report_late(m, now, true);
+            if m.windows.open_rows() > 0 {
+                tracing::info!(
+                    model = %m.id,
+                    windows = m.windows.open_windows(),
+                    events = m.windows.open_rows(),
+                    "open windows left open: the next run reads their events again and evaluates them whole"
+                );
+            }
+        }
+        self.publish();
+    }
+
+    /// Closes and evaluates every open window (the end of a replay, or a demo).
+    pub fn finish(&mut self) {
+        for i in 0..self.models.len() {
+            let started = Instant::now();
+            let closed = self.models[i].windows.flush(&mut self.frontier);
+            self.evaluate_all(i, closed, started);
+            let labelled = self.models[i].truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
+            self.realise_all(i, labelled);
+        }
+        self.publish();
+    }
+
+    /// Offsets that may be stored: (topic index, partition, next offset to consume).
+    pub fn committable(&self) -> Vec<(u16, i32, i64)> {
+        self.partition_keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(t, p))| self.frontier.committable(i as u32).map(|o| (t, p, o)))
+            .collect()
+    }
+
+    /// The source's partitions changed: assigned ones hold the watermarks of the models
+    /// reading their topic until they speak (or idle), revoked ones no longer do.
+    pub fn assign(&mut self, assigned: &[(u16, i32, Option<i64>)], now: Instant) {
+        for &(topic, partition, committed) in assigned {
+            let Some(name) = self.topic_names.get(topic as usize).cloned() else { continue };
+            let mark = self.resumed.as_ref().and_then(|c| c.partition(&name, partition, committed)).map(|m| m.seen);
+            let part = self.intern(topic, partition) as usize;
+            if self.reread.len() <= part {
+                self.reread.resize(part + 1, Reread::default());
+            }
+            // Assigned back after a revoke (a rebalance, a broker restart): what this run read
+            // is in its windows or was counted, and will be read again from the committed offset.
+            if let Some(seen) = self.frontier.seen_until(part as u32) {
+                self.reread[part].held = seen;
+            }
+            if let Some(seen) = mark.filter(|&s| s > self.reread[part].used) {
+                tracing::info!(topic = %name, partition, committed = ?committed, seen, "events below the checkpoint's mark are read again only to rebuild the windows open at the checkpoint");
+                self.reread[part].used = seen;
+                self.rereading = true;
+            }
+        }
+        let assigned: Vec<(u16, i32)> = assigned.iter().map(|&(t, p, _)| (t, p)).collect();
+        let assigned = &assigned[..];
+        self.assigned = assigned.to_vec();
+        let known: Vec<(u16, i32)> = self.partition_keys.clone();
+        for key in known {
+            if !assigned.contains(&key) {
+                let part = self.intern(key.0, key.1);
+                for m in &mut self.models {
+                    m.windows.forget_partition(part);
+                }
+            }
+        }
+        for &(topic, partition) in assigned {
+            let part = self.intern(topic, partition);
+            if let Some(reader) = self.decoders.get(topic as usize).filter(|r| !r.labels) {
+                for &m in &reader.models {
+                    self.models[m].windows.expect_partition(part, now);
+                }
+            }
+        }
+    }
+
+    /// Starts from the last run's checkpoint (see `checkpoint`): models take back their
+    /// cursor and last evaluated window where their window shape is unchanged; partitions
+    /// take back their marks when they are assigned. `topics` names the topic indices.
+    pub fn resume(&mut self, checkpoint: Option<Checkpoint>, topics: &[String]) {
+        self.topic_names = topics.to_vec();
+        let Some(checkpoint) = checkpoint else { return };
+        for m in &mut self.models {
+            let Some(mark) = checkpoint.models.get(&m.id) else { continue };
+            if mark.window != (millis(m.spec.size), millis(m.spec.slide)) {
+                tracing::warn!(model = %m.id, "the window size or slide changed since the checkpoint: windows start afresh");
+                continue;
+            }
+            if let Some(cursor) = mark.cursor {
+                m.windows.resume(cursor);
+            }
+            m.evaluated_until = mark.evaluated_until;
+            tracing::info!(model = %m.id, cursor = ?mark.cursor.map(rfc3339), evaluated_until = ?mark.evaluated_until.map(rfc3339), "resumed from the checkpoint");
+        }
+        self.resumed = Some(checkpoint);
+    }
+
+    /// The checkpoint of now: each model's cursor and last evaluated window, each
+    /// partition's committable offset and how far it was seen. Taking it resets
+    /// [`Pipeline::closed_since_checkpoint`].
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.closed_since_checkpoint = false;
+        let models = self
+            .models
+            .iter()
+            .map(|m| {
+                let mark = ModelMark {
+                    window: (millis(m.spec.size), millis(m.spec.slide)),
+                    cursor: m.windows.cursor(),
+                    evaluated_until: m.evaluated_until,
+                };
+                (m.id.clone(), mark)
+            })
+            .collect();
+        let mut partitions = Vec::new();
+        for (i, &(t, p)) in self.partition_keys.iter().enumerate() {
+            let (Some(topic), Some(committed), Some(seen)) = (
+                self.topic_names.get(t as usize),
+                self.frontier.committable(i as u32),
+                self.frontier.seen_until(i as u32),
+            ) else {
+                continue;
+            };
+            // What the last run had seen stays seen until this run passes it.
+            let seen = seen.max(self.reread.get(i).map_or(i64::MIN, |m| m.used));
+            partitions.push(PartitionMark { topic: topic.clone(), partition: p, committed, seen });
+        }
+        // Partitions this run has not read yet keep their marks.
+        if let Some(old) = &self.resumed {
+            for mark in &old.partitions {
+                if !partitions.iter().any(|m| m.topic == mark.topic && m.partition == mark.partition) {
+                    partitions.push(mark.clone());
+                }
+            }
+        }
+        Checkpoint { models, partitions, ..Checkpoint::default() }
+    }
+
+    /// A window closed since the last [`Pipeline::checkpoint`].
+    pub fn closed_since_checkpoint(&self) -> bool {
+        self.closed_since_checkpoint
+    }
+
+    fn reject(&mut self, model: Option<usize>, topic: u16, payload: &[u8], rejected: &Rejected) {
+        let label = model.map_or("_unknown", |m| self.models[m].id.as_str());
+        self.shared.metrics.events.with_label_values(&[label, rejected.reason.as_str()]).inc();
+        if self.warned.insert((model, rejected.reason)) {
+            tracing::warn!(
+                model = label,
+                reason = rejected.reason.as_str(),
+                "bad event dropped: {} (further ones are counted in driftwatch_events_total, logged at debug)",
+                rejected.message
+            );
+        } else {
+            tracing::debug!(
+                model = label,
+                reason = rejected.reason.as_str(),
+                "bad event dropped: {}",
+                rejected.message
+            );
+        }
+        if let Some(m) = model {
+            self.shared.update_status(|s| {
+                if let Some(ms) = s.models.get_mut(m) {
+                    ms.events.rejected += 1;
+                }
+            });
+        }
+        if let Some(sink) = &mut self.dead_letter {
+            sink(topic, payload, rejected);
+        }
+    }
+
+    fn evaluate_all(&mut self, i: usize, closed: Vec<ClosedWindow>, started: Instant) {
+        if closed.is_empty() {
+            return;
+        }
+        // Merging the panes happened in `advance`/`flush`: share that time among the windows.
+        let merge = started.elapsed().as_secs_f64() / closed.len() as f64;
+        for w in closed {
+            let e = self.evaluate(i, w, merge);
+            for o in &mut self.observers {
+                o(&e);
+            }
+        }
+    }
+
+    fn evaluate(&mut self, i: usize, window: ClosedWindow, merge_seconds: f64) -> Evaluation {
+        let started = Instant::now();
+        self.closed_since_checkpoint = true;
+        let m = &mut self.models[i];
+        let events = window.events();
+        // Evaluated before a crash, after the last checkpoint: the same events again, so the
+        // same verdict; shown again, but no alert steps and no counter counts it twice.
+        let repeated = m.evaluated_until.is_some_and(|e| window.end <= e);
+        m.evaluated_until = Some(m.evaluated_until.map_or(window.end, |e| e.max(window.end)));
+        let mut alerts = None;
+        let report = if events == 0 || events < m.spec.min_events {
+            None
+        } else {
+            let quality = window.profile.events;
+            let mut features = window.profile.features;
+            let mut report = compare(&mut m.baseline, &mut features, events, &m.plan);
+            report.quality.insert("schema_error_rate".into(), quality.schema_errors as f64 / events as f64);
+            let seen = events + quality.duplicates;
+            report.quality.insert("duplicate_rate".into(), quality.duplicates as f64 / seen as f64);
+            report.quality.insert("freshness_seconds".into(), quality.delay_seconds / events as f64);
+            if let Some(p) = estimate(&m.cbpe, &mut features) {
+                report.performance = p;
+            }
+            if let Some(impact) = &m.impact {
+                let drifted: Vec<&str> = report.features.iter().filter(|f| f.drift).map(|f| f.name.as_str()).collect();
+                if !drifted.is_empty() {
+                    report.impact =
+                        impact.rank(&drifted, &m.baseline.spec.features, &m.baseline.profile.features, &mut features);
+                }
+            }
+            let late = m.late_since_close as f64;
+            report.quality.insert("late_rate".into(), late / (events as f64 + late));
+            if let Some(expected) = m.spec.expected_events {
+                report.quality.insert("volume".into(), events as f64 / expected as f64);
+            }
+            if !m.alerts.rules().is_empty() && !repeated {
+                let span = (window.start, window.end);
+                let mut outcome = m.alerts.observe(&report, &features, &m.baseline.profile.features, span);
+                for (_, notice) in &mut outcome.notices {
+                    notice.impact = report.impact.clone();
+                }
+                alerts = Some(outcome);
+            }
+            Some(report)
+        };
+        let late_counted = m.late_since_close;
+        m.late_since_close = 0;
+        let mut slices = Vec::new();
+        for (slice, mut profile) in m.slices.iter_mut().zip(window.slices) {
+            let n = profile.rows();
+            let Some(reference) = slice.baseline.as_mut().filter(|_| n > 0 && n >= m.spec.min_events) else {
+                continue;
+            };
+            let mut report = compare(reference, &mut profile.features, n, &m.plan);
+            if let Some(p) = estimate(&m.cbpe, &mut profile.features) {
+                report.performance = p;
+            }
+            slices.push((slice.name.clone(), report));
+        }
+        let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        let id = m.id.clone();
+        let id = id.as_str();
+        metrics.window_close.with_label_values(&[id]).observe(close_seconds);
+        metrics.window_events.with_label_values(&[id]).set(events as i64);
+        metrics.window_end.with_label_values(&[id]).set(window.end as f64 / 1000.0);
+        let verdict = match &report {
+            None => "insufficient_data",
+            Some(r) if r.drift.detected => "drift",
+            Some(_) => "no_drift",
+        };
+        let counted = match (&report, repeated) {
+            (_, true) => "repeated",
+            (Some(_), false) => "evaluated",
+            (None, false) => "insufficient_data",
+        };
+        metrics.windows.with_label_values(&[id, counted]).inc();
+        if let Some(r) = &report {
+            metrics.record(r);
+        }
+        for (slice, r) in &slices {
+            metrics.record_slice(r, slice);
+        }
+        let (notices, active, changed) = match alerts {
+            Some(outcome) => {
+                let (notices, active, changed) = self.deliver(i, outcome);
+                (notices, Some(active), changed)
+            }
+            None => (Vec::new(), None, false),
+        };
+        let window_id = format!("{id}/{}", rfc3339(window.start));
+        let last = LastWindow {
+            id: window_id.clone(),
+            repeated,
+            start: rfc3339(window.start),
+            end: rfc3339(window.end),
+            events,
+            verdict,
+            close_seconds,
+            report: report.clone(),
+            slices: slices
+                .iter()
+                .map(|(name, r)| SliceSummary {
+                    slice: name.clone(),
+                    events: r.current.rows,
+                    drift: r.drift.detected,
+                    drift_share: r.drift.share,
+                    drifted_features: r.features.iter().filter(|f| f.drift).map(|f| f.name.clone()).collect(),
+                })
+                .collect(),
+        };
+        let summary = WindowSummary {
+            id: window_id,
+            repeated,
+            start: last.start.clone(),
+            end: last.end.clone(),
+            events,
+            verdict,
+            drifted_features: report
+                .as_ref()
+                .map(|r| r.features.iter().filter(|f| f.drift).map(|f| f.name.clone()).collect())
+                .unwrap_or_default(),
+        };
+        self.shared.update_status(|s| {
+            if let Some(ms) = s.models.get_mut(i) {
+                ms.windows_closed += u64::from(!repeated);
+                ms.last_window = Some(last);
+                if ms.recent_windows.len() == RECENT_WINDOWS {
+                    ms.recent_windows.remove(0);
+                }
+                ms.recent_windows.push(summary);
+                if let Some(active) = active {
+                    ms.alerts = active;
+                }
+            }
+        });
+        tracing::info!(
+            model = id,
+            start = %rfc3339(window.start),
+            end = %rfc3339(window.end),
+            events,
+            verdict,
+            drifted = report.as_ref().map_or(0, |r| r.drift.drifted_features),
+            late = late_counted,
+            repeated,
+            close_ms = close_seconds * 1000.0,
+            "window closed"
+        );
+        let evaluation = Evaluation {
+            model: id.to_string(),
+            start: window.start,
+            end: window.end,
+            events,
+            report,
+            close_seconds,
+            notices,
+            slices,
+        };
+        if changed {
+            self.save_alerts();
+        }
+        evaluation
+    }
+
+    /// Publishes what the alert book made of a window: alert-state gauges, transition
+    /// counters and logs, and one queued digest per recipient list. Returns the notices, the
+    /// alerts still pending or firing, and whether any state changed.
+    fn deliver(&self, i: usize, outcome: AlertOutcome) -> (Vec<Notice>, Vec<AlertView>, bool) {
+        let metrics = &self.shared.metrics;
+        let id = self.models[i].id.as_str();
+        for a in &outcome.alerts {
+            for severity in Severity::ALL {
+                let value = if severity == a.severity { a.phase.gauge() } else { 0 };
+                metrics.alert_state.with_label_values(&[id, &a.rule, &a.feature, severity.as_str()]).set(value);
+            }
+        }
+        let active: Vec<AlertView> = outcome.alerts.into_iter().filter(|a| a.phase != Phase::Inactive).collect();
+        // One batch per recipient list, so a digest never reaches people a rule did not name.
+        let mut notices = Vec::new();
+        let mut batches: Vec<Batch> = Vec::new();
+        for (recipients, notice) in outcome.notices {
+            metrics.alert_transitions.with_label_values(&[id, &notice.rule, notice.transition.as_str()]).inc();
+            tracing::warn!(
+                model = id,
+                rule = %notice.rule,
+                feature = %notice.feature,
+                severity = notice.severity.as_str(),
+                transition = notice.transition.as_str(),
+                value = ?notice.value,
+                "alert"
+            );
+            notices.push(notice.clone());
+            match batches.iter_mut().find(|b| b.recipients == recipients) {
+                Some(b) => b.notices.push(notice),
+                None => batches.push(Batch {
+                    created_ms: chrono::Utc::now().timestamp_millis(),
+                    model: id.to_string(),
+                    recipients,
+                    notices: vec![notice],
+                }),
+            }
+        }
+        if let Some(q) = &self.notify {
+            for b in &batches {
+                q.push(b);
+            }
+        }
+        (notices, active, outcome.changed)
+    }
+
+    /// Windows whose labels are in: realised performance, exported beside the estimates and
+    /// read by the rules with `value = "realised"`.
+    fn realise_all(&mut self, i: usize, labelled: Vec<Labelled>) {
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        let m = &mut self.models[i];
+        let Some(truth) = &mut m.truth else {
+            return;
+        };
+        for (outcome, n) in truth.join.take_counts() {
+            metrics.labels.with_label_values(&[m.id.as_str(), outcome.as_str()]).inc_by(n);
+        }
+        let (predictions, labels) = truth.join.pending();
+        metrics.labels_pending.with_label_values(&[m.id.as_str(), "predictions"]).set(predictions as i64);
+        metrics.labels_pending.with_label_values(&[m.id.as_str(), "labels"]).set(labels as i64);
+        for w in labelled {
+            let m = &mut self.models[i];
+            let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
+            let report = Report::realised(&m.id, m.baseline.profile.rows(), w.labels.len(), realised);
+            metrics.record_performance(&m.id, &report.performance, crate::runtime::metrics::ALL_SLICE);
+            metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
+            tracing::info!(
+                model = %m.id,
+                start = %rfc3339(w.start),
+                end = %rfc3339(w.end),
+                labelled = w.labels.len(),
+                accuracy = ?report.performance.metrics.get("accuracy").copied().flatten(),
+                "window labelled"
+            );
+            let outcome = (!m.alerts.rules().is_empty())
+                .then(|| m.alerts.observe(&report, &[], &m.baseline.profile.features, (w.start, w.end)));
+            let (notices, active, changed) = match outcome {
+                Some(o) => self.deliver(i, o),
+                None => (Vec::new(), Vec::new(), false),
+            };
+            let summary = LabelledSummary {
+                start: rfc3339(w.start),
+                end: rfc3339(w.end),
+                labelled: w.labels.len() as u64,
+                performance: report.performance.clone(),
+            };
+            self.shared.update_status(|s| {
+                if let Some(ms) = s.models.get_mut(i) {
+                    ms.last_labelled = Some(summary);
+                    // Only the alerts read on labels are replaced.
+                    ms.alerts.retain(|a| !active.iter().any(|b| b.rule == a.rule && b.feature == a.feature));
+                    ms.alerts.extend(active);
+                }
+            });
+            let evaluation = Evaluation {
+                model: self.models[i].id.clone(),
+                start: w.start,
+                end: w.end,
+                events: w.labels.len() as u64,
+                report: Some(report),
+                close_seconds: 0.0,
+                notices,
+                slices: Vec::new(),
+            };
+            for o in &mut self.observers {
+                o(&evaluation);
+            }
+            if changed {
+                self.save_alerts();
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let open: Vec<(usize, u64)> = self
+            .models
+            .iter()
+            .map(|m| {
+                let windows = m.windows.open_windows();
+                self.shared.metrics.open_windows.with_label_values(&[m.id.as_str()]).set(windows as i64);
+                (windows, m.windows.open_rows())
+            })
+            .collect();
+        self.shared.update_status(|s| {
+            for (ms, (windows, rows)) in s.models.iter_mut().zip(open) {
+                ms.open_windows = windows;
+                ms.open_events = rows;
+            }
+        });
+    }
+}
+
+/// Says in the log, at most once a minute per model (and at `last`), how many events arrived
+/// after their windows had closed and were dropped; each is also counted in
+/// `driftwatch_events_total{outcome="late"}` and in the next window's `late_rate`.
+fn report_late(m: &mut ModelRuntime, now: Instant, last: bool) {
+    if m.late_unreported == 0 {
+        return;
+    }
+    let due = m.late_reported_at.is_none_or(|t| now.saturating_duration_since(t) >= std::time::Duration::from_secs(60));
+    if due || last {
+        tracing::warn!(
+            model = %m.id,
+            late = m.late_unreported,
+            "events arrived after their windows had closed (beyond allowed_lateness) and were dropped; counted in driftwatch_events_total{{outcome=\"late\"}}"
+        );
+        m.late_unreported = 0;
+        m.late_reported_at = Some(now);
+    }
+}
+
+/// A model's running state, from its setup.
+fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Shared) -> ModelRuntime {
+    shared.metrics.register_model(&s.model.id);
+    for rule in &s.model.rules {
+        shared.metrics.register_rule(&s.model.id, rule);
+    }
+    let mut windows = Windows::new(&s.model.window, window_spec(&s.baseline.spec, &s.plan));
+    if let Some(slicer) = slicer {
+        let specs =
+            s.slices.iter().map(|x| window_spec(&x.baseline.as_ref().unwrap_or(&s.baseline).spec, &s.plan)).collect();
+        windows = windows.with_slices(Arc::new(slicer), specs);
+    }
+    let truth = GroundTruth::of(&s);
+    if truth.is_some() {
+        shared.metrics.register_labels(&s.model.id);
+    }
+    ModelRuntime {
+        id: s.model.id.clone(),
+        fields: model_fields(&s),
+        windows,
+        spec: s.model.window.clone(),
+        alerts: Book::new(s.model.rules.clone()),
+        cbpe: match (s.cbpe, &s.model.performance) {
+            (Some(c), Some(p)) => {
+                s.baseline.spec.features.iter().position(|f| f.name == p.score).map(|i| (c, i, p.threshold))
+            }
+            _ => None,
+        },
+        late_since_close: 0,
+        late_unreported: 0,
+        late_reported_at: None,
+        truth,
+        derive,
+        derive_failed: false,
+        slices: s.slices,
+        impact: s.impact,
+        baseline: s.baseline,
+        plan: s.plan,
+        last_event: None,
+        evaluated_until: None,
+    }
+}
+
+/// A model's entry in the status document, with its baseline's metrics.
+pub fn announce(s: &ModelSetup, metrics: &crate::runtime::metrics::Metrics) -> ModelStatus {
+    let sha = sha256_file(&s.model.baseline);
+    let path = s.model.baseline.display().to_string();
+    let id = s.model.id.as_str();
+    metrics.forget(id, |family, _| family == "driftwatch_baseline_info");
+    metrics.baseline_info.with_label_values(&[id, path.as_str(), sha.as_str()]).set(1);
+    metrics.baseline_rows.with_label_values(&[id]).set(s.baseline.profile.rows() as i64);
+    let w = &s.model.window;
+    ModelStatus {
+        id: s.model.id.clone(),
+        topics: s.model.topics.clone(),
+        baseline: BaselineStatus {
+            path,
+            sha256: sha,
+            rows: s.baseline.profile.rows(),
+            features: s.baseline.spec.features.len(),
+        },
+        window: WindowStatus {
+            size_seconds: w.size.as_secs_f64(),
+            slide_seconds: w.slide.as_secs_f64(),
+            allowed_lateness_seconds: w.allowed_lateness.as_secs_f64(),
+            idle_timeout_seconds: w.idle_timeout.as_secs_f64(),
+            min_events: w.min_events,
+        },
+        ..ModelStatus::default()
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(path) {
+        Ok(bytes) => format!("{:x}", Sha256::digest(&bytes)),
+        Err(_) => String::new(),
+    }
+}
+
+/// After a reload changed a model: series of rules, features and slices it no longer has
+/// are removed; its thresholds are exported afresh.
+fn forget_stale(metrics: &crate::runtime::metrics::Metrics, m: &ModelRuntime) {
+    let rules: HashSet<&str> = m.alerts.rules().iter().map(|r| r.name.as_str()).collect();
+    let features: HashSet<&str> = m.baseline.spec.features.iter().map(|f| f.name.as_str()).collect();
+    let slices: HashSet<&str> = m.slices.iter().map(|x| x.name.as_str()).collect();
+    metrics.forget(&m.id, |family, labels| {
+        let gone = |label: &str, known: &HashSet<&str>, always: &str| {
+            labels.get(label).is_some_and(|v| *v != always && !known.contains(v))
+        };
+        family == "driftwatch_alert_threshold"
+            || gone("rule", &rules, "")
+            || gone("feature", &features, crate::engine::rules::DATASET_FEATURE)
+            || gone("slice", &slices, crate::runtime::metrics::ALL_SLICE)
+    });
+    for rule in m.alerts.rules() {
+        metrics.register_rule(&m.id, rule);
+    }
+}
+
+/// CBPE's estimate for a window (or slice) from its score feature's sample, when the model
+/// estimates performance.
+fn estimate(cbpe: &Option<(Cbpe, usize, f64)>, features: &mut [FeatureProfile]) -> Option<Performance> {
+    let (cbpe, score, threshold) = cbpe.as_ref()?;
+    let scores = features.get_mut(*score)?.sample.sorted();
+    let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
+    Some(Performance::estimated(cbpe, scores, &predicted))
+}
+
+/// The spec windows are profiled with: the baseline's, less the bin edges of numerical
+/// features that no binned test reads (their histograms would cost every event a bin search
+/// and never be used; a binned test on such a feature would still bin the sorted sample).
+fn window_spec(baseline: &ProfileSpec, plan: &Plan) -> ProfileSpec {
+    use crate::engine::stats::{TestChoice, TestKind::*};
+    let mut spec = baseline.clone();
+    for f in &mut spec.features {
+        let (tests, _) = plan.tests_for(f);
+        let binned = tests
+            .iter()
+            .any(|t| matches!(t, TestChoice::Test(Psi | Kl | Hellinger | JensenShannon | ChiSquare | Tvd | ZTest)));
+        if !binned {
+            f.edges.clear();
+        }
+    }
+    spec
+}
+
+/// The segment slicer of a model (`None` without segments), its predicates compiled
+/// against the batches the windows see (`schema`: decoded plus derived features).
+fn slicer_of(s: &ModelSetup, schema: &Schema) -> Result<Option<Slicer>, String> {
+    use crate::adapters::config::SegmentBy;
+    if s.model.segments.is_empty() {
+        return Ok(None);
+    }
+    let mut dimensions = Vec::new();
+    for (segment, values) in s.model.segments.iter().zip(&s.segment_values) {
+        dimensions.push(match &segment.by {
+            SegmentBy::Column { column, .. } => {
+                Dimension::Column { name: segment.name.clone(), column: column.clone(), values: values.clone() }
+            }
+            SegmentBy::Predicate(sql) => Dimension::Predicate {
+                name: segment.name.clone(),
+                predicate: Compiled::new(sql, schema)
+                    .map_err(|e| format!("model \"{}\": segment \"{}\" where {sql}: {e}", s.model.id, segment.name))?,
+            },
+        });
+    }
+    let slicer = Slicer::new(dimensions);
+    if slicer.names().len() != s.slices.len() {
+        return Err(format!("model \"{}\": segment slices and their references disagree", s.model.id));
+    }
+    Ok(Some(slicer))
+}
+
+/// The derived features of a model, compiled against its decoded batches.
+fn derive_of(s: &ModelSetup) -> Result<Derive, String> {
+    let fields = model_fields(s);
+    let schema = Schema::new(
+        fields.features.iter().map(|(name, _, kind)| Field::new(name, kind.live_type(), true)).collect::<Vec<_>>(),
+    );
+    let defs: Vec<(String, String, DataType)> = s
+        .model
+        .derived
+        .iter()
+        .filter_map(|d| {
+            let spec = s.baseline.spec.features.iter().find(|f| f.name == d.name)?;
+            Some((d.name.clone(), d.sql.clone(), spec.kind.live_type()))
+        })
+        .collect();
+    Derive::new(&defs, &schema).map_err(|e| format!("model \"{}\": {e}", s.model.id))
+}
+
+/// What a model reads from its events: the baseline's features at their configured paths
+/// (derived features are computed, not read).
+fn model_fields(s: &ModelSetup) -> ModelFields {
+    let events = &s.model.events;
+    let features: Vec<(String, FieldPath, FeatureKind)> = s
+        .baseline
+        .spec
+        .features
+        .iter()
+        .filter(|f| !s.model.derived.iter().any(|d| d.name == f.name))
+        .map(|f| {
+            let path = s
+                .model
+                .features
+                .iter()
+                .find(|c| c.name == f.name)
+                .and_then(|c| c.field.clone())
+                .unwrap_or_else(|| events.features.child(&f.name));
+            (f.name.clone(), path, f.kind)
+        })
+        .collect();
+    let quality = &s.model.quality;
+    let mut fields =
+        ModelFields::new(&s.model.id, events.model_id.clone(), events.timestamp.clone(), events.timestamp_format);
+    fields.required = features.iter().map(|(name, _, _)| quality.required.contains(name)).collect();
+    fields.features = features;
+    fields.known_fields = quality.unknown_fields.then(|| events.features.clone());
+    fields.also_known = s.model.exclude.iter().map(|(name, _)| events.features.child(name)).collect();
+    // Event ids cost a hash per event: read them only for duplicates or the label join.
+    fields.duplicates = quality.duplicate_horizon.map(|h| (millis(h), quality.max_tracked_ids));
+    if fields.duplicates.is_some() || s.model.labels.is_some() {
+        fields.event_id = Some(events.event_id.clone());
+    }
+    fields
+}

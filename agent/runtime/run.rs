@@ -1,0 +1,632 @@
+//! `driftwatch run` (and `driftwatch demo`): the long-running agent.
+//!
+//! Start-up loads every model's baseline, binds the HTTP server and starts the source, with
+//! the pipeline on a thread of its own behind a bounded channel. A Kafka source resumes from
+//! its checkpoint (see `checkpoint`). Shutdown (SIGTERM, SIGINT, the end of a replay, or
+//! `--duration`) goes in order: the source stops reading; the pipeline drains the channel;
+//! a replay (or the demo) has ended, so its open windows are closed and evaluated, while a
+//! Kafka source leaves them open: their events stay uncommitted and the next run (or the
+//! member that takes the partitions over) reads them again and evaluates each window once,
+//! whole. The pipeline writes its checkpoint, the Kafka source commits the final frontier
+//! synchronously, then the HTTP server stops. A shutdown that takes longer than
+//! `shutdown_timeout` ends the process anyway, with an error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::runtime::check::{PerformanceSpec, Plan, fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
+use crate::runtime::checkpoint::Store;
+use crate::adapters::config::{Config, SourceKind};
+use crate::runtime::http::{self, Shared, Status};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::notify::Notifier;
+use crate::runtime::pipeline::{ModelSetup, Observer, Pipeline, SliceSetup};
+use crate::runtime::reload::{Request, Watcher};
+use crate::runtime::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
+use crate::runtime::source::replay::{self, ReplayOptions};
+use crate::runtime::source::{Chunk, SourceState};
+
+/// A source of chunks written in Rust (the demo's generator): it gets the channel and a
+/// stop flag, and returns when done or stopped.
+pub type Generator = Box<dyn FnOnce(mpsc::Sender<Chunk>, Arc<AtomicBool>) + Send>;
+
+/// How this run differs from what the configuration file says.
+#[derive(Default)]
+pub struct RunOptions {
+    pub listen: Option<SocketAddr>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    pub observers: Vec<Observer>,
+    /// Replaces the configured source (the demo).
+    pub generator: Option<Generator>,
+    /// Replaces `[notify] outbox`.
+    pub outbox: Option<std::path::PathBuf>,
+}
+
+/// Loads the baseline of every model.
+pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
+    let mut setups = Vec::new();
+    for m in &config.models {
+        setups.push(load_model(m).await?);
+    }
+    Ok(setups)
+}
+
+/// Loads a model's baseline and fits what is fitted on it (performance estimation, drift
+/// impact, segment references, learned rule bands).
+pub async fn load_model(m: &crate::adapters::config::Model) -> anyhow::Result<ModelSetup> {
+    let plan = Plan::from_model(m);
+    let started = Instant::now();
+    let baseline = load_baseline(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?;
+    tracing::info!(
+        model = %m.id,
+        baseline = %m.baseline.display(),
+        rows = baseline.profile.rows(),
+        features = baseline.spec.features.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "baseline loaded"
+    );
+    let cbpe = match &m.performance {
+        Some(p) if p.task == crate::runtime::check::Task::Classification => {
+            let spec = PerformanceSpec::from_model(p);
+            let cbpe = fit_cbpe(&m.baseline, m.filter.as_deref(), &spec)
+                .await
+                .with_context(|| format!("model \"{}\": [model.performance]", m.id))?;
+            tracing::info!(
+                model = %m.id,
+                calibrated = cbpe.calibrator.is_some(),
+                "performance estimation fitted on the baseline's scores and labels"
+            );
+            Some(cbpe)
+        }
+        _ => None,
+    };
+    let (segment_values, slices) =
+        load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
+    // The fits that need the reference's rows share one read of them.
+    let learns_quality =
+        m.rules.iter().any(|r| r.learn.is_some() && matches!(r.target, crate::engine::rules::Target::Quality(_)));
+    let rows = if cbpe.is_some() || learns_quality {
+        reference_rows(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?
+    } else {
+        Vec::new()
+    };
+    let impact = match (&cbpe, &m.performance) {
+        (Some(c), Some(p)) => Some(
+            fit_impact(&m.baseline, &rows, &baseline.spec, c, &p.score, p.threshold)
+                .with_context(|| format!("model \"{}\": drift impact on the baseline", m.id))?,
+        ),
+        _ => None,
+    };
+    let mut model = m.clone();
+    let mut baseline = baseline;
+    learn_bands(&mut model.rules, &m.baseline, &rows, &plan, &mut baseline, m.performance.as_ref())
+        .await
+        .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
+    Ok(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices })
+}
+
+/// The values each column segment keeps apart (the baseline's most frequent, `max_values`
+/// of them) and one reference per segment slice, read through the model's query narrowed
+/// to the slice's rows. A slice of values the baseline lacks (an empty `__other__`) has no
+/// reference and is not compared; an empty predicate slice is an error.
+async fn load_slices(
+    m: &crate::adapters::config::Model,
+    plan: &Plan,
+    baseline: &crate::adapters::baseline::Baseline,
+) -> anyhow::Result<(Vec<Vec<String>>, Vec<SliceSetup>)> {
+    use crate::adapters::config::SegmentBy;
+    let inner = plan.reference_sql().unwrap_or_else(|| format!("SELECT * FROM {}", crate::adapters::baseline::TABLE));
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let mut values_of = Vec::new();
+    let mut slices = Vec::new();
+    for segment in &m.segments {
+        let mut conditions: Vec<(String, String, bool)> = Vec::new();
+        match &segment.by {
+            SegmentBy::Column { column, max_values } => {
+                let at = baseline.spec.features.iter().position(|f| f.name == *column);
+                let Some(i) =
+                    at.filter(|&i| baseline.spec.features[i].kind == crate::engine::profile::FeatureKind::Categorical)
+                else {
+                    return Err(anyhow!(
+                        "segment \"{}\": column \"{column}\" must be a categorical feature of the model (declare its type, or slice with `where`)",
+                        segment.name
+                    ));
+                };
+                let mut counts: Vec<(&String, &u64)> = baseline.profile.features[i]
+                    .categories
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != crate::engine::profile::OTHER_CATEGORY)
+                    .collect();
+                counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let values: Vec<String> = counts.into_iter().take(*max_values).map(|(k, _)| k.clone()).collect();
+                let text = format!("CAST(\"{}\" AS VARCHAR)", column.replace('"', "\"\""));
+                for v in &values {
+                    conditions.push((format!("{}={v}", segment.name), format!("{text} = {}", quote(v)), true));
+                }
+                let listed = values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ");
+                let other = if values.is_empty() {
+                    "TRUE".to_string()
+                } else {
+                    format!("{text} IS NULL OR {text} NOT IN ({listed})")
+                };
+                conditions.push((format!("{}={}", segment.name, crate::engine::profile::OTHER_CATEGORY), other, false));
+                values_of.push(values);
+            }
+            SegmentBy::Predicate(sql) => {
+                conditions.push((segment.name.clone(), format!("({sql})"), true));
+                values_of.push(Vec::new());
+            }
+        }
+        for (name, condition, required) in conditions {
+            let mut slice_plan = plan.clone();
+            slice_plan.derived.clear();
+            slice_plan.filter =
+                Some(format!("SELECT * FROM ({inner}) AS {} WHERE {condition}", crate::adapters::baseline::TABLE));
+            let reference = match load_baseline(&m.baseline, &slice_plan).await {
+                Ok(b) => Some(b),
+                Err(crate::runtime::check::CheckError::EmptyReference { .. }) if !required => None,
+                Err(e) => return Err(anyhow!("slice \"{name}\": {e}")),
+            };
+            tracing::info!(model = %m.id, slice = %name, rows = reference.as_ref().map_or(0, |b| b.profile.rows()), "segment reference loaded");
+            slices.push(SliceSetup { name, baseline: reference });
+        }
+    }
+    Ok((values_of, slices))
+}
+
+/// The topics a configuration reads and who reads each: Kafka reads each model's topics,
+/// then its label topics; replay and demo carry every model's predictions on one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicTable {
+    /// Prediction topics, then label topics.
+    pub topics: Vec<String>,
+    /// Per prediction topic: the models reading it.
+    pub readers: Vec<Vec<usize>>,
+    /// Per label topic: the models reading it.
+    pub label_readers: Vec<Vec<usize>>,
+}
+
+impl TopicTable {
+    /// `kind` is the source: `kafka`, `replay` or `demo`.
+    pub fn of(config: &Config, kind: &str) -> Result<TopicTable, String> {
+        if kind != "kafka" {
+            return Ok(TopicTable {
+                topics: vec![kind.to_string()],
+                readers: vec![(0..config.models.len()).collect()],
+                label_readers: Vec::new(),
+            });
+        }
+        let (mut topics, readers) = topic_readers(config.models.iter().map(|m| m.topics.clone()));
+        let (labels, label_readers) =
+            topic_readers(config.models.iter().map(|m| m.labels.as_ref().map_or(Vec::new(), |l| l.topics.clone())));
+        if let Some(t) = labels.iter().find(|t| topics.contains(t)) {
+            return Err(format!("topic \"{t}\" carries both predictions and labels; labels need topics of their own"));
+        }
+        topics.extend(labels);
+        Ok(TopicTable { topics, readers, label_readers })
+    }
+}
+
+/// Distinct topics in first-seen order, each with the models (indices) that read it.
+fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, Vec<Vec<usize>>) {
+    let mut topics: Vec<String> = Vec::new();
+    let mut readers: Vec<Vec<usize>> = Vec::new();
+    for (i, list) in per_model.enumerate() {
+        for t in list {
+            match topics.iter().position(|x| *x == t) {
+                Some(j) => readers[j].push(i),
+                None => {
+                    topics.push(t);
+                    readers.push(vec![i]);
+                }
+            }
+        }
+    }
+    (topics, readers)
+}
+
+/// Runs the agent until its source ends or a signal arrives.
+pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
+    let source = config.source.clone();
+    let (kind, batch_rows, linger, max_event_bytes) = match (&source, &options.generator) {
+        (_, Some(_)) => ("demo", 8192, Duration::from_millis(100), 1 << 20),
+        (Some(s), None) => {
+            let name = if matches!(s.kind, SourceKind::Kafka(_)) { "kafka" } else { "replay" };
+            (name, s.batch_rows, s.linger, s.max_event_bytes)
+        }
+        (None, None) => {
+            return Err(anyhow!(
+                "{}: no [source] table; add one with kind = \"kafka\" (brokers, topics per model) or kind = \"replay\" (path)",
+                config.path.display()
+            ));
+        }
+    };
+    let setups = load_models(config).await?;
+    let table = TopicTable::of(config, kind).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    if kind != "kafka" {
+        if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
+            tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
+        }
+    }
+    let topics = table.topics.clone();
+
+    let metrics = Metrics::new().context("registering metrics")?;
+    metrics.config_info.with_label_values(&[crate::runtime::reload::config_digest(config).as_str()]).set(1);
+    let mut status = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        source: kind.to_string(),
+        started_at: http::rfc3339(chrono::Utc::now().timestamp_millis()),
+        models: Vec::new(),
+    };
+    for s in &setups {
+        status.models.push(crate::runtime::pipeline::announce(s, &metrics));
+    }
+    let shared = Arc::new(Shared::new(metrics, status));
+    shared.baselines_loaded.store(true, Ordering::Relaxed);
+    if kind != "kafka" {
+        shared.partitions_assigned.store(true, Ordering::Relaxed);
+    }
+
+    let listen = options.listen.unwrap_or(config.agent.listen);
+    let listener = http::bind(listen).await?;
+    tracing::info!("serving /metrics, /healthz, /readyz and /api/v1/status on http://{}", listener.local_addr()?);
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .into_future(),
+    );
+
+    let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone())
+        .map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    for models in &table.label_readers {
+        pipeline.read_labels(models.clone(), max_event_bytes).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    }
+    for o in options.observers {
+        pipeline.observe(o);
+    }
+    let kafka = match (&source, &options.generator) {
+        (Some(s), None) => match &s.kind {
+            SourceKind::Kafka(k) => Some(k.clone()),
+            SourceKind::Replay(_) => None,
+        },
+        _ => None,
+    };
+    // (Before the alert states are restored: see `Pipeline::set_notify`.)
+    // A Kafka source checkpoints beside the outbox (the agent's state directory), one file
+    // per broker list and group.
+    let store = kafka.as_ref().map(|k| {
+        let dir = options.outbox.clone().unwrap_or_else(|| config.notify.outbox.clone());
+        let get = |key: &str| k.properties.get(key).map_or("", String::as_str);
+        let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
+        Store::new(&dir, &format!("{}/{group}", get("bootstrap.servers")))
+    });
+    pipeline.resume(store.as_ref().and_then(Store::load), &topics);
+    if let Some(store) = &store {
+        tracing::info!(file = %store.path().display(), "checkpoints of open windows and offsets");
+    }
+    // Alerts: the outbox and its delivery thread, when any model has rules.
+    let mut notify = config.notify.clone();
+    if let Some(dir) = &options.outbox {
+        notify.outbox = dir.clone();
+    }
+    let notifier = Arc::new(Mutex::new(if config.models.iter().any(|m| !m.rules.is_empty()) {
+        let (notifier, queue) = Notifier::start(&notify, shared.clone())?;
+        let rules: usize = config.models.iter().map(|m| m.rules.len()).sum();
+        match &notify.smtp {
+            Some(smtp) => tracing::info!(
+                rules,
+                outbox = %notifier.outbox.display(),
+                "alert digests go to {}:{} (queued in the outbox first)",
+                smtp.host,
+                smtp.port
+            ),
+            None => tracing::info!(
+                rules,
+                outbox = %notifier.outbox.display(),
+                "no [notify.smtp]: alert digests are written to the outbox as .eml files"
+            ),
+        }
+        pipeline.set_notify(queue);
+        Some(notifier)
+    } else {
+        None
+    }));
+    let dead_letter = match &kafka {
+        Some(k) => match &k.dead_letter_topic {
+            Some(t) => Some(Arc::new(DeadLetterProducer::new(k, t.clone(), topics.clone(), shared.clone())?)),
+            None => None,
+        },
+        None => None,
+    };
+    if let Some(dl) = &dead_letter {
+        let dl = dl.clone();
+        pipeline.set_dead_letter(Box::new(move |topic, payload, rejected| dl.send(topic, payload, rejected)));
+    }
+
+    // Stop signals: SIGTERM, SIGINT, --duration.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let stopped_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    {
+        let (stop_tx, stop_flag, stopped_at) = (stop_tx.clone(), stop_flag.clone(), stopped_at.clone());
+        let duration = options.duration;
+        tokio::spawn(async move {
+            let why = wait_for_stop(duration).await;
+            tracing::info!("{why}: stopping (the source stops, open windows are evaluated, offsets committed)");
+            if let Ok(mut t) = stopped_at.lock() {
+                *t = Some(Instant::now());
+            }
+            stop_flag.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    // The pipeline thread.
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
+    // Replay and demo have one partition from the start; Kafka reports its assignments.
+    let assignment: Assignment = Arc::new(Mutex::new((kind != "kafka").then(|| vec![(0, 0, None)])));
+    // Kafka reports its health; replay and the demo are always caught up.
+    let source_state = Arc::new(Mutex::new(if kind == "kafka" {
+        SourceState { healthy: false, behind: Vec::new(), at: None }
+    } else {
+        SourceState::settled()
+    }));
+    let tick = config
+        .models
+        .iter()
+        .map(|m| m.window.idle_timeout / 4)
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Request>();
+    {
+        let (commits, assignment, shared, topics, state) =
+            (commits.clone(), assignment.clone(), shared.clone(), topics.clone(), source_state.clone());
+        let handle = tokio::runtime::Handle::current();
+        let finish = kind != "kafka";
+        std::thread::Builder::new().name("pipeline".into()).spawn(move || {
+            let links = Links {
+                commits: &commits,
+                assignment: &assignment,
+                state: &state,
+                store: store.as_ref(),
+                finish,
+                shared: &shared,
+                topics: &topics,
+            };
+            drive(pipeline, rx, &reload_rx, &links, &handle, tick);
+            let _ = done_tx.send(());
+        })?;
+    }
+
+    // Reloads: SIGHUP and changes in the configuration's files (not for the demo's
+    // built-in configuration).
+    if options.generator.is_none() {
+        let watcher = Watcher {
+            config: config.clone(),
+            kind,
+            table: table.clone(),
+            max_event_bytes,
+            shared: shared.clone(),
+            requests: reload_tx,
+            notifier: notifier.clone(),
+            outbox: options.outbox.clone(),
+        };
+        tokio::spawn(watcher.run(stop_rx.clone()));
+    }
+
+    // The source runs in this task until it ends or is stopped.
+    let mut kafka_source = None;
+    match (&source, options.generator) {
+        (_, Some(generator)) => {
+            let flag = stop_flag.clone();
+            tokio::task::spawn_blocking(move || generator(tx, flag)).await?;
+        }
+        (Some(s), None) => match &s.kind {
+            SourceKind::Kafka(k) => {
+                let consumer = KafkaSource::new(
+                    k,
+                    topics.clone(),
+                    commits.clone(),
+                    assignment.clone(),
+                    source_state.clone(),
+                    shared.clone(),
+                )?;
+                consumer.read(tx, stop_rx.clone(), batch_rows, linger, max_event_bytes).await;
+                kafka_source = Some(consumer);
+            }
+            SourceKind::Replay(r) => {
+                let opts = ReplayOptions {
+                    path: r.path.clone(),
+                    speed: r.speed,
+                    time_field: config.models.first().map(|m| m.events.timestamp.clone()).unwrap_or_default(),
+                    batch_rows,
+                    max_event_bytes,
+                };
+                let flag = stop_flag.clone();
+                let lines = tokio::task::spawn_blocking(move || replay::run(opts, tx, flag)).await??;
+                tracing::info!(lines, "replay finished");
+            }
+        },
+        (None, None) => unreachable!("checked above"),
+    }
+
+    // Drain: the pipeline closes its windows once the channel is empty and closed.
+    let deadline = {
+        let since = stopped_at.lock().ok().and_then(|t| *t).unwrap_or_else(Instant::now);
+        since + config.agent.shutdown_timeout
+    };
+    match tokio::time::timeout_at(deadline.into(), done_rx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(anyhow!("the pipeline thread stopped unexpectedly (see the message above)")),
+        Err(_) => {
+            return Err(anyhow!(
+                "shutdown took longer than shutdown_timeout ({:?}); open windows were not all evaluated",
+                config.agent.shutdown_timeout
+            ));
+        }
+    }
+    if let Some(consumer) = &kafka_source {
+        match consumer.commit() {
+            Ok(offsets) => tracing::info!(%offsets, "final offsets committed"),
+            Err(e) => tracing::error!("final commit failed: {e:#}"),
+        }
+    }
+    if let Some(dl) = &dead_letter {
+        dl.flush(deadline.saturating_duration_since(Instant::now()));
+    }
+    if let Some(n) = notifier.lock().ok().and_then(|mut n| n.take()) {
+        // One last delivery attempt; what fails stays in the outbox for the next start.
+        tokio::task::spawn_blocking(move || n.stop()).await?;
+    }
+    let _ = http_stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
+    let timer = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+                _ = timer => "duration reached",
+            },
+            Err(_) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = timer => "duration reached",
+            },
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = timer => "duration reached",
+    }
+}
+
+/// What the pipeline thread shares with the rest of the agent.
+struct Links<'a> {
+    commits: &'a Commits,
+    assignment: &'a Assignment,
+    state: &'a Mutex<SourceState>,
+    /// Where checkpoints go (a Kafka source).
+    store: Option<&'a Store>,
+    /// Close and evaluate open windows at the end (the source has ended for good).
+    finish: bool,
+    shared: &'a Shared,
+    topics: &'a [String],
+}
+
+/// The pipeline thread: chunks in, idle ticks between them, committable offsets out.
+fn drive(
+    mut pipeline: Pipeline,
+    mut rx: mpsc::Receiver<Chunk>,
+    reloads: &std::sync::mpsc::Receiver<Request>,
+    links: &Links,
+    handle: &tokio::runtime::Handle,
+    tick: Duration,
+) {
+    let mut last_tick = Instant::now();
+    let mut published = Published::default();
+    loop {
+        let next = handle.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
+        // An assignment is always reported before the first message of its partitions.
+        if let Some(assigned) = links.assignment.lock().ok().and_then(|mut a| a.take()) {
+            pipeline.assign(&assigned, Instant::now());
+        }
+        match next {
+            Ok(Some(chunk)) => pipeline.process(&chunk, Instant::now()),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if last_tick.elapsed() >= tick {
+            if let Ok(state) = links.state.lock() {
+                pipeline.source_state(&state, Instant::now());
+            }
+            pipeline.tick(Instant::now());
+            last_tick = Instant::now();
+        }
+        while let Ok(request) = reloads.try_recv() {
+            if let Some(queue) = request.queue {
+                pipeline.set_notify(queue);
+            }
+            let table = &request.table;
+            let done = pipeline.reload(
+                request.incoming,
+                &table.readers,
+                &table.label_readers,
+                request.max_event_bytes,
+                Instant::now(),
+            );
+            let _ = request.reply.send(done);
+        }
+        publish(&mut pipeline, links, &mut published, false);
+    }
+    if links.finish {
+        pipeline.finish();
+    } else {
+        pipeline.stop(Instant::now());
+    }
+    publish(&mut pipeline, links, &mut published, true);
+}
+
+/// The offsets last handed to the source and when the last checkpoint was written.
+#[derive(Default)]
+struct Published {
+    offsets: Vec<(u16, i32, i64)>,
+    checkpoint_at: Option<Instant>,
+}
+
+/// Hands the committable offsets to the source, after writing the checkpoint that covers
+/// them (see `checkpoint`): at once when a window closed (or `now`), otherwise at most once
+/// a second.
+fn publish(pipeline: &mut Pipeline, links: &Links, published: &mut Published, now: bool) {
+    let allowed = pipeline.committable();
+    let closed = pipeline.closed_since_checkpoint();
+    if allowed == published.offsets && !closed && !now {
+        return;
+    }
+    if let Some(store) = links.store {
+        let due = now || closed || published.checkpoint_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !due {
+            return;
+        }
+        if let Err(e) = store.save(pipeline.checkpoint()) {
+            // Without it nothing is committed: the next run reads more again, loses nothing.
+            tracing::error!(file = %store.path().display(), "cannot write the checkpoint, offsets are not committed: {e}");
+            return;
+        }
+        published.checkpoint_at = Some(Instant::now());
+    }
+    for &(t, p, o) in &allowed {
+        let topic = links.topics.get(t as usize).map_or("", String::as_str);
+        links.shared.metrics.commit_offset.with_label_values(&[topic, p.to_string().as_str()]).set(o);
+    }
+    if let Ok(mut c) = links.commits.lock() {
+        for &(t, p, o) in &allowed {
+            c.insert((t, p), o);
+        }
+    }
+    published.offsets = allowed;
+}
