@@ -45,6 +45,10 @@ mod adapters;
 mod engine;
 mod runtime;
 
+pub use adapters::reference;
 pub use adapters::{baseline, config, derive};
-pub use engine::{alert, decode, detect, frontier, impact, json, labels, performance, profile, recent, rng, rules, stats, window};
-pub use runtime::{check, checkpoint, demo, html, http, metrics, notify, pipeline, reload, run, source};
+pub use engine::{
+    alert, decode, detect, frontier, impact, json, labels, performance, plan, profile, recent, report, rng, rules,
+    stats, text, window,
+};
+pub use runtime::{check, checkpoint, demo, html, http, metrics, notify, pipeline, reload, run, setup, source, status};

@@ -8,9 +8,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use driftwatch::baseline::{Baseline, BuildOptions, FeatureSelection, Format};
-use driftwatch::check::{self, Plan};
+use driftwatch::profile::Baseline;
+
+use driftwatch::plan::{BuildOptions, FeatureSelection};
+
+use driftwatch::baseline::Format;
+use driftwatch::check;
 use driftwatch::config;
+use driftwatch::plan::Plan;
+use driftwatch::plan::{PerformanceSpec, Task};
 use driftwatch::profile::FeatureKind;
 use driftwatch::stats::{KsMethod, TestChoice, TestKind};
 
@@ -372,14 +378,14 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
             let cfg = config::load(path)?;
             let model = cfg.model(id).ok_or_else(|| {
                 let ids: Vec<&str> = cfg.models.iter().map(|m| m.id.as_str()).collect();
-                let hint = config::did_you_mean(id, ids.iter().copied())
+                let hint = driftwatch::text::did_you_mean(id, ids.iter().copied())
                     .map(|s| format!("did you mean \"{s}\"?"))
                     .unwrap_or_else(|| format!("models are: {}", ids.join(", ")));
                 Failure(format!("{}: no model \"{id}\"; {hint}", path.display()))
             })?;
             let mut plan = Plan::from_model(model);
             // [model.performance]: realised metrics when the batch has the labels, else estimates.
-            plan.performance = model.performance.as_ref().map(check::PerformanceSpec::from_model);
+            plan.performance = model.performance.as_ref().map(PerformanceSpec::from_model);
             plan.selection.columns.extend(args.features.columns.iter().cloned());
             plan.selection.exclude.extend(args.features.exclude.iter().cloned());
             plan.selection.declared.extend(args.features.selection()?.declared);
@@ -394,10 +400,10 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
                 "--label-column needs --score-column or --prediction-column (the model's output)".into(),
             ));
         }
-        plan.0.performance = Some(check::PerformanceSpec {
+        plan.0.performance = Some(PerformanceSpec {
             task: match args.task {
-                TaskArg::Classification => check::Task::Classification,
-                TaskArg::Regression => check::Task::Regression,
+                TaskArg::Classification => Task::Classification,
+                TaskArg::Regression => Task::Regression,
             },
             label: label.clone(),
             score: args.score_column.clone(),
@@ -416,12 +422,12 @@ async fn run_check(args: CheckArgs) -> Result<u8, Failure> {
         args.reference.clone().or(configured_reference).ok_or_else(|| Failure("--reference is required".into()))?;
     let report = check::run(&reference, &args.current, &plan).await?;
     let text = match args.format {
-        OutputFormat::Json => report.to_json() + "\n",
-        OutputFormat::Html => report.to_html(),
+        OutputFormat::Json => check::to_json(&report) + "\n",
+        OutputFormat::Html => driftwatch::html::render(&report, ""),
         OutputFormat::Table => {
             let colour =
                 args.output.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            report.to_table(colour)
+            check::to_table(&report, colour)
         }
     };
     for note in &report.notes {
@@ -459,7 +465,7 @@ fn apply_overrides(plan: &mut Plan, args: &CheckArgs) -> Result<(), Failure> {
             .map(|t| {
                 TestChoice::parse(t.trim()).ok_or_else(|| {
                     let names = TestChoice::names();
-                    let hint = config::did_you_mean(t, names.iter().copied())
+                    let hint = driftwatch::text::did_you_mean(t, names.iter().copied())
                         .map(|s| format!("did you mean \"{s}\"?"))
                         .unwrap_or_else(|| format!("valid tests: {}", names.join(", ")));
                     Failure(format!("--test {t}: unknown test; {hint}"))
@@ -477,7 +483,7 @@ fn apply_overrides(plan: &mut Plan, args: &CheckArgs) -> Result<(), Failure> {
             .ok_or_else(|| Failure(format!("--threshold {spec}: expected TEST=VALUE, e.g. psi=0.2")))?;
         let test = TestKind::parse(name.trim()).ok_or_else(|| {
             let names: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
-            let hint = config::did_you_mean(name, names.iter().copied())
+            let hint = driftwatch::text::did_you_mean(name, names.iter().copied())
                 .map(|s| format!("did you mean \"{s}\"?"))
                 .unwrap_or_else(|| format!("valid tests: {}", names.join(", ")));
             Failure(format!("--threshold {spec}: unknown test \"{name}\"; {hint}"))

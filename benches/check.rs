@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use driftwatch::baseline::FeatureSelection;
-use driftwatch::check::{Plan, run};
+use driftwatch::check::run;
+use driftwatch::plan::FeatureSelection;
+use driftwatch::plan::Plan;
 
 fn data_dir() -> PathBuf {
     std::env::var_os("DRIFTWATCH_BENCH_DATA")

@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use driftwatch::derive::{Compiled, Derive, Dimension, Slicer};
 use driftwatch::labels::LabelJoin;
 use driftwatch::recent::{RecentIds, id_hash};
+use driftwatch::window::Split as _;
 
 const ROWS: usize = 8192;
 

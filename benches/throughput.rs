@@ -32,12 +32,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use driftwatch::config;
 use driftwatch::decode::{ModelFields, Position, TopicDecoder};
-use driftwatch::http::{Shared, Status};
 use driftwatch::metrics::Metrics;
 use driftwatch::pipeline::Pipeline;
 use driftwatch::rng::SplitMix64 as Rng;
-use driftwatch::run::load_models;
+use driftwatch::setup::load_models;
 use driftwatch::source::Chunk;
+use driftwatch::status::{Shared, Status};
 
 const NUMERICAL: usize = 20;
 const CATEGORICAL: usize = 5;

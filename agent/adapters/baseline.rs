@@ -32,8 +32,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::engine::plan::{BuildOptions, FeatureSelection};
 use crate::engine::profile::{
-    FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileError, ProfileSpec, Sample, observe_column,
+    Baseline, FeatureKind, FeatureProfile, FeatureSpec, Profile, ProfileError, ProfileSpec, Sample, observe_column,
     quantile_edges,
 };
 
@@ -142,7 +143,7 @@ pub async fn read_numbers(
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     for c in columns {
         if schema.field_with_name(c).is_err() {
-            let hint = crate::adapters::config::did_you_mean(c, names.iter().copied())
+            let hint = crate::engine::text::did_you_mean(c, names.iter().copied())
                 .map(|s| format!("; did you mean \"{s}\"?"))
                 .unwrap_or_else(|| format!("; columns are: {}", names.join(", ")));
             return Err(BaselineError::UnknownColumn { path: path.into(), column: c.to_string(), hint });
@@ -229,17 +230,6 @@ async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFram
     Ok(df)
 }
 
-/// Which columns become features and with which kind.
-#[derive(Clone, Debug, Default)]
-pub struct FeatureSelection {
-    /// Only these columns (all when empty).
-    pub columns: Vec<String>,
-    /// Never these columns.
-    pub exclude: Vec<String>,
-    /// Declared kinds, overriding inference.
-    pub declared: BTreeMap<String, FeatureKind>,
-}
-
 impl FeatureSelection {
     /// Resolves the selection against a schema: every named column must exist; columns of
     /// types that are neither numerical nor categorical are an error when named, and are
@@ -253,7 +243,7 @@ impl FeatureSelection {
         let unknown = |column: &str| BaselineError::UnknownColumn {
             path: path.into(),
             column: column.into(),
-            hint: crate::adapters::config::did_you_mean(column, names.iter().copied())
+            hint: crate::engine::text::did_you_mean(column, names.iter().copied())
                 .map(|s| format!("; did you mean \"{s}\"?"))
                 .unwrap_or_else(|| format!("; columns are: {}", names.join(", "))),
         };
@@ -395,33 +385,6 @@ async fn reclaim(
         (Some(p), _) => Ok(p),
         (None, Some(task)) => task.await.map_err(ChunkError::Join)?.map_err(ChunkError::Profile),
         (None, None) => Ok(Profile::new(spec)),
-    }
-}
-
-/// The reference side of a comparison: spec plus profile.
-#[derive(Clone, Debug)]
-pub struct Baseline {
-    pub spec: ProfileSpec,
-    pub profile: Profile,
-    /// Where it came from (data file or artefact).
-    pub source: PathBuf,
-}
-
-/// Caps and binning for building a baseline.
-#[derive(Clone, Copy, Debug)]
-pub struct BuildOptions {
-    pub bins: usize,
-    pub max_samples: usize,
-    pub max_categories: usize,
-}
-
-impl Default for BuildOptions {
-    fn default() -> Self {
-        BuildOptions {
-            bins: crate::engine::profile::DEFAULT_BINS,
-            max_samples: crate::engine::profile::DEFAULT_MAX_SAMPLES,
-            max_categories: crate::engine::profile::DEFAULT_MAX_CATEGORIES,
-        }
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::engine::decode::{FieldPath, TimestampFormat};
 use crate::engine::profile::FeatureKind;
 use crate::engine::stats::{KsMethod, TestChoice, TestKind, TestOptions};
+use crate::engine::text::did_you_mean;
 use crate::engine::window::WindowSpec;
 
 mod alerts;
@@ -248,7 +249,7 @@ pub struct ModelPerformance {
     pub score: String,
     pub label: String,
     pub threshold: f64,
-    pub task: crate::runtime::check::Task,
+    pub task: crate::engine::plan::Task,
     pub pos: Pos,
     pub label_pos: Pos,
 }
@@ -355,16 +356,6 @@ impl Reporter<'_> {
         let Pos { line, col } = self.pos(span);
         self.out.push(Diagnostic { file: self.file.into(), line, col, message: message.into() });
     }
-}
-
-/// The closest candidate by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= (word.len().max(c.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
 }
 
 fn suggestion(word: &str, candidates: &[&str]) -> String {
@@ -623,7 +614,8 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             }
             v
         });
-        let max_samples = positive_of(&mut r, &m.max_samples, "max_samples", crate::engine::profile::DEFAULT_MAX_SAMPLES);
+        let max_samples =
+            positive_of(&mut r, &m.max_samples, "max_samples", crate::engine::profile::DEFAULT_MAX_SAMPLES);
         let max_categories =
             positive_of(&mut r, &m.max_categories, "max_categories", crate::engine::profile::DEFAULT_MAX_CATEGORIES);
         if let Some(f) = &m.filter {
@@ -687,7 +679,9 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             }
             let regression =
                 m.performance.as_ref().and_then(|p| p.task.as_ref()).is_some_and(|t| t.get_ref() == "regression");
-            if let (crate::engine::rules::Target::Performance { metric, realised }, Some(v)) = (&rule.target, &rc.performance) {
+            if let (crate::engine::rules::Target::Performance { metric, realised }, Some(v)) =
+                (&rule.target, &rc.performance)
+            {
                 let fits = if regression {
                     crate::engine::performance::REGRESSION.contains(&metric.as_str())
                 } else {
@@ -737,14 +731,14 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
                 );
             }
             let task = match p.task.as_ref().map(|t| (t, t.get_ref().as_str())) {
-                None | Some((_, "classification")) => crate::runtime::check::Task::Classification,
-                Some((_, "regression")) => crate::runtime::check::Task::Regression,
+                None | Some((_, "classification")) => crate::engine::plan::Task::Classification,
+                Some((_, "regression")) => crate::engine::plan::Task::Regression,
                 Some((t, other)) => {
                     r.at(
                         t.span(),
                         format!("unknown task \"{other}\"{}", suggestion(other, &["classification", "regression"])),
                     );
-                    crate::runtime::check::Task::Classification
+                    crate::engine::plan::Task::Classification
                 }
             };
             ModelPerformance {

@@ -12,6 +12,8 @@ use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
+use crate::engine::window::Split;
+
 /// One expression compiled against a batch schema.
 pub struct Compiled {
     expr: Arc<dyn PhysicalExpr>,
@@ -147,10 +149,12 @@ impl Slicer {
     pub fn names(&self) -> &[String] {
         &self.names
     }
+}
 
+impl Split for Slicer {
     /// The rows of each slice (a row is in one slice of each column dimension, and in a
     /// predicate's slice when it holds).
-    pub fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, String> {
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, String> {
         let mut out = vec![Vec::new(); self.names.len()];
         let mut first = 0;
         for d in &self.dimensions {

@@ -6,3 +6,4 @@
 pub mod baseline;
 pub mod config;
 pub mod derive;
+pub mod reference;

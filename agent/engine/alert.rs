@@ -11,14 +11,14 @@
 //!   that stays firing notifies again every `renotify` (`repeat`). Nothing else notifies.
 //! - A window without a reading (too few samples, insufficient data) changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::check::Report;
 use crate::engine::detect::{Adwin, PageHinkley, Side};
-use crate::runtime::notify::Notice;
+use crate::engine::impact::Impact;
 use crate::engine::profile::FeatureProfile;
+use crate::engine::report::Report;
 use crate::engine::rules::{DetectorSpec, Direction, Reading, Rule, Severity, Summary};
 
 /// Where an alert is.
@@ -314,7 +314,7 @@ impl Book {
                     phase: state.phase,
                     severity: state.severity,
                     value: reading.value,
-                    since: (state.phase == Phase::Firing).then(|| crate::runtime::http::rfc3339(state.since)),
+                    since: (state.phase == Phase::Firing).then(|| crate::engine::text::rfc3339(state.since)),
                 });
                 let Some(transition) = transition else {
                     continue;
@@ -374,6 +374,76 @@ fn notice(
         labels: rule.labels.clone(),
         annotations: rule.annotations.clone(),
         impact: Vec::new(),
+    }
+}
+
+/// One alert transition, with everything a person needs to judge it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub model: String,
+    pub rule: String,
+    pub feature: String,
+    pub transition: Transition,
+    pub severity: Severity,
+    /// What the rule watches, e.g. `ks p-value`.
+    pub target: String,
+    pub value: Option<f64>,
+    pub raw: Option<f64>,
+    pub adjusted: Option<f64>,
+    pub statistic: Option<f64>,
+    pub threshold: Option<f64>,
+    /// True when values below the threshold are bad (p-values).
+    pub direction_below: bool,
+    pub resolve: f64,
+    pub effect: Option<(String, Option<f64>)>,
+    pub effect_floor: Option<f64>,
+    /// Event-time bounds of the window (ms).
+    pub window_start: i64,
+    pub window_end: i64,
+    /// When the alert fired (event time, ms).
+    pub since: i64,
+    pub samples: u64,
+    pub reference_samples: u64,
+    pub reference: Option<Summary>,
+    pub current: Option<Summary>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The window's drifted features ranked by their likely effect on accuracy (most
+    /// harmful first; see `impact`).
+    #[serde(default)]
+    pub impact: Vec<Impact>,
+}
+
+#[cfg(test)]
+impl Notice {
+    pub(crate) fn example(model: &str, feature: &str) -> Notice {
+        Notice {
+            model: model.into(),
+            rule: "income-drift".into(),
+            feature: feature.into(),
+            transition: Transition::Firing,
+            severity: Severity::Critical,
+            target: "ks p-value".into(),
+            value: Some(1e-12),
+            raw: Some(1e-12),
+            adjusted: None,
+            statistic: Some(0.31),
+            threshold: Some(0.001),
+            direction_below: true,
+            resolve: 0.1,
+            effect: None,
+            effect_floor: None,
+            window_start: 0,
+            window_end: 60_000,
+            since: 60_000,
+            samples: 1000,
+            reference_samples: 5000,
+            reference: None,
+            current: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            impact: Vec::new(),
+        }
     }
 }
 

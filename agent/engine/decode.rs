@@ -22,8 +22,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use crate::engine::json::{Cell, Node, scan};
 
@@ -485,7 +485,7 @@ impl TopicDecoder {
         let (times, positions) = (std::mem::take(&mut plan.times), std::mem::take(&mut plan.positions));
         let (issues, duplicates, ids) =
             (std::mem::take(&mut plan.issues), std::mem::take(&mut plan.duplicates), std::mem::take(&mut plan.ids));
-        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(times.len()));
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(times.len()));
         // Builders and schema are made together from one plan, so this cannot fail; if it
         // ever did, the rows are dropped whole and said so, never misaligned.
         match RecordBatch::try_new_with_options(plan.schema.clone(), columns, &options) {
@@ -627,7 +627,7 @@ pub fn rfc3339_millis(s: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray, Float64Array};
+    use arrow::array::{Array, AsArray, Float64Array};
 
     fn fields(id: &str) -> ModelFields {
         let mut f =

@@ -148,8 +148,8 @@ impl ImpactModel {
 mod tests {
     use super::*;
     use crate::engine::profile::{Profile, ProfileSpec};
-    use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
     fn profile(spec: &ProfileSpec, x: &[f64], c: &[&str]) -> Profile {

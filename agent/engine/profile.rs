@@ -25,14 +25,15 @@
 //! distribution (not value by value) whatever the merge order.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Category counts; a fixed-seed fast hash (categories are looked up once per row).
 pub type CategoryCounts = HashMap<String, u64, foldhash::fast::FixedState>;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::rng::splitmix;
@@ -684,6 +685,15 @@ pub fn quantile_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
         .collect();
     edges.dedup();
     edges
+}
+
+/// The reference side of a comparison: spec plus profile.
+#[derive(Clone, Debug)]
+pub struct Baseline {
+    pub spec: ProfileSpec,
+    pub profile: Profile,
+    /// Where it came from (data file or artefact).
+    pub source: PathBuf,
 }
 
 #[cfg(test)]

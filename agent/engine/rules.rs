@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::runtime::check::{FeatureReport, Report};
 use crate::engine::profile::{FeatureKind, FeatureProfile};
+use crate::engine::report::{FeatureReport, Report};
 use crate::engine::stats::{TestChoice, TestKind};
 
 /// Feature label of model-wide (dataset) readings.
@@ -135,7 +135,7 @@ impl QualityCheck {
     }
 
     /// The value of a per-feature check in a feature's quality figures.
-    pub fn value(self, q: &crate::runtime::check::Quality) -> Option<f64> {
+    pub fn value(self, q: &crate::engine::report::Quality) -> Option<f64> {
         match self {
             QualityCheck::NullRate => q.null_rate,
             QualityCheck::NonFiniteRate => q.non_finite_rate,
@@ -610,8 +610,8 @@ mod tests {
     /// A report of three numerical features with KS p-values and Wasserstein distances, and
     /// their current profiles with `valid` values each.
     fn window(ks: [f64; 3], wasserstein: [f64; 3], valid: [u64; 3]) -> (Report, Vec<FeatureProfile>) {
-        use crate::runtime::check::Quality;
         use crate::engine::profile::FeatureSpec;
+        use crate::engine::report::Quality;
         use crate::engine::stats::TestResult;
         let result = |test, statistic: f64, p: Option<f64>| TestResult {
             test,

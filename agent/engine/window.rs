@@ -25,13 +25,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::UInt32Array;
-use datafusion::arrow::compute::take_record_batch;
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 
 use crate::engine::decode::{Decoded, Issue};
-use crate::adapters::derive::Slicer;
 use crate::engine::frontier::CommitFrontier;
 use crate::engine::profile::{Profile, ProfileError, ProfileSpec};
+
+/// The name of the whole window among its segment slices (the `slice` label of
+/// whole-window series); no segment may take it.
+pub const ALL_SLICE: &str = "all";
 
 /// How a model's events are windowed.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,10 +89,17 @@ struct Pane {
     holds: Vec<(u32, i64)>,
 }
 
+/// Splits a batch's rows among a model's segment slices: `split(batch)[k]` holds the rows
+/// of slice `k`. The runtime gives one compiled from the configured segments
+/// (`adapters::derive::Slicer`); the core only calls it.
+pub trait Split: Send + Sync {
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, String>;
+}
+
 /// Segment slices of a model's windows: how rows are split and each slice's spec (its
 /// bins come from its own reference).
 struct Slices {
-    slicer: Arc<Slicer>,
+    slicer: Arc<dyn Split>,
     specs: Vec<ProfileSpec>,
     /// A split failed (warned once; the batch's rows are in no slice).
     failed: bool,
@@ -142,8 +152,8 @@ impl Windows {
         }
     }
 
-    /// Also profiles each segment slice: `specs[k]` is slice `k`'s (see [`Slicer::names`]).
-    pub fn with_slices(mut self, slicer: Arc<Slicer>, specs: Vec<ProfileSpec>) -> Windows {
+    /// Also profiles each segment slice: `specs[k]` is slice `k`'s (see [`Split`]).
+    pub fn with_slices(mut self, slicer: Arc<dyn Split>, specs: Vec<ProfileSpec>) -> Windows {
         self.slices = Some(Slices { slicer, specs, failed: false });
         self
     }
@@ -403,8 +413,8 @@ mod tests {
     use super::*;
     use crate::engine::decode::Position;
     use crate::engine::profile::{FeatureKind, FeatureSpec};
-    use datafusion::arrow::array::{Float64Array, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{Float64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
     fn spec() -> ProfileSpec {

@@ -5,94 +5,9 @@
 
 use std::fmt::Write as _;
 
-use crate::runtime::check::{FeatureReport, Report, fmt_num as num, truncate};
-use crate::engine::profile::{FeatureKind, FeatureProfile, OTHER_CATEGORY};
+use crate::engine::report::{FeatureReport, Report};
 
-/// Bins of a numerical plot.
-const BINS: usize = 24;
-/// Categories drawn; the rest are summed into one bar.
-const TOP_CATEGORIES: usize = 15;
-
-/// Reference and current shares over common bins, for a plot.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Distribution {
-    /// Bar labels: categories, or `[lo, hi)` ranges of numerical bins.
-    pub labels: Vec<String>,
-    /// Numerical: the lowest and highest edge.
-    pub range: Option<(f64, f64)>,
-    pub reference: Vec<f64>,
-    pub current: Vec<f64>,
-}
-
-impl Distribution {
-    /// Equal-width bins over both sides' range (numerical, from the samples: exact while
-    /// they are), or the most frequent categories of both sides.
-    pub fn of(kind: FeatureKind, reference: &mut FeatureProfile, current: &mut FeatureProfile) -> Distribution {
-        match kind {
-            FeatureKind::Numerical => {
-                let (r, c) = (reference.sample.sorted(), current.sample.sorted());
-                let lo = r.first().into_iter().chain(c.first()).fold(f64::INFINITY, |a, b| a.min(*b));
-                let hi = r.last().into_iter().chain(c.last()).fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-                if !lo.is_finite() || !hi.is_finite() {
-                    return Distribution::default();
-                }
-                let bins = if hi > lo { BINS } else { 1 };
-                let width = (hi - lo) / bins as f64;
-                let edges: Vec<f64> = (1..bins).map(|k| lo + width * k as f64).collect();
-                let shares = |sorted: &[f64]| {
-                    let n = sorted.len().max(1) as f64;
-                    let mut cuts: Vec<usize> = edges.iter().map(|e| sorted.partition_point(|v| v < e)).collect();
-                    cuts.insert(0, 0);
-                    cuts.push(sorted.len());
-                    cuts.windows(2).map(|w| (w[1] - w[0]) as f64 / n).collect::<Vec<f64>>()
-                };
-                let labels = (0..bins)
-                    .map(|k| {
-                        let a = lo + width * k as f64;
-                        format!("[{}, {})", short(a), short(a + width))
-                    })
-                    .collect();
-                Distribution { labels, range: Some((lo, hi)), reference: shares(r), current: shares(c) }
-            }
-            FeatureKind::Categorical => {
-                let total = |p: &FeatureProfile| p.categories.values().sum::<u64>().max(1) as f64;
-                let (rt, ct) = (total(reference), total(current));
-                let share = |p: &FeatureProfile, t: f64, k: &str| p.categories.get(k).map_or(0.0, |n| *n as f64 / t);
-                let mut keys: Vec<&String> = reference.categories.keys().chain(current.categories.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                keys.sort_by(|a, b| {
-                    let w = |k: &str| share(reference, rt, k) + share(current, ct, k);
-                    w(b).total_cmp(&w(a)).then_with(|| a.cmp(b))
-                });
-                let (shown, rest) = keys.split_at(keys.len().min(TOP_CATEGORIES));
-                let mut d = Distribution {
-                    labels: shown.iter().map(|k| k.to_string()).collect(),
-                    range: None,
-                    reference: shown.iter().map(|k| share(reference, rt, k)).collect(),
-                    current: shown.iter().map(|k| share(current, ct, k)).collect(),
-                };
-                if !rest.is_empty() {
-                    d.labels.push(format!("{} more", rest.len()));
-                    d.reference.push(rest.iter().map(|k| share(reference, rt, k)).sum());
-                    d.current.push(rest.iter().map(|k| share(current, ct, k)).sum());
-                }
-                if let Some(i) = d.labels.iter().position(|l| l == OTHER_CATEGORY) {
-                    d.labels[i] = "(other values)".into();
-                }
-                d
-            }
-        }
-    }
-}
-
-fn short(x: f64) -> String {
-    if x == 0.0 || (x.abs() >= 1e-2 && x.abs() < 1e5) {
-        format!("{}", (x * 1000.0).round() / 1000.0)
-    } else {
-        format!("{x:.2e}")
-    }
-}
+use crate::engine::text::{fmt_num as num, short, truncate};
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |r| format!("{:.2}%", r * 100.0))
@@ -411,47 +326,6 @@ fn anchor(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::profile::Sample;
-
-    fn profile(kind: FeatureKind) -> FeatureProfile {
-        FeatureProfile::new(&crate::engine::profile::FeatureSpec::new("f", kind, vec![]))
-    }
-
-    fn numerical(values: &[f64]) -> FeatureProfile {
-        let mut p = profile(FeatureKind::Numerical);
-        p.sample = Sample::from_sorted(values.len() as u64, values.to_vec());
-        p
-    }
-
-    #[test]
-    fn numerical_shares_cover_both_ranges_and_sum_to_one() {
-        let mut r = numerical(&[0.0, 1.0, 2.0, 3.0]);
-        let mut c = numerical(&[10.0, 12.0]);
-        let d = Distribution::of(FeatureKind::Numerical, &mut r, &mut c);
-        assert_eq!(d.range, Some((0.0, 12.0)));
-        assert_eq!(d.labels.len(), BINS);
-        assert!((d.reference.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!((d.current.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        // Bins are half a unit wide: 0 and 1 fall in bins 0 and 2; 12 (the top) in the last.
-        assert_eq!((d.reference[0], d.reference[2]), (0.25, 0.25));
-        assert_eq!(d.current[BINS - 1], 0.5);
-    }
-
-    #[test]
-    fn categories_keep_the_most_frequent_and_sum_the_rest() {
-        let mut r = profile(FeatureKind::Categorical);
-        let mut c = profile(FeatureKind::Categorical);
-        for k in 0..20u64 {
-            r.categories.insert(format!("c{k:02}"), 20 - k);
-        }
-        c.categories.insert("new".into(), 50);
-        let d = Distribution::of(FeatureKind::Categorical, &mut r, &mut c);
-        assert_eq!(d.labels.len(), TOP_CATEGORIES + 1);
-        assert_eq!(d.labels[0], "new");
-        assert_eq!(d.current[0], 1.0);
-        assert_eq!(d.labels[TOP_CATEGORIES], "6 more");
-        assert!((d.reference.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    }
 
     #[test]
     fn text_is_escaped() {

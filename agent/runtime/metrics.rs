@@ -11,10 +11,12 @@ use prometheus::{
 
 use std::collections::HashMap;
 
-use crate::runtime::check::Report;
+use crate::engine::report::Report;
+use crate::engine::window::ALL_SLICE;
 
-/// The `slice` label of whole-window series.
-pub const ALL_SLICE: &str = "all";
+/// Every `reason` of `driftwatch_notification_failures_total`.
+pub const FAILURE_REASONS: [&str; 9] =
+    ["tls", "timeout", "auth", "rejected", "transient", "protocol", "connection", "config", "outbox"];
 
 /// Every metric family name, for tests of dashboards and rules.
 pub const NAMES: &[&str] = &[
@@ -414,7 +416,7 @@ impl Metrics {
 
     /// Delivery-failure counters by reason, from the start (with a notifier).
     pub fn register_notifications(&self) {
-        for reason in crate::runtime::notify::FAILURE_REASONS {
+        for reason in FAILURE_REASONS {
             self.notification_failures.with_label_values(&[reason]);
         }
     }
@@ -463,7 +465,7 @@ impl Metrics {
 
     /// Publishes performance figures: estimates of a closed window, or the realised values
     /// of a window whose labels are in.
-    pub fn record_performance(&self, model: &str, performance: &crate::runtime::check::Performance, slice: &str) {
+    pub fn record_performance(&self, model: &str, performance: &crate::engine::report::Performance, slice: &str) {
         let estimated = if performance.estimated == Some(true) { "true" } else { "false" };
         for (name, value) in &performance.metrics {
             match value {

@@ -12,4 +12,6 @@ pub mod notify;
 pub mod pipeline;
 pub mod reload;
 pub mod run;
+pub mod setup;
 pub mod source;
+pub mod status;

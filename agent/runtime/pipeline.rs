@@ -14,26 +14,30 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::engine::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
-use crate::adapters::baseline::Baseline;
-use crate::runtime::check::{Performance, Plan, Report, compare};
-use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
 use crate::adapters::config::Model;
-use crate::engine::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::adapters::derive::{Compiled, Derive, Dimension, Slicer};
+use crate::engine::alert::Notice;
+use crate::engine::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
+use crate::engine::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::engine::frontier::CommitFrontier;
-use crate::runtime::http::{
-    BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
-    WindowSummary, rfc3339,
-};
 use crate::engine::impact::ImpactModel;
 use crate::engine::labels::{LabelJoin, Labelled, parse_label};
-use crate::runtime::notify::{Batch, Notice, Queue};
 use crate::engine::performance::Cbpe;
+use crate::engine::plan::Plan;
+use crate::engine::plan::compare;
+use crate::engine::profile::Baseline;
 use crate::engine::profile::{FeatureKind, FeatureProfile, ProfileSpec};
+use crate::engine::report::{Performance, Report};
 use crate::engine::rules::Severity;
-use crate::runtime::source::{Chunk, SourceState};
+use crate::engine::text::rfc3339;
 use crate::engine::window::{ClosedWindow, WindowSpec, Windows, millis};
+use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
+use crate::runtime::notify::{Batch, Queue};
+use crate::runtime::source::{Chunk, SourceState};
+use crate::runtime::status::{
+    BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
+    WindowSummary,
+};
 
 /// One model, ready to run: its validated configuration, loaded baseline and check plan.
 pub struct ModelSetup {
@@ -135,7 +139,7 @@ impl GroundTruth {
             join: LabelJoin::new(millis(labels.horizon), labels.max_pending, millis(window.size), millis(window.slide)),
             score: p.score.clone(),
             threshold: p.threshold,
-            regression: p.task == crate::runtime::check::Task::Regression,
+            regression: p.task == crate::engine::plan::Task::Regression,
             fields,
         })
     }
@@ -1150,7 +1154,7 @@ impl Pipeline {
             let m = &mut self.models[i];
             let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
             let report = Report::realised(&m.id, m.baseline.profile.rows(), w.labels.len(), realised);
-            metrics.record_performance(&m.id, &report.performance, crate::runtime::metrics::ALL_SLICE);
+            metrics.record_performance(&m.id, &report.performance, crate::engine::window::ALL_SLICE);
             metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
             tracing::info!(
                 model = %m.id,
@@ -1330,7 +1334,7 @@ fn forget_stale(metrics: &crate::runtime::metrics::Metrics, m: &ModelRuntime) {
         family == "driftwatch_alert_threshold"
             || gone("rule", &rules, "")
             || gone("feature", &features, crate::engine::rules::DATASET_FEATURE)
-            || gone("slice", &slices, crate::runtime::metrics::ALL_SLICE)
+            || gone("slice", &slices, crate::engine::window::ALL_SLICE)
     });
     for rule in m.alerts.rules() {
         metrics.register_rule(&m.id, rule);

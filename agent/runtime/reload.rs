@@ -20,10 +20,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, watch};
 
 use crate::adapters::config::{Config, Model};
-use crate::runtime::http::Shared;
 use crate::runtime::notify::{Notifier, Queue};
 use crate::runtime::pipeline::{Incoming, Reloaded};
-use crate::runtime::run::TopicTable;
+use crate::runtime::setup::TopicTable;
+use crate::runtime::status::Shared;
 
 /// A validated, loaded configuration for the pipeline thread to apply.
 pub struct Request {
@@ -218,11 +218,11 @@ impl Watcher {
                 Some(o) if same_baseline && shape(o, true) == shape(m, true) => Incoming::Keep(m.id.clone()),
                 Some(o) if same_baseline && shape(o, false) == shape(m, false) => {
                     changed = true;
-                    Incoming::Rules(crate::runtime::run::load_model(m).await.map_err(|e| vec![format!("{e:#}")])?)
+                    Incoming::Rules(crate::runtime::setup::load_model(m).await.map_err(|e| vec![format!("{e:#}")])?)
                 }
                 _ => {
                     changed = true;
-                    Incoming::Fresh(crate::runtime::run::load_model(m).await.map_err(|e| vec![format!("{e:#}")])?)
+                    Incoming::Fresh(crate::runtime::setup::load_model(m).await.map_err(|e| vec![format!("{e:#}")])?)
                 }
             });
         }

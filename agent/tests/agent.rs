@@ -8,13 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use driftwatch::check::{self, Plan};
+use driftwatch::check::{self};
+
 use driftwatch::config;
-use driftwatch::http::{Shared, Status};
 use driftwatch::metrics::Metrics;
 use driftwatch::pipeline::{Evaluation, Pipeline};
-use driftwatch::run::load_models;
+use driftwatch::plan::Plan;
+use driftwatch::setup::load_models;
 use driftwatch::source::Chunk;
+use driftwatch::status::{Shared, Status};
 
 /// 2026-11-27T00:00:00Z, a whole hour.
 pub const T0: i64 = 1_795_737_600_000;
@@ -116,14 +118,14 @@ fn a_window_gives_the_same_report_as_check_on_the_same_events() {
     assert!(checked.drift.detected, "the fixture drifts");
     // The window adds what only a stream has (schema, duplicates, lateness, freshness); the
     // rest is identical.
-    let mut window_json: serde_json::Value = serde_json::from_str(&window.to_json()).expect("JSON");
+    let mut window_json: serde_json::Value = serde_json::to_value(&window).expect("JSON");
     let mut extra = window_json.as_object_mut().expect("object").remove("quality").expect("window quality");
     // The events are from 2026-11-27, read now: their age is the time since then.
     let freshness = extra.as_object_mut().and_then(|q| q.remove("freshness_seconds")).and_then(|v| v.as_f64());
     let age = (chrono::Utc::now().timestamp_millis() - T0) as f64 / 1000.0;
     assert!(freshness.is_some_and(|f| f > age - 3700.0 && f < age), "{freshness:?} vs {age}");
     assert_eq!(extra, serde_json::json!({"late_rate": 0.0, "schema_error_rate": 0.0, "duplicate_rate": 0.0}));
-    let checked_json: serde_json::Value = serde_json::from_str(&checked.to_json()).expect("JSON");
+    let checked_json: serde_json::Value = serde_json::to_value(&checked).expect("JSON");
     assert_eq!(window_json, checked_json, "window report = check report, value for value");
 }
 

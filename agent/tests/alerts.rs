@@ -226,7 +226,7 @@ fn assert_digest(mail: &serde_json::Value) {
         "ks p-value:",
         "threshold < 0.001",
         "statistic:",
-        &format!("window: {} – ", driftwatch::http::rfc3339(T0)),
+        &format!("window: {} – ", driftwatch::text::rfc3339(T0)),
         &format!("{current} values (reference {reference})"),
         &format!("reference: {reference} values (5000 rows"),
         &format!("current:   {current} values (600 rows"),

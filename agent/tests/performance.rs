@@ -373,10 +373,10 @@ fn labelled_pipeline(
     setups: Vec<driftwatch::pipeline::ModelSetup>,
 ) -> (
     driftwatch::pipeline::Pipeline,
-    std::sync::Arc<driftwatch::http::Shared>,
+    std::sync::Arc<driftwatch::status::Shared>,
     std::sync::Arc<std::sync::Mutex<Vec<driftwatch::pipeline::Evaluation>>>,
 ) {
-    use driftwatch::http::{Shared, Status};
+    use driftwatch::status::{Shared, Status};
     use std::sync::{Arc, Mutex};
     let shared = Arc::new(Shared::new(driftwatch::metrics::Metrics::new().expect("metrics"), Status::default()));
     let mut pipeline =

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
-use driftwatch::check::{self, Plan};
+use driftwatch::check::{self};
+
 use driftwatch::config;
+use driftwatch::plan::Plan;
 
 use crate::agent::{credit_events, root, run_pipeline};
 
@@ -110,7 +112,7 @@ fn golden_quality_scenario_gives_exact_ratios_per_window() {
     assert_eq!(counts, vec![600, 600, 600, 200], "duplicates are not events");
 
     let w0 = evaluations[0].report.as_ref().expect("report");
-    let feature = |r: &driftwatch::check::Report, name: &str| {
+    let feature = |r: &driftwatch::report::Report, name: &str| {
         r.features.iter().find(|f| f.name == name).cloned().expect("feature")
     };
     let age = feature(w0, "age");
@@ -198,7 +200,7 @@ fn check_reports_declared_constraints_for_batch_data() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let report =
         rt.block_on(check::run(&cfg.models[0].baseline, &current, &Plan::from_model(&cfg.models[0]))).expect("check");
-    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("json");
+    let json: serde_json::Value = serde_json::to_value(&report).expect("json");
     let quality = |name: &str| {
         json["features"].as_array().expect("features").iter().find(|f| f["name"] == name).expect("feature")["quality"]
             .clone()

@@ -310,10 +310,10 @@ mod resume {
     use std::time::Instant;
 
     use driftwatch::checkpoint::{Checkpoint, ModelMark, PartitionMark};
-    use driftwatch::http::{Shared, Status};
     use driftwatch::metrics::Metrics;
     use driftwatch::pipeline::{Evaluation, Pipeline, announce};
     use driftwatch::source::Chunk;
+    use driftwatch::status::{Shared, Status};
 
     use super::super::agent::{T0, load_setups};
     use super::super::kafka::{DRIFT, OK, credit_model, metric, nested};

@@ -3,8 +3,11 @@
 
 use std::path::Path;
 
-use driftwatch::check::{self, Plan};
+use driftwatch::check;
+use driftwatch::report::Report;
+
 use driftwatch::config;
+use driftwatch::plan::Plan;
 
 use crate::agent::{credit_events, root, run_pipeline};
 
@@ -20,7 +23,7 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
-fn check(config_path: &Path, current: &str) -> check::Report {
+fn check(config_path: &Path, current: &str) -> Report {
     let cfg = config::load(config_path).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(check::run(&cfg.models[0].baseline, &root().join(current), &Plan::from_model(&cfg.models[0])))
@@ -40,7 +43,7 @@ fn derived_features_are_computed_on_windows_exactly_as_on_batch_data() {
     assert_eq!(evaluations.len(), 1);
     let window = evaluations[0].report.as_ref().expect("report");
     let checked = check(&config, "fixtures/credit/current_drift.csv");
-    let names = |r: &check::Report| r.features.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    let names = |r: &Report| r.features.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
     assert!(names(window).contains(&"income_per_account".to_string()), "{:?}", names(window));
     assert_eq!(names(window), names(&checked));
     for (w, c) in window.features.iter().zip(&checked.features) {
@@ -108,7 +111,7 @@ fn a_segment_that_drifts_while_the_whole_does_not_is_found_in_its_slice() {
     assert_eq!(evaluations.len(), 1);
     let e = &evaluations[0];
     let whole = e.report.as_ref().expect("report");
-    let income = |r: &check::Report| r.features.iter().find(|f| f.name == "income").cloned().expect("income");
+    let income = |r: &Report| r.features.iter().find(|f| f.name == "income").cloned().expect("income");
     // The whole is untouched, value for value.
     assert_eq!(income(whole).tests, income(clean_evaluations[0].report.as_ref().expect("report")).tests);
     assert!(!income(whole).drift);
@@ -177,7 +180,7 @@ fn segment_values_are_the_true_top_values_on_every_load() {
     let mut expected: Vec<String> = heavy.iter().rev().map(|(k, _)| k.clone()).collect();
     expected.truncate(10);
     for run in 0..3 {
-        let setup = rt.block_on(driftwatch::run::load_model(&cfg.models[0])).expect("model");
+        let setup = rt.block_on(driftwatch::setup::load_model(&cfg.models[0])).expect("model");
         assert_eq!(setup.segment_values[0], expected, "load {run}");
         let key = setup.baseline.spec.features.iter().position(|f| f.name == "key").expect("key");
         let counts = &setup.baseline.profile.features[key].categories;

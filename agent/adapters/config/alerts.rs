@@ -430,8 +430,11 @@ pub(super) fn rule_of(
         }
         Some((_, v)) => {
             let metric = v.get_ref().as_str();
-            let known: Vec<&str> =
-                crate::engine::performance::CLASSIFICATION.iter().chain(&crate::engine::performance::REGRESSION).copied().collect();
+            let known: Vec<&str> = crate::engine::performance::CLASSIFICATION
+                .iter()
+                .chain(&crate::engine::performance::REGRESSION)
+                .copied()
+                .collect();
             if !known.contains(&metric) {
                 r.at(v.span(), format!("unknown performance metric \"{metric}\"{}", suggestion(metric, &known)));
             }

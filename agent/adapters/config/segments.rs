@@ -89,7 +89,7 @@ pub(super) fn segments_of(r: &mut Reporter, list: &[SegmentConfig], features: &[
     let mut out: Vec<Segment> = Vec::new();
     for s in list {
         let name = s.name.get_ref();
-        if name.trim().is_empty() || name.contains('=') || name == crate::runtime::metrics::ALL_SLICE {
+        if name.trim().is_empty() || name.contains('=') || name == crate::engine::window::ALL_SLICE {
             r.at(s.name.span(), format!("segment name \"{name}\" must be non-empty, without '=', and not \"all\""));
         }
         if out.iter().any(|o| &o.name == name) {

@@ -379,7 +379,10 @@ fn distinct_at_most(a: &[f64], b: &[f64], limit: usize) -> usize {
     seen.len()
 }
 
-fn union_keys<'m>(a: &'m crate::engine::profile::CategoryCounts, b: &'m crate::engine::profile::CategoryCounts) -> BTreeSet<&'m str> {
+fn union_keys<'m>(
+    a: &'m crate::engine::profile::CategoryCounts,
+    b: &'m crate::engine::profile::CategoryCounts,
+) -> BTreeSet<&'m str> {
     a.keys().chain(b.keys()).map(String::as_str).collect()
 }
 
@@ -405,7 +408,7 @@ mod tests {
     use super::*;
 
     fn numerical_profile(values: &[f64]) -> FeatureProfile {
-        use datafusion::arrow::array::{Float64Array, RecordBatch};
+        use arrow::array::{Float64Array, RecordBatch};
         use std::sync::Arc;
         let spec = crate::engine::profile::ProfileSpec {
             features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
@@ -413,12 +416,11 @@ mod tests {
             max_samples: 1 << 20,
             max_categories: 10,
         };
-        let schema =
-            Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
-                "x",
-                datafusion::arrow::datatypes::DataType::Float64,
-                true,
-            )]));
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+            "x",
+            arrow::datatypes::DataType::Float64,
+            true,
+        )]));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values.to_vec()))]).unwrap();
         let mut p = crate::engine::profile::Profile::new(&spec);
         p.observe(&spec, &batch).unwrap();

@@ -12,9 +12,9 @@ use lettre::message::{Mailbox, MultiPart, header};
 
 use super::Notice;
 use crate::engine::alert::Transition;
-use crate::runtime::html::escape as html;
-use crate::runtime::http::rfc3339;
 use crate::engine::rules::{Severity, Summary};
+use crate::engine::text::rfc3339;
+use crate::runtime::html::escape as html;
 
 /// A digest ready to send.
 pub struct Digest {

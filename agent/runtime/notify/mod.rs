@@ -23,81 +23,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::alert::Transition;
 use crate::adapters::config::{Notify, Smtp, SmtpTls, read_secret};
-use crate::runtime::http::Shared;
-use crate::engine::rules::{Severity, Summary};
+use crate::engine::alert::Notice;
+use crate::runtime::status::Shared;
 pub use outbox::Outbox;
-
-/// One alert transition, with everything a person needs to judge it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Notice {
-    pub model: String,
-    pub rule: String,
-    pub feature: String,
-    pub transition: Transition,
-    pub severity: Severity,
-    /// What the rule watches, e.g. `ks p-value`.
-    pub target: String,
-    pub value: Option<f64>,
-    pub raw: Option<f64>,
-    pub adjusted: Option<f64>,
-    pub statistic: Option<f64>,
-    pub threshold: Option<f64>,
-    /// True when values below the threshold are bad (p-values).
-    pub direction_below: bool,
-    pub resolve: f64,
-    pub effect: Option<(String, Option<f64>)>,
-    pub effect_floor: Option<f64>,
-    /// Event-time bounds of the window (ms).
-    pub window_start: i64,
-    pub window_end: i64,
-    /// When the alert fired (event time, ms).
-    pub since: i64,
-    pub samples: u64,
-    pub reference_samples: u64,
-    pub reference: Option<Summary>,
-    pub current: Option<Summary>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    /// The window's drifted features ranked by their likely effect on accuracy (most
-    /// harmful first; see `impact`).
-    #[serde(default)]
-    pub impact: Vec<crate::engine::impact::Impact>,
-}
-
-#[cfg(test)]
-impl Notice {
-    pub(crate) fn example(model: &str, feature: &str) -> Notice {
-        Notice {
-            model: model.into(),
-            rule: "income-drift".into(),
-            feature: feature.into(),
-            transition: Transition::Firing,
-            severity: Severity::Critical,
-            target: "ks p-value".into(),
-            value: Some(1e-12),
-            raw: Some(1e-12),
-            adjusted: None,
-            statistic: Some(0.31),
-            threshold: Some(0.001),
-            direction_below: true,
-            resolve: 0.1,
-            effect: None,
-            effect_floor: None,
-            window_start: 0,
-            window_end: 60_000,
-            since: 60_000,
-            samples: 1000,
-            reference_samples: 5000,
-            reference: None,
-            current: None,
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            impact: Vec::new(),
-        }
-    }
-}
 
 /// What the pipeline queues: the notices of one model and window for one recipient list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,10 +38,6 @@ pub struct Batch {
     pub recipients: Vec<String>,
     pub notices: Vec<Notice>,
 }
-
-/// Every `reason` of `driftwatch_notification_failures_total`.
-pub const FAILURE_REASONS: [&str; 9] =
-    ["tls", "timeout", "auth", "rejected", "transient", "protocol", "connection", "config", "outbox"];
 
 /// Why a delivery failed (the `reason` label of `driftwatch_notification_failures_total`).
 pub fn failure_reason(e: &lettre::transport::smtp::Error) -> &'static str {

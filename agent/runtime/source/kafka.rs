@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use super::{Chunk, SourceState};
 use crate::adapters::config::Kafka;
 use crate::engine::decode::Rejected;
-use crate::runtime::http::Shared;
+use crate::runtime::status::Shared;
 
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
