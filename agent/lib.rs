@@ -48,7 +48,7 @@ mod runtime;
 pub use adapters::reference;
 pub use adapters::{baseline, config, derive};
 pub use engine::{
-    alert, decode, detect, frontier, impact, json, labels, performance, plan, profile, recent, report, rng, rules,
-    stats, text, window,
+    alert, decode, detect, evaluate, frontier, impact, json, labels, performance, plan, profile, recent, report, rng,
+    rules, stats, text, window,
 };
 pub use runtime::{check, checkpoint, demo, html, http, metrics, notify, pipeline, reload, run, setup, source, status};

@@ -229,7 +229,7 @@ pub struct SavedAlert {
 }
 
 /// What one window did to a model's alerts.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Outcome {
     /// Transitions worth a notification, with their rule's recipients.
     pub notices: Vec<(Vec<String>, Notice)>,

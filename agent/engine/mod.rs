@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod decode;
 pub mod detect;
+pub mod evaluate;
 pub mod frontier;
 pub mod impact;
 pub mod json;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::engine::evaluate::Evaluation;
 use crate::engine::rng::SplitMix64;
-use crate::runtime::pipeline::Evaluation;
 use crate::runtime::source::Chunk;
 
 const CONFIG: &str = include_str!("../../fixtures/demo/agent.toml");

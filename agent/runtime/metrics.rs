@@ -377,7 +377,7 @@ impl Metrics {
         }
         self.events.with_label_values(&[model, "accepted"]);
         self.replayed.with_label_values(&[model]);
-        for verdict in ["evaluated", "insufficient_data", "repeated"] {
+        for verdict in crate::engine::evaluate::Counted::ALL.map(|c| c.as_str()) {
             self.windows.with_label_values(&[model, verdict]);
         }
         self.open_windows.with_label_values(&[model]);

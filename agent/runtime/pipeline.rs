@@ -16,21 +16,19 @@ use std::time::Instant;
 
 use crate::adapters::config::Model;
 use crate::adapters::derive::{Compiled, Derive, Dimension, Slicer};
-use crate::engine::alert::Notice;
 use crate::engine::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
 use crate::engine::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
+use crate::engine::evaluate::{Evaluation, Judge, SliceSetup};
 use crate::engine::frontier::CommitFrontier;
 use crate::engine::impact::ImpactModel;
 use crate::engine::labels::{LabelJoin, Labelled, parse_label};
 use crate::engine::performance::Cbpe;
 use crate::engine::plan::Plan;
-use crate::engine::plan::compare;
 use crate::engine::profile::Baseline;
-use crate::engine::profile::{FeatureKind, FeatureProfile, ProfileSpec};
-use crate::engine::report::{Performance, Report};
+use crate::engine::profile::{FeatureKind, ProfileSpec};
 use crate::engine::rules::Severity;
 use crate::engine::text::rfc3339;
-use crate::engine::window::{ClosedWindow, WindowSpec, Windows, millis};
+use crate::engine::window::{ClosedWindow, Windows, millis};
 use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
 use crate::runtime::notify::{Batch, Queue};
 use crate::runtime::source::{Chunk, SourceState};
@@ -56,28 +54,6 @@ pub struct ModelSetup {
     pub slices: Vec<SliceSetup>,
 }
 
-/// A segment slice and its reference.
-pub struct SliceSetup {
-    pub name: String,
-    pub baseline: Option<Baseline>,
-}
-
-/// The verdict on a closed window.
-#[derive(Clone, Debug)]
-pub struct Evaluation {
-    pub model: String,
-    pub start: i64,
-    pub end: i64,
-    pub events: u64,
-    /// `None` when the window had fewer than `min_events` events.
-    pub report: Option<Report>,
-    pub close_seconds: f64,
-    /// Alert transitions of this window (already queued for delivery).
-    pub notices: Vec<Notice>,
-    /// The window's report on each segment slice that had enough events and a reference.
-    pub slices: Vec<(String, Report)>,
-}
-
 /// Receives every evaluation (logs, the demo's terminal summary, tests).
 pub type Observer = Box<dyn FnMut(&Evaluation) + Send>;
 
@@ -86,14 +62,10 @@ pub type DeadLetter = Box<dyn FnMut(u16, &[u8], &Rejected) + Send>;
 
 struct ModelRuntime {
     id: String,
-    baseline: Baseline,
-    plan: Plan,
-    spec: WindowSpec,
+    /// What its windows are judged against, and its alert state.
+    judge: Judge,
     windows: Windows,
     last_event: Option<Instant>,
-    alerts: Book,
-    /// The estimator and the index of the score feature in the baseline's features.
-    cbpe: Option<(Cbpe, usize, f64)>,
     /// Late events since the last window closed (for `late_rate`).
     late_since_close: u64,
     /// Late events not yet said in the log (at most one line a minute per model).
@@ -104,14 +76,8 @@ struct ModelRuntime {
     derive: Derive,
     /// A derived feature failed on a batch (warned once; its values are null).
     derive_failed: bool,
-    /// Segment slices (in the windows' slice order) and their references.
-    slices: Vec<SliceSetup>,
-    impact: Option<ImpactModel>,
     /// What the model reads from prediction events (to rebuild topic decoders on reload).
     fields: ModelFields,
-    /// End of the last window evaluated (this run or, from the checkpoint, the last): a
-    /// window ending no later is evaluated again, not anew.
-    evaluated_until: Option<i64>,
 }
 
 /// Ground truth of a model (`[model.labels]`): the join, how its pairs become metrics and
@@ -394,11 +360,11 @@ impl Pipeline {
                     (m, status.unwrap_or_default())
                 }
                 (Incoming::Rules(s), Some(mut m), _) => {
-                    let saved = m.alerts.snapshot();
-                    m.alerts = Book::new(s.model.rules.clone());
-                    m.alerts.restore(saved);
+                    let saved = m.judge.alerts.snapshot();
+                    m.judge.alerts = Book::new(s.model.rules.clone());
+                    m.judge.alerts.restore(saved);
                     forget_stale(metrics, &m);
-                    m.baseline = s.baseline;
+                    m.judge.baseline = s.baseline;
                     done.rules_changed.push(id);
                     (m, status.unwrap_or_default())
                 }
@@ -414,7 +380,7 @@ impl Pipeline {
                     }
                     match previous {
                         Some(p) => {
-                            m.alerts.restore(p.alerts.snapshot());
+                            m.judge.alerts.restore(p.judge.alerts.snapshot());
                             forget_stale(metrics, &m);
                             // Its counts and window history go on.
                             if let Some(st) = status {
@@ -495,7 +461,7 @@ impl Pipeline {
         }
         for m in &mut self.models {
             if let Some(states) = saved.remove(&m.id) {
-                let n = m.alerts.restore(states);
+                let n = m.judge.alerts.restore(states);
                 if n > 0 {
                     tracing::info!(model = %m.id, alerts = n, "alert states of the last run restored");
                 }
@@ -506,7 +472,7 @@ impl Pipeline {
 
     fn save_alerts(&self) {
         if let Some(q) = &self.notify {
-            let all = self.models.iter().map(|m| (m.id.clone(), m.alerts.snapshot())).collect();
+            let all = self.models.iter().map(|m| (m.id.clone(), m.judge.alerts.snapshot())).collect();
             q.save_alerts(&all);
         }
     }
@@ -693,9 +659,9 @@ impl Pipeline {
             any |= !closed.is_empty();
             self.evaluate_all(i, closed, started);
             let m = &self.models[i];
-            let idle = m.last_event.is_some_and(|t| now.duration_since(t) >= m.spec.idle_timeout);
+            let idle = m.last_event.is_some_and(|t| now.duration_since(t) >= m.judge.spec.idle_timeout);
             if idle && m.windows.open_rows() > 0 {
-                tracing::info!(model = %m.id, "no events for {:?}: closing open windows", m.spec.idle_timeout);
+                tracing::info!(model = %m.id, "no events for {:?}: closing open windows", m.judge.spec.idle_timeout);
                 let started = Instant::now();
                 let closed = self.models[i].windows.flush(&mut self.frontier);
                 self.evaluate_all(i, closed, started);
@@ -821,14 +787,14 @@ impl Pipeline {
         let Some(checkpoint) = checkpoint else { return };
         for m in &mut self.models {
             let Some(mark) = checkpoint.models.get(&m.id) else { continue };
-            if mark.window != (millis(m.spec.size), millis(m.spec.slide)) {
+            if mark.window != (millis(m.judge.spec.size), millis(m.judge.spec.slide)) {
                 tracing::warn!(model = %m.id, "the window size or slide changed since the checkpoint: windows start afresh");
                 continue;
             }
             if let Some(cursor) = mark.cursor {
                 m.windows.resume(cursor);
             }
-            m.evaluated_until = mark.evaluated_until;
+            m.judge.evaluated_until = mark.evaluated_until;
             tracing::info!(model = %m.id, cursor = ?mark.cursor.map(rfc3339), evaluated_until = ?mark.evaluated_until.map(rfc3339), "resumed from the checkpoint");
         }
         self.resumed = Some(checkpoint);
@@ -844,9 +810,9 @@ impl Pipeline {
             .iter()
             .map(|m| {
                 let mark = ModelMark {
-                    window: (millis(m.spec.size), millis(m.spec.slide)),
+                    window: (millis(m.judge.spec.size), millis(m.judge.spec.slide)),
                     cursor: m.windows.cursor(),
-                    evaluated_until: m.evaluated_until,
+                    evaluated_until: m.judge.evaluated_until,
                 };
                 (m.id.clone(), mark)
             })
@@ -916,116 +882,49 @@ impl Pipeline {
         }
         // Merging the panes happened in `advance`/`flush`: share that time among the windows.
         let merge = started.elapsed().as_secs_f64() / closed.len() as f64;
-        for w in closed {
-            let e = self.evaluate(i, w, merge);
+        for window in closed {
+            let started = Instant::now();
+            let m = &mut self.models[i];
+            let late = std::mem::take(&mut m.late_since_close);
+            let mut evaluation = m.judge.evaluate(window, late);
+            evaluation.close_seconds = merge + started.elapsed().as_secs_f64();
+            self.closed_since_checkpoint = true;
+            self.publish_window(i, &evaluation);
             for o in &mut self.observers {
-                o(&e);
+                o(&evaluation);
             }
         }
     }
 
-    fn evaluate(&mut self, i: usize, window: ClosedWindow, merge_seconds: f64) -> Evaluation {
-        let started = Instant::now();
-        self.closed_since_checkpoint = true;
-        let m = &mut self.models[i];
-        let events = window.events();
-        // Evaluated before a crash, after the last checkpoint: the same events again, so the
-        // same verdict; shown again, but no alert steps and no counter counts it twice.
-        let repeated = m.evaluated_until.is_some_and(|e| window.end <= e);
-        m.evaluated_until = Some(m.evaluated_until.map_or(window.end, |e| e.max(window.end)));
-        let mut alerts = None;
-        let report = if events == 0 || events < m.spec.min_events {
-            None
-        } else {
-            let quality = window.profile.events;
-            let mut features = window.profile.features;
-            let mut report = compare(&mut m.baseline, &mut features, events, &m.plan);
-            report.quality.insert("schema_error_rate".into(), quality.schema_errors as f64 / events as f64);
-            let seen = events + quality.duplicates;
-            report.quality.insert("duplicate_rate".into(), quality.duplicates as f64 / seen as f64);
-            report.quality.insert("freshness_seconds".into(), quality.delay_seconds / events as f64);
-            if let Some(p) = estimate(&m.cbpe, &mut features) {
-                report.performance = p;
-            }
-            if let Some(impact) = &m.impact {
-                let drifted: Vec<&str> = report.features.iter().filter(|f| f.drift).map(|f| f.name.as_str()).collect();
-                if !drifted.is_empty() {
-                    report.impact =
-                        impact.rank(&drifted, &m.baseline.spec.features, &m.baseline.profile.features, &mut features);
-                }
-            }
-            let late = m.late_since_close as f64;
-            report.quality.insert("late_rate".into(), late / (events as f64 + late));
-            if let Some(expected) = m.spec.expected_events {
-                report.quality.insert("volume".into(), events as f64 / expected as f64);
-            }
-            if !m.alerts.rules().is_empty() && !repeated {
-                let span = (window.start, window.end);
-                let mut outcome = m.alerts.observe(&report, &features, &m.baseline.profile.features, span);
-                for (_, notice) in &mut outcome.notices {
-                    notice.impact = report.impact.clone();
-                }
-                alerts = Some(outcome);
-            }
-            Some(report)
-        };
-        let late_counted = m.late_since_close;
-        m.late_since_close = 0;
-        let mut slices = Vec::new();
-        for (slice, mut profile) in m.slices.iter_mut().zip(window.slices) {
-            let n = profile.rows();
-            let Some(reference) = slice.baseline.as_mut().filter(|_| n > 0 && n >= m.spec.min_events) else {
-                continue;
-            };
-            let mut report = compare(reference, &mut profile.features, n, &m.plan);
-            if let Some(p) = estimate(&m.cbpe, &mut profile.features) {
-                report.performance = p;
-            }
-            slices.push((slice.name.clone(), report));
-        }
-        let close_seconds = merge_seconds + started.elapsed().as_secs_f64();
-        let shared = self.shared.clone();
-        let metrics = &shared.metrics;
-        let id = m.id.clone();
-        let id = id.as_str();
-        metrics.window_close.with_label_values(&[id]).observe(close_seconds);
-        metrics.window_events.with_label_values(&[id]).set(events as i64);
-        metrics.window_end.with_label_values(&[id]).set(window.end as f64 / 1000.0);
-        let verdict = match &report {
-            None => "insufficient_data",
-            Some(r) if r.drift.detected => "drift",
-            Some(_) => "no_drift",
-        };
-        let counted = match (&report, repeated) {
-            (_, true) => "repeated",
-            (Some(_), false) => "evaluated",
-            (None, false) => "insufficient_data",
-        };
-        metrics.windows.with_label_values(&[id, counted]).inc();
-        if let Some(r) = &report {
+    /// Everything a closed window's evaluation changes outside the pipeline: its metrics,
+    /// alert publication, the status document and the log line.
+    fn publish_window(&self, i: usize, e: &Evaluation) {
+        let metrics = &self.shared.metrics;
+        let id = e.model.as_str();
+        metrics.window_close.with_label_values(&[id]).observe(e.close_seconds);
+        metrics.window_events.with_label_values(&[id]).set(e.events as i64);
+        metrics.window_end.with_label_values(&[id]).set(e.end as f64 / 1000.0);
+        metrics.windows.with_label_values(&[id, e.counted().as_str()]).inc();
+        if let Some(r) = &e.report {
             metrics.record(r);
         }
-        for (slice, r) in &slices {
+        for (slice, r) in &e.slices {
             metrics.record_slice(r, slice);
         }
-        let (notices, active, changed) = match alerts {
-            Some(outcome) => {
-                let (notices, active, changed) = self.deliver(i, outcome);
-                (notices, Some(active), changed)
-            }
-            None => (Vec::new(), None, false),
-        };
-        let window_id = format!("{id}/{}", rfc3339(window.start));
+        let active = e.alerts.as_ref().map(|outcome| self.publish_alerts(id, outcome));
+        let verdict = e.verdict().as_str();
+        let window_id = format!("{id}/{}", rfc3339(e.start));
         let last = LastWindow {
             id: window_id.clone(),
-            repeated,
-            start: rfc3339(window.start),
-            end: rfc3339(window.end),
-            events,
+            repeated: e.repeated,
+            start: rfc3339(e.start),
+            end: rfc3339(e.end),
+            events: e.events,
             verdict,
-            close_seconds,
-            report: report.clone(),
-            slices: slices
+            close_seconds: e.close_seconds,
+            report: e.report.clone(),
+            slices: e
+                .slices
                 .iter()
                 .map(|(name, r)| SliceSummary {
                     slice: name.clone(),
@@ -1038,19 +937,16 @@ impl Pipeline {
         };
         let summary = WindowSummary {
             id: window_id,
-            repeated,
+            repeated: e.repeated,
             start: last.start.clone(),
             end: last.end.clone(),
-            events,
+            events: e.events,
             verdict,
-            drifted_features: report
-                .as_ref()
-                .map(|r| r.features.iter().filter(|f| f.drift).map(|f| f.name.clone()).collect())
-                .unwrap_or_default(),
+            drifted_features: e.drifted_features(),
         };
         self.shared.update_status(|s| {
             if let Some(ms) = s.models.get_mut(i) {
-                ms.windows_closed += u64::from(!repeated);
+                ms.windows_closed += u64::from(!e.repeated);
                 ms.last_window = Some(last);
                 if ms.recent_windows.len() == RECENT_WINDOWS {
                     ms.recent_windows.remove(0);
@@ -1063,49 +959,35 @@ impl Pipeline {
         });
         tracing::info!(
             model = id,
-            start = %rfc3339(window.start),
-            end = %rfc3339(window.end),
-            events,
+            start = %rfc3339(e.start),
+            end = %rfc3339(e.end),
+            events = e.events,
             verdict,
-            drifted = report.as_ref().map_or(0, |r| r.drift.drifted_features),
-            late = late_counted,
-            repeated,
-            close_ms = close_seconds * 1000.0,
+            drifted = e.report.as_ref().map_or(0, |r| r.drift.drifted_features),
+            late = e.late,
+            repeated = e.repeated,
+            close_ms = e.close_seconds * 1000.0,
             "window closed"
         );
-        let evaluation = Evaluation {
-            model: id.to_string(),
-            start: window.start,
-            end: window.end,
-            events,
-            report,
-            close_seconds,
-            notices,
-            slices,
-        };
-        if changed {
+        if e.alerts.as_ref().is_some_and(|o| o.changed) {
             self.save_alerts();
         }
-        evaluation
     }
 
     /// Publishes what the alert book made of a window: alert-state gauges, transition
-    /// counters and logs, and one queued digest per recipient list. Returns the notices, the
-    /// alerts still pending or firing, and whether any state changed.
-    fn deliver(&self, i: usize, outcome: AlertOutcome) -> (Vec<Notice>, Vec<AlertView>, bool) {
+    /// counters and logs, and one queued digest per recipient list. Returns the alerts still
+    /// pending or firing.
+    fn publish_alerts(&self, id: &str, outcome: &AlertOutcome) -> Vec<AlertView> {
         let metrics = &self.shared.metrics;
-        let id = self.models[i].id.as_str();
         for a in &outcome.alerts {
             for severity in Severity::ALL {
                 let value = if severity == a.severity { a.phase.gauge() } else { 0 };
                 metrics.alert_state.with_label_values(&[id, &a.rule, &a.feature, severity.as_str()]).set(value);
             }
         }
-        let active: Vec<AlertView> = outcome.alerts.into_iter().filter(|a| a.phase != Phase::Inactive).collect();
         // One batch per recipient list, so a digest never reaches people a rule did not name.
-        let mut notices = Vec::new();
         let mut batches: Vec<Batch> = Vec::new();
-        for (recipients, notice) in outcome.notices {
+        for (recipients, notice) in &outcome.notices {
             metrics.alert_transitions.with_label_values(&[id, &notice.rule, notice.transition.as_str()]).inc();
             tracing::warn!(
                 model = id,
@@ -1116,14 +998,13 @@ impl Pipeline {
                 value = ?notice.value,
                 "alert"
             );
-            notices.push(notice.clone());
-            match batches.iter_mut().find(|b| b.recipients == recipients) {
-                Some(b) => b.notices.push(notice),
+            match batches.iter_mut().find(|b| b.recipients == *recipients) {
+                Some(b) => b.notices.push(notice.clone()),
                 None => batches.push(Batch {
                     created_ms: chrono::Utc::now().timestamp_millis(),
                     model: id.to_string(),
-                    recipients,
-                    notices: vec![notice],
+                    recipients: recipients.clone(),
+                    notices: vec![notice.clone()],
                 }),
             }
         }
@@ -1132,7 +1013,7 @@ impl Pipeline {
                 q.push(b);
             }
         }
-        (notices, active, outcome.changed)
+        outcome.alerts.iter().filter(|a| a.phase != Phase::Inactive).cloned().collect()
     }
 
     /// Windows whose labels are in: realised performance, exported beside the estimates and
@@ -1153,53 +1034,48 @@ impl Pipeline {
         for w in labelled {
             let m = &mut self.models[i];
             let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
-            let report = Report::realised(&m.id, m.baseline.profile.rows(), w.labels.len(), realised);
-            metrics.record_performance(&m.id, &report.performance, crate::engine::window::ALL_SLICE);
-            metrics.performance_window_end.with_label_values(&[m.id.as_str()]).set(w.end as f64 / 1000.0);
-            tracing::info!(
-                model = %m.id,
-                start = %rfc3339(w.start),
-                end = %rfc3339(w.end),
-                labelled = w.labels.len(),
-                accuracy = ?report.performance.metrics.get("accuracy").copied().flatten(),
-                "window labelled"
-            );
-            let outcome = (!m.alerts.rules().is_empty())
-                .then(|| m.alerts.observe(&report, &[], &m.baseline.profile.features, (w.start, w.end)));
-            let (notices, active, changed) = match outcome {
-                Some(o) => self.deliver(i, o),
-                None => (Vec::new(), Vec::new(), false),
-            };
-            let summary = LabelledSummary {
-                start: rfc3339(w.start),
-                end: rfc3339(w.end),
-                labelled: w.labels.len() as u64,
-                performance: report.performance.clone(),
-            };
-            self.shared.update_status(|s| {
-                if let Some(ms) = s.models.get_mut(i) {
-                    ms.last_labelled = Some(summary);
-                    // Only the alerts read on labels are replaced.
-                    ms.alerts.retain(|a| !active.iter().any(|b| b.rule == a.rule && b.feature == a.feature));
-                    ms.alerts.extend(active);
-                }
-            });
-            let evaluation = Evaluation {
-                model: self.models[i].id.clone(),
-                start: w.start,
-                end: w.end,
-                events: w.labels.len() as u64,
-                report: Some(report),
-                close_seconds: 0.0,
-                notices,
-                slices: Vec::new(),
-            };
+            let evaluation = m.judge.realise((w.start, w.end), w.labels.len(), realised);
+            self.publish_labelled(i, &evaluation);
             for o in &mut self.observers {
                 o(&evaluation);
             }
-            if changed {
-                self.save_alerts();
+        }
+    }
+
+    /// Everything a labelled window's evaluation changes outside the pipeline.
+    fn publish_labelled(&self, i: usize, e: &Evaluation) {
+        let metrics = &self.shared.metrics;
+        let id = e.model.as_str();
+        let Some(report) = &e.report else {
+            return;
+        };
+        metrics.record_performance(id, &report.performance, crate::engine::window::ALL_SLICE);
+        metrics.performance_window_end.with_label_values(&[id]).set(e.end as f64 / 1000.0);
+        tracing::info!(
+            model = id,
+            start = %rfc3339(e.start),
+            end = %rfc3339(e.end),
+            labelled = e.events,
+            accuracy = ?report.performance.metrics.get("accuracy").copied().flatten(),
+            "window labelled"
+        );
+        let active = e.alerts.as_ref().map(|o| self.publish_alerts(id, o)).unwrap_or_default();
+        let summary = LabelledSummary {
+            start: rfc3339(e.start),
+            end: rfc3339(e.end),
+            labelled: e.events,
+            performance: report.performance.clone(),
+        };
+        self.shared.update_status(|s| {
+            if let Some(ms) = s.models.get_mut(i) {
+                ms.last_labelled = Some(summary);
+                // Only the alerts read on labels are replaced.
+                ms.alerts.retain(|a| !active.iter().any(|b| b.rule == a.rule && b.feature == a.feature));
+                ms.alerts.extend(active);
             }
+        });
+        if e.alerts.as_ref().is_some_and(|o| o.changed) {
+            self.save_alerts();
         }
     }
 
@@ -1261,13 +1137,21 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
         id: s.model.id.clone(),
         fields: model_fields(&s),
         windows,
-        spec: s.model.window.clone(),
-        alerts: Book::new(s.model.rules.clone()),
-        cbpe: match (s.cbpe, &s.model.performance) {
-            (Some(c), Some(p)) => {
-                s.baseline.spec.features.iter().position(|f| f.name == p.score).map(|i| (c, i, p.threshold))
-            }
-            _ => None,
+        judge: Judge {
+            model: s.model.id.clone(),
+            spec: s.model.window.clone(),
+            alerts: Book::new(s.model.rules.clone()),
+            cbpe: match (s.cbpe, &s.model.performance) {
+                (Some(c), Some(p)) => {
+                    s.baseline.spec.features.iter().position(|f| f.name == p.score).map(|i| (c, i, p.threshold))
+                }
+                _ => None,
+            },
+            slices: s.slices,
+            impact: s.impact,
+            baseline: s.baseline,
+            plan: s.plan,
+            evaluated_until: None,
         },
         late_since_close: 0,
         late_unreported: 0,
@@ -1275,12 +1159,7 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
         truth,
         derive,
         derive_failed: false,
-        slices: s.slices,
-        impact: s.impact,
-        baseline: s.baseline,
-        plan: s.plan,
         last_event: None,
-        evaluated_until: None,
     }
 }
 
@@ -1324,9 +1203,9 @@ fn sha256_file(path: &std::path::Path) -> String {
 /// After a reload changed a model: series of rules, features and slices it no longer has
 /// are removed; its thresholds are exported afresh.
 fn forget_stale(metrics: &crate::runtime::metrics::Metrics, m: &ModelRuntime) {
-    let rules: HashSet<&str> = m.alerts.rules().iter().map(|r| r.name.as_str()).collect();
-    let features: HashSet<&str> = m.baseline.spec.features.iter().map(|f| f.name.as_str()).collect();
-    let slices: HashSet<&str> = m.slices.iter().map(|x| x.name.as_str()).collect();
+    let rules: HashSet<&str> = m.judge.alerts.rules().iter().map(|r| r.name.as_str()).collect();
+    let features: HashSet<&str> = m.judge.baseline.spec.features.iter().map(|f| f.name.as_str()).collect();
+    let slices: HashSet<&str> = m.judge.slices.iter().map(|x| x.name.as_str()).collect();
     metrics.forget(&m.id, |family, labels| {
         let gone = |label: &str, known: &HashSet<&str>, always: &str| {
             labels.get(label).is_some_and(|v| *v != always && !known.contains(v))
@@ -1336,18 +1215,9 @@ fn forget_stale(metrics: &crate::runtime::metrics::Metrics, m: &ModelRuntime) {
             || gone("feature", &features, crate::engine::rules::DATASET_FEATURE)
             || gone("slice", &slices, crate::engine::window::ALL_SLICE)
     });
-    for rule in m.alerts.rules() {
+    for rule in m.judge.alerts.rules() {
         metrics.register_rule(&m.id, rule);
     }
-}
-
-/// CBPE's estimate for a window (or slice) from its score feature's sample, when the model
-/// estimates performance.
-fn estimate(cbpe: &Option<(Cbpe, usize, f64)>, features: &mut [FeatureProfile]) -> Option<Performance> {
-    let (cbpe, score, threshold) = cbpe.as_ref()?;
-    let scores = features.get_mut(*score)?.sample.sorted();
-    let predicted: Vec<bool> = scores.iter().map(|s| *s >= *threshold).collect();
-    Some(Performance::estimated(cbpe, scores, &predicted))
 }
 
 /// The spec windows are profiled with: the baseline's, less the bin edges of numerical

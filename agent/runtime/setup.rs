@@ -9,8 +9,9 @@ use anyhow::{Context as _, anyhow};
 
 use crate::adapters::config::{Config, Model};
 use crate::adapters::reference::{fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
+use crate::engine::evaluate::SliceSetup;
 use crate::engine::plan::{PerformanceSpec, Plan};
-use crate::runtime::pipeline::{ModelSetup, SliceSetup};
+use crate::runtime::pipeline::ModelSetup;
 
 /// Loads the baseline of every model.
 pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use driftwatch::check::{self};
 
 use driftwatch::config;
+use driftwatch::evaluate::Evaluation;
 use driftwatch::metrics::Metrics;
-use driftwatch::pipeline::{Evaluation, Pipeline};
+use driftwatch::pipeline::Pipeline;
 use driftwatch::plan::Plan;
 use driftwatch::setup::load_models;
 use driftwatch::source::Chunk;

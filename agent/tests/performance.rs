@@ -374,7 +374,7 @@ fn labelled_pipeline(
 ) -> (
     driftwatch::pipeline::Pipeline,
     std::sync::Arc<driftwatch::status::Shared>,
-    std::sync::Arc<std::sync::Mutex<Vec<driftwatch::pipeline::Evaluation>>>,
+    std::sync::Arc<std::sync::Mutex<Vec<driftwatch::evaluate::Evaluation>>>,
 ) {
     use driftwatch::status::{Shared, Status};
     use std::sync::{Arc, Mutex};

@@ -310,8 +310,9 @@ mod resume {
     use std::time::Instant;
 
     use driftwatch::checkpoint::{Checkpoint, ModelMark, PartitionMark};
+    use driftwatch::evaluate::Evaluation;
     use driftwatch::metrics::Metrics;
-    use driftwatch::pipeline::{Evaluation, Pipeline, announce};
+    use driftwatch::pipeline::{Pipeline, announce};
     use driftwatch::source::Chunk;
     use driftwatch::status::{Shared, Status};
 
