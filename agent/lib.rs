@@ -40,6 +40,7 @@
 
 // Outside data never meets a panic: clippy (not a hand count) keeps `unwrap`/`expect` to tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(unsafe_code)]
 
 mod adapters;
 mod engine;

@@ -78,7 +78,7 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
         /// Stop after this long, e.g. "30s" or "2m" (default: run until Ctrl-C).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = config::parse_duration)]
         duration: Option<std::time::Duration>,
         /// Events per one-minute window.
         #[arg(long, default_value_t = 2500)]
@@ -90,10 +90,6 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_OUTBOX)]
         outbox: PathBuf,
     },
-}
-
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    config::parse_duration(text)
 }
 
 #[derive(Subcommand)]

@@ -61,7 +61,7 @@ const VALUES: &[&str] = &[
 ];
 
 fn valid(rng: &mut SplitMix64, i: u64) -> Vec<u8> {
-    let model = if rng.next_u64() % 2 == 0 { "m" } else { "n" };
+    let model = if rng.next_u64().is_multiple_of(2) { "m" } else { "n" };
     format!(
         r#"{{"model_id":"{model}","event_id":"e{}","timestamp":{},"features":{{"income":{},"country":"{}"}},"prediction":{{"score":{}}}}}"#,
         i % 5000,

@@ -230,15 +230,14 @@ async fn open(path: &Path, format: Format, sql: Option<&str>) -> Result<DataFram
     Ok(df)
 }
 
+/// The features a selection resolves to (name and kind), and the columns it skips.
+type Resolved = (Vec<(String, FeatureKind)>, Vec<String>);
+
 impl FeatureSelection {
     /// Resolves the selection against a schema: every named column must exist; columns of
     /// types that are neither numerical nor categorical are an error when named, and are
     /// skipped (returned separately) when only implied by "all columns".
-    pub fn resolve(
-        &self,
-        schema: &Schema,
-        path: &Path,
-    ) -> Result<(Vec<(String, FeatureKind)>, Vec<String>), BaselineError> {
+    pub fn resolve(&self, schema: &Schema, path: &Path) -> Result<Resolved, BaselineError> {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let unknown = |column: &str| BaselineError::UnknownColumn {
             path: path.into(),
@@ -464,17 +463,17 @@ impl Baseline {
         let mut undeclared = selection.clone();
         // Kinds are fixed by the artefact; a declaration may only repeat them.
         for (name, kind) in &selection.declared {
-            if let Some(f) = self.spec.features.iter().find(|f| &f.name == name) {
-                if f.kind != *kind {
-                    return Err(BaselineError::Corrupt {
-                        path: self.source.clone(),
-                        message: format!(
-                            "feature \"{name}\" is {} in this artefact; rebuild it to declare it {}",
-                            f.kind.as_str(),
-                            kind.as_str()
-                        ),
-                    });
-                }
+            if let Some(f) = self.spec.features.iter().find(|f| &f.name == name)
+                && f.kind != *kind
+            {
+                return Err(BaselineError::Corrupt {
+                    path: self.source.clone(),
+                    message: format!(
+                        "feature \"{name}\" is {} in this artefact; rebuild it to declare it {}",
+                        f.kind.as_str(),
+                        kind.as_str()
+                    ),
+                });
             }
         }
         undeclared.declared.clear();

@@ -618,10 +618,10 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             positive_of(&mut r, &m.max_samples, "max_samples", crate::engine::profile::DEFAULT_MAX_SAMPLES);
         let max_categories =
             positive_of(&mut r, &m.max_categories, "max_categories", crate::engine::profile::DEFAULT_MAX_CATEGORIES);
-        if let Some(f) = &m.filter {
-            if f.get_ref().trim().is_empty() {
-                r.at(f.span(), "filter is empty: remove it or write a query such as `SELECT * FROM reference`");
-            }
+        if let Some(f) = &m.filter
+            && f.get_ref().trim().is_empty()
+        {
+            r.at(f.span(), "filter is empty: remove it or write a query such as `SELECT * FROM reference`");
         }
         let mut names = HashSet::new();
         let mut features = Vec::new();
@@ -639,10 +639,10 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             let fbins = f.bins.as_ref().map(|b| bins_of(&mut r, b));
             if let (Some(kind), Some(list)) = (kind, &ftests) {
                 for (t, s) in list.iter().zip(f.tests.iter().flat_map(|l| l.get_ref())) {
-                    if let TestChoice::Test(t) = t {
-                        if !t.applies_to(kind) {
-                            r.at(s.span(), format!("test \"{t}\" does not apply to a {} feature", kind.as_str()));
-                        }
+                    if let TestChoice::Test(t) = t
+                        && !t.applies_to(kind)
+                    {
+                        r.at(s.span(), format!("test \"{t}\" does not apply to a {} feature", kind.as_str()));
                     }
                 }
             }
@@ -810,7 +810,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     r.out.sort_by_key(|d| (d.line, d.col));
     let mut out = r.out;
     // Rule files: each validated on its own text, its rules joined to their models.
-    let catalogue: Vec<(String, Vec<(String, Option<FeatureKind>)>)> =
+    let catalogue: Vec<_> =
         models.iter().map(|m| (m.id.clone(), m.features.iter().map(|f| (f.name.clone(), f.kind)).collect())).collect();
     for file in &agent.rule_files {
         let text = match std::fs::read_to_string(file) {
@@ -942,20 +942,16 @@ fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str
                 check_keys(r, t, keys, ctx, unknown);
             }
         }
-        if name == "thresholds" {
-            if let DeValue::Table(t) = value.get_ref() {
-                let tests: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
-                for (k, _) in t {
-                    if TestKind::parse(k.get_ref()).is_none() {
-                        r.at(
-                            k.span(),
-                            format!(
-                                "unknown test \"{}\" in thresholds{}",
-                                &**k.get_ref(),
-                                suggestion(k.get_ref(), &tests)
-                            ),
-                        );
-                    }
+        if name == "thresholds"
+            && let DeValue::Table(t) = value.get_ref()
+        {
+            let tests: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
+            for (k, _) in t {
+                if TestKind::parse(k.get_ref()).is_none() {
+                    r.at(
+                        k.span(),
+                        format!("unknown test \"{}\" in thresholds{}", &**k.get_ref(), suggestion(k.get_ref(), &tests)),
+                    );
                 }
             }
         }
@@ -1032,37 +1028,14 @@ pub fn read_secret(setting: &str, env: Option<&str>, file: Option<&Path>) -> any
     }
 }
 
-/// Parses a duration such as `"250ms"`, `"30s"`, `"5m"`, `"1h30m"` or `"1d"`.
+/// Parses a duration as `humantime` writes it: `"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`,
+/// `"1d"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let help = "write a duration such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"1d\"";
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(format!("empty duration; {help}"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("\"{text}\" is not a duration; {help}"));
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("\"{text}\" is out of range; {help}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match rest[..unit_len].trim() {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            "" => return Err(format!("\"{text}\" has no unit; {help}")),
-            other => return Err(format!("unknown unit \"{other}\" in \"{text}\"; {help}")),
-        };
-        rest = &rest[unit_len..];
-        total +=
-            unit.checked_mul(n as u32).filter(|_| n <= u32::MAX as u64).ok_or(format!("\"{text}\" is too long"))?;
-    }
-    Ok(total)
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!(
+            "\"{text}\" is not a duration ({e}); write one such as \"250ms\", \"30s\", \"5m\", \"1h 30m\" or \"1d\""
+        )
+    })
 }
 
 fn duration_of(r: &mut Reporter, value: Option<&Spanned<String>>, default: Duration) -> Duration {
@@ -1129,24 +1102,24 @@ fn window_of(r: &mut Reporter, w: Option<&WindowConfig>) -> WindowSpec {
         return spec;
     };
     let size = duration_of(r, w.size.as_ref(), spec.size);
-    if let Some(v) = &w.size {
-        if size.as_millis() == 0 {
-            r.at(v.span(), "window size must be at least 1ms");
-        }
+    if let Some(v) = &w.size
+        && size.as_millis() == 0
+    {
+        r.at(v.span(), "window size must be at least 1ms");
     }
     spec.size = size.max(Duration::from_millis(1));
     spec.slide = duration_of(r, w.slide.as_ref(), spec.size);
-    if let Some(v) = &w.slide {
-        if spec.slide.as_millis() == 0 || spec.slide > spec.size {
-            r.at(
-                v.span(),
-                format!(
-                    "slide must be between 1ms and the window size ({})",
-                    w.size.as_ref().map_or("5m", |s| s.get_ref())
-                ),
-            );
-            spec.slide = spec.size;
-        }
+    if let Some(v) = &w.slide
+        && (spec.slide.as_millis() == 0 || spec.slide > spec.size)
+    {
+        r.at(
+            v.span(),
+            format!(
+                "slide must be between 1ms and the window size ({})",
+                w.size.as_ref().map_or("5m", |s| s.get_ref())
+            ),
+        );
+        spec.slide = spec.size;
     }
     spec.allowed_lateness = duration_of(r, w.allowed_lateness.as_ref(), spec.allowed_lateness);
     spec.idle_timeout = duration_of(r, w.idle_timeout.as_ref(), spec.size);
@@ -1318,72 +1291,6 @@ fn bins_of(r: &mut Reporter, b: &Spanned<i64>) -> usize {
     v as usize
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggestions_find_close_names() {
-        assert_eq!(did_you_mean("incme", ["age", "income", "country"]), Some("income"));
-        assert_eq!(did_you_mean("zzz", ["age", "income"]), None);
-    }
-
-    #[test]
-    fn every_listed_key_is_a_real_field() {
-        let text = r#"
-            [[model]]
-            id = "m"
-            baseline = "b.parquet"
-            filter = "SELECT * FROM reference"
-            tests = ["auto"]
-            thresholds = { psi = 0.2 }
-            bins = 10
-            drift_share = 0.5
-            fdr = 0.05
-            ks_method = "asymp"
-            exclude = ["x"]
-            max_samples = 10
-            max_categories = 10
-            [[model.feature]]
-            name = "a"
-            type = "numerical"
-            tests = ["ks"]
-            thresholds = { ks = 0.01 }
-            bins = 5
-            min = 0
-            max = 120
-            [[model.feature]]
-            name = "c"
-            type = "categorical"
-            allowed = ["DE", "FR"]
-            pattern = "[A-Z]{2}"
-            min_length = 2
-            max_length = 2
-            [model.quality]
-            required = ["a"]
-            unknown_fields = true
-            duplicate_horizon = "1h"
-            max_tracked_ids = 5000
-        "#;
-        let cfg = parse(Path::new("t.toml"), text).unwrap();
-        let m = &cfg.models[0];
-        assert_eq!(m.features[0].options.threshold(TestKind::Ks), 0.01);
-        assert_eq!(m.options.ks_method, KsMethod::Asymp);
-        let range = m.features[0].declared.as_ref().unwrap();
-        assert!(range.out_of_range(121.0) && !range.out_of_range(120.0));
-        let text_rules = m.features[1].declared.as_ref().unwrap();
-        assert!(!text_rules.violated_by("DE"));
-        assert!(text_rules.violated_by("ES") && text_rules.violated_by("de") && text_rules.violated_by("DEU"));
-        assert_eq!(m.quality.required, Required::Names(vec!["a".into()]));
-        assert!(m.quality.unknown_fields);
-        assert_eq!(m.quality.duplicate_horizon, Some(Duration::from_secs(3600)));
-        assert_eq!(m.quality.max_tracked_ids, 5000);
-        assert_eq!(MODEL_KEYS.len(), 22);
-        assert_eq!(FEATURE_KEYS.len(), 12);
-        assert_eq!(quality::QUALITY_KEYS.len(), 4);
-    }
-}
-
 /// Phase 4: checks each model against its baseline — the file opens, the SQL filter is a
 /// valid query, and every named feature and exclusion is a column with a fitting type.
 pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
@@ -1487,4 +1394,70 @@ pub async fn check_baselines(config: &Config) -> Vec<Diagnostic> {
     }
     out.extend(rule_findings);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_close_names() {
+        assert_eq!(did_you_mean("incme", ["age", "income", "country"]), Some("income"));
+        assert_eq!(did_you_mean("zzz", ["age", "income"]), None);
+    }
+
+    #[test]
+    fn every_listed_key_is_a_real_field() {
+        let text = r#"
+            [[model]]
+            id = "m"
+            baseline = "b.parquet"
+            filter = "SELECT * FROM reference"
+            tests = ["auto"]
+            thresholds = { psi = 0.2 }
+            bins = 10
+            drift_share = 0.5
+            fdr = 0.05
+            ks_method = "asymp"
+            exclude = ["x"]
+            max_samples = 10
+            max_categories = 10
+            [[model.feature]]
+            name = "a"
+            type = "numerical"
+            tests = ["ks"]
+            thresholds = { ks = 0.01 }
+            bins = 5
+            min = 0
+            max = 120
+            [[model.feature]]
+            name = "c"
+            type = "categorical"
+            allowed = ["DE", "FR"]
+            pattern = "[A-Z]{2}"
+            min_length = 2
+            max_length = 2
+            [model.quality]
+            required = ["a"]
+            unknown_fields = true
+            duplicate_horizon = "1h"
+            max_tracked_ids = 5000
+        "#;
+        let cfg = parse(Path::new("t.toml"), text).unwrap();
+        let m = &cfg.models[0];
+        assert_eq!(m.features[0].options.threshold(TestKind::Ks), 0.01);
+        assert_eq!(m.options.ks_method, KsMethod::Asymp);
+        let range = m.features[0].declared.as_ref().unwrap();
+        assert!(range.out_of_range(121.0) && !range.out_of_range(120.0));
+        let text_rules = m.features[1].declared.as_ref().unwrap();
+        assert!(!text_rules.violated_by("DE"));
+        assert!(text_rules.violated_by("ES") && text_rules.violated_by("de") && text_rules.violated_by("DEU"));
+        assert_eq!(m.quality.required, Required::Names(vec!["a".into()]));
+        assert!(m.quality.unknown_fields);
+        assert_eq!(m.quality.duplicate_horizon, Some(Duration::from_secs(3600)));
+        assert_eq!(m.quality.max_tracked_ids, 5000);
+        assert_eq!(MODEL_KEYS.len(), 22);
+        assert_eq!(FEATURE_KEYS.len(), 12);
+        assert_eq!(quality::QUALITY_KEYS.len(), 4);
+    }
 }

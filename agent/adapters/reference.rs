@@ -284,13 +284,13 @@ pub async fn learn_bands(
     let from_labels = |r: &crate::engine::rules::Rule| {
         (r.learn.is_some() || r.margin.is_some()) && matches!(r.target, Target::Performance { .. })
     };
-    if let Some(rule) = rules.iter().find(|r| from_labels(r)) {
-        if performance.is_some_and(|p| p.task == Task::Regression) {
-            return Err(CheckError::Usage(format!(
-                "rule \"{}\": `learn` and `baseline_margin` on regression metrics are not supported; give `warn`",
-                rule.name
-            )));
-        }
+    if let Some(rule) = rules.iter().find(|r| from_labels(r))
+        && performance.is_some_and(|p| p.task == Task::Regression)
+    {
+        return Err(CheckError::Usage(format!(
+            "rule \"{}\": `learn` and `baseline_margin` on regression metrics are not supported; give `warn`",
+            rule.name
+        )));
     }
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     // Rows [from, to) of the whole file as one profile.

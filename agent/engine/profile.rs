@@ -314,7 +314,7 @@ fn radix_passes<const N: usize>(keys: &mut [u64], buf: &mut [u64], hist: &mut [[
     let n = keys.len();
     let mut in_keys = true; // where the current order lives
     for (p, h) in hist.iter_mut().enumerate() {
-        if h.iter().any(|&c| c == n) {
+        if h.contains(&n) {
             continue; // every key has the same digit: this pass would not move anything
         }
         let mut offset = 0;
@@ -337,12 +337,10 @@ fn radix_passes<const N: usize>(keys: &mut [u64], buf: &mut [u64], hist: &mut [[
     }
 }
 
-/// Views finite floats as their bit patterns (same size and alignment; every bit pattern is
-/// a valid u64), so the sort can work in place.
+/// Views floats as their bit patterns (same size and alignment; every bit pattern is a
+/// valid u64), so the sort can work in place.
 fn bytemuck_f64_as_u64(values: &mut [f64]) -> &mut [u64] {
-    // SAFETY: f64 and u64 have identical size and alignment and u64 has no invalid bit
-    // patterns; the returned slice borrows `values` mutably for its whole life.
-    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u64>(), values.len()) }
+    bytemuck::cast_slice_mut(values)
 }
 
 /// Summary of one feature.

@@ -97,14 +97,14 @@ impl<T> TimedIds<T> {
             }
             self.order.pop_front();
             // Only if the slot is current (a removed or replaced id left it stale).
-            if let Entry::Occupied(e) = self.items.entry(id) {
-                if e.get().0 == t {
-                    e.remove();
-                    if t < before {
-                        expired += 1;
-                    } else {
-                        evicted += 1;
-                    }
+            if let Entry::Occupied(e) = self.items.entry(id)
+                && e.get().0 == t
+            {
+                e.remove();
+                if t < before {
+                    expired += 1;
+                } else {
+                    evicted += 1;
                 }
             }
         }

@@ -372,15 +372,15 @@ impl Rule {
             return Vec::new();
         }
         let mut out = Vec::new();
-        if let Target::Test { test, .. } = self.target {
-            if test.applies_to(kind) {
-                out.push(TestChoice::Test(test));
-            }
+        if let Target::Test { test, .. } = self.target
+            && test.applies_to(kind)
+        {
+            out.push(TestChoice::Test(test));
         }
-        if let Some(e) = &self.effect {
-            if e.test.applies_to(kind) {
-                out.push(TestChoice::Test(e.test));
-            }
+        if let Some(e) = &self.effect
+            && e.test.applies_to(kind)
+        {
+            out.push(TestChoice::Test(e.test));
         }
         out
     }

@@ -68,10 +68,10 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     };
     let setups = load_models(config).await?;
     let table = TopicTable::of(config, kind).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
-    if kind != "kafka" {
-        if let Some(m) = config.models.iter().find(|m| m.labels.is_some()) {
-            tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
-        }
+    if kind != "kafka"
+        && let Some(m) = config.models.iter().find(|m| m.labels.is_some())
+    {
+        tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
     }
     let topics = table.topics.clone();
 

@@ -119,7 +119,7 @@ fn a_window_gives_the_same_report_as_check_on_the_same_events() {
     assert!(checked.drift.detected, "the fixture drifts");
     // The window adds what only a stream has (schema, duplicates, lateness, freshness); the
     // rest is identical.
-    let mut window_json: serde_json::Value = serde_json::to_value(&window).expect("JSON");
+    let mut window_json: serde_json::Value = serde_json::to_value(window).expect("JSON");
     let mut extra = window_json.as_object_mut().expect("object").remove("quality").expect("window quality");
     // The events are from 2026-11-27, read now: their age is the time since then.
     let freshness = extra.as_object_mut().and_then(|q| q.remove("freshness_seconds")).and_then(|v| v.as_f64());

@@ -152,7 +152,7 @@ fn flat(csv: &str, model: &str, range: std::ops::Range<usize>, minute: i64) -> V
 }
 
 /// Spreads events round-robin over the partitions of a topic.
-pub(crate) fn spread<'a>(topic: &'a str, events: Vec<Vec<u8>>) -> Vec<(&'a str, i32, Vec<u8>)> {
+pub(crate) fn spread(topic: &str, events: Vec<Vec<u8>>) -> Vec<(&str, i32, Vec<u8>)> {
     events.into_iter().enumerate().map(|(i, e)| (topic, (i % 3) as i32, e)).collect()
 }
 

@@ -452,8 +452,8 @@ warn = 0.9
     };
     for step in 0..(n + 200).div_ceil(100) {
         let mut chunk = Chunk::default();
-        for i in step * 100..(step * 100 + 100).min(n) {
-            push(&mut chunk, 0, &events[i]);
+        for event in &events[step * 100..(step * 100 + 100).min(n)] {
+            push(&mut chunk, 0, event);
         }
         for i in step * 100..step * 100 + 100 {
             if i >= 200 && i - 200 < n && !unlabelled(i - 200) {
@@ -543,7 +543,7 @@ fn regression_labels_give_realised_error_metrics_per_window() {
     let text = std::fs::read_to_string(crate::agent::root().join("fixtures/credit/reference.csv")).expect("csv");
     let mut out = String::new();
     for (i, line) in text.lines().enumerate() {
-        let y = if i == 0 { "y".to_string() } else { format!("{}", line.rsplit(',').next().expect("s")) };
+        let y = if i == 0 { "y".to_string() } else { line.rsplit(',').next().expect("s").to_string() };
         out += &format!("{line},{y}\n");
     }
     let reference = dir.path().join("reference.csv");

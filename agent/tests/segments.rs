@@ -96,7 +96,7 @@ fn a_segment_that_drifts_while_the_whole_does_not_is_found_in_its_slice() {
     incomes.sort_by(|a, b| b.total_cmp(a));
     let polish =
         events.iter().filter(|e| e["features"]["country"] == "PL" && !e["features"]["income"].is_null()).count();
-    let (mut top, mut rest) = (incomes[..polish].to_vec().into_iter(), incomes[polish..].to_vec().into_iter());
+    let (mut top, mut rest) = (incomes[..polish].iter().copied(), incomes[polish..].iter().copied());
     for e in &mut events {
         if e["features"]["income"].is_null() {
             continue;
@@ -154,10 +154,10 @@ fn segment_values_are_the_true_top_values_on_every_load() {
     heavy_rows.reverse();
     for i in 0..120_000 {
         let _ = writeln!(text, "k{i},{},{pad}", i % 97);
-        if i % 90 == 0 {
-            if let Some(k) = heavy_rows.pop() {
-                let _ = writeln!(text, "{k},{},{pad}", i % 89);
-            }
+        if i % 90 == 0
+            && let Some(k) = heavy_rows.pop()
+        {
+            let _ = writeln!(text, "{k},{},{pad}", i % 89);
         }
     }
     for k in heavy_rows {

@@ -512,11 +512,12 @@ pub(super) fn rule_of(
     if warn.is_none() && critical.is_none() && rc.detector.is_none() && learn.is_none() && margin.is_none() {
         r.at(rc.name.span(), format!("rule \"{name}\" needs `warn`, `critical`, `detector`, `learn` or a combination"));
     }
-    if let (Some(w), Some(c), Some(cs)) = (warn, critical, rc.critical.as_ref()) {
-        if d.breaches(w, c) && w != c {
-            let rel = if d == crate::engine::rules::Direction::Below { "below" } else { "above" };
-            r.at(cs.span(), format!("critical ({c}) must be {rel} warn ({w}): a critical breach is the worse one"));
-        }
+    if let (Some(w), Some(c), Some(cs)) = (warn, critical, rc.critical.as_ref())
+        && d.breaches(w, c)
+        && w != c
+    {
+        let rel = if d == crate::engine::rules::Direction::Below { "below" } else { "above" };
+        r.at(cs.span(), format!("critical ({c}) must be {rel} warn ({w}): a critical breach is the worse one"));
     }
     // The mildest threshold: the first value that breaches.
     let mildest = match (warn, critical) {
@@ -697,10 +698,10 @@ fn detector_of(r: &mut Reporter, d: &DetectorConfig) -> Option<DetectorSpec> {
                 }
             }
             let delta = positive(r, &d.delta, "delta", 0.002);
-            if delta >= 1.0 {
-                if let Some(v) = &d.delta {
-                    r.at(v.span(), "adwin delta is a confidence in (0, 1), e.g. 0.002");
-                }
+            if delta >= 1.0
+                && let Some(v) = &d.delta
+            {
+                r.at(v.span(), "adwin delta is a confidence in (0, 1), e.g. 0.002");
             }
             Some(DetectorSpec::Adwin { delta: delta.min(0.5) })
         }
@@ -773,12 +774,13 @@ fn selector_of(
 }
 
 /// Validates a rule file's text: keys, types, then each rule (against `models`).
-pub(super) fn parse_rule_file(
-    path: &Path,
-    text: &str,
-    models: &[(String, Vec<(String, Option<FeatureKind>)>)],
-    out: &mut Vec<Diagnostic>,
-) -> Vec<(String, Rule, Vec<(String, super::Pos)>)> {
+/// Each model's id with its features (name and declared kind): what rules are checked against.
+pub(super) type Catalogue = [(String, Vec<(String, Option<FeatureKind>)>)];
+
+/// The rules a rule file defines, each with its model and where its features were named.
+pub(super) type RuleEntries = Vec<(String, Rule, Vec<(String, super::Pos)>)>;
+
+pub(super) fn parse_rule_file(path: &Path, text: &str, models: &Catalogue, out: &mut Vec<Diagnostic>) -> RuleEntries {
     let mut r = Reporter { file: path, text, out: Vec::new() };
     let (table, syntax) = DeTable::parse_recoverable(text);
     for e in &syntax {

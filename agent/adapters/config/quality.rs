@@ -112,10 +112,10 @@ pub(super) fn declared_of(r: &mut Reporter, f: &FeatureConfig, kind: Option<Feat
         max: f.max.as_ref().map(|v| *v.get_ref()),
         ..Declared::default()
     };
-    if let (Some(lo), Some(hi)) = (&f.min, &f.max) {
-        if lo.get_ref() > hi.get_ref() {
-            r.at(hi.span(), format!("max ({}) is below min ({})", hi.get_ref(), lo.get_ref()));
-        }
+    if let (Some(lo), Some(hi)) = (&f.min, &f.max)
+        && lo.get_ref() > hi.get_ref()
+    {
+        r.at(hi.span(), format!("max ({}) is below min ({})", hi.get_ref(), lo.get_ref()));
     }
     for v in [&f.min, &f.max].into_iter().flatten() {
         if !v.get_ref().is_finite() {
@@ -140,18 +140,18 @@ pub(super) fn declared_of(r: &mut Reporter, f: &FeatureConfig, kind: Option<Feat
         }
     }
     for (v, name) in [(&f.min_length, "min_length"), (&f.max_length, "max_length")] {
-        if let Some(v) = v {
-            if *v.get_ref() < 0 {
-                r.at(v.span(), format!("{name} must be 0 or more, got {}", v.get_ref()));
-            }
+        if let Some(v) = v
+            && *v.get_ref() < 0
+        {
+            r.at(v.span(), format!("{name} must be 0 or more, got {}", v.get_ref()));
         }
     }
     d.min_length = f.min_length.as_ref().map(|v| (*v.get_ref()).max(0) as usize);
     d.max_length = f.max_length.as_ref().map(|v| (*v.get_ref()).max(0) as usize);
-    if let (Some(lo), Some(hi)) = (&f.min_length, &f.max_length) {
-        if lo.get_ref() > hi.get_ref() {
-            r.at(hi.span(), format!("max_length ({}) is below min_length ({})", hi.get_ref(), lo.get_ref()));
-        }
+    if let (Some(lo), Some(hi)) = (&f.min_length, &f.max_length)
+        && lo.get_ref() > hi.get_ref()
+    {
+        r.at(hi.span(), format!("max_length ({}) is below min_length ({})", hi.get_ref(), lo.get_ref()));
     }
     match kind {
         Some(FeatureKind::Categorical) if d.has_range() => {

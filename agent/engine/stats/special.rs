@@ -114,8 +114,9 @@ fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> [f64; 3] {
         b.swap(col, pivot);
         for row in col + 1..3 {
             let f = a[row][col] / a[col][col];
-            for c in col..3 {
-                a[row][c] -= f * a[col][c];
+            let (upper, lower) = a.split_at_mut(row);
+            for (x, y) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
+                *x -= f * y;
             }
             b[row] -= f * b[col];
         }

@@ -75,10 +75,10 @@ pub fn client_config(kafka: &Kafka, consumer: bool) -> anyhow::Result<ClientConf
         if !kafka.properties.contains_key("client.id") {
             cfg.set("client.id", "driftwatch");
         }
-        if !kafka.properties.contains_key("group.instance.id") {
-            if let Some(id) = std::env::var(INSTANCE_ID_ENV).ok().filter(|v| !v.trim().is_empty()) {
-                cfg.set("group.instance.id", id.trim());
-            }
+        if !kafka.properties.contains_key("group.instance.id")
+            && let Some(id) = std::env::var(INSTANCE_ID_ENV).ok().filter(|v| !v.trim().is_empty())
+        {
+            cfg.set("group.instance.id", id.trim());
         }
         // Offsets are committed by the source alone (see the module doc), whatever the
         // properties say.
