@@ -49,7 +49,9 @@ mod runtime;
 pub use adapters::reference;
 pub use adapters::{baseline, config, derive};
 pub use engine::{
-    alert, decode, detect, evaluate, frontier, impact, json, labels, performance, plan, profile, recent, report, rng,
-    rules, stats, text, window,
+    alert, chunk, decode, detect, evaluate, frontier, impact, json, labels, performance, plan, profile, recent, report,
+    rng, rules, stats, text, window,
 };
-pub use runtime::{check, checkpoint, demo, html, http, metrics, notify, pipeline, reload, run, setup, source, status};
+pub use runtime::{
+    check, checkpoint, demo, html, http, input, metrics, notify, pipeline, reload, run, setup, source, status,
+};

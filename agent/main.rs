@@ -327,6 +327,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 observers: vec![Box::new(demo::summary(demo::colour()))],
                 generator: Some(Box::new(move |tx, stop| demo::generate(demo_options, tx, stop))),
                 outbox: Some(outbox.clone()),
+                ..Default::default()
             };
             driftwatch::run::run(&cfg, options).await.map_err(|e| Failure(format!("{e:#}")))?;
             let mails = std::fs::read_dir(&outbox)

@@ -30,13 +30,13 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
+use driftwatch::chunk::Chunk;
 use driftwatch::config;
 use driftwatch::decode::{ModelFields, Position, TopicDecoder};
 use driftwatch::metrics::Metrics;
 use driftwatch::pipeline::Pipeline;
 use driftwatch::rng::SplitMix64 as Rng;
 use driftwatch::setup::load_models;
-use driftwatch::source::Chunk;
 use driftwatch::status::{Shared, Status};
 
 const NUMERICAL: usize = 20;

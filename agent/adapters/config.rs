@@ -1028,13 +1028,17 @@ pub fn read_secret(setting: &str, env: Option<&str>, file: Option<&Path>) -> any
     }
 }
 
-/// Parses a duration as `humantime` writes it: `"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`,
-/// `"1d"`.
+/// Parses a duration as `humantime` writes it: `"250ms"`, `"30s"`, `"5m"`, `"1h30m"`,
+/// `"1d"`, `"30 seconds"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!(
-            "\"{text}\" is not a duration ({e}); write one such as \"250ms\", \"30s\", \"5m\", \"1h 30m\" or \"1d\""
-        )
+    use humantime::DurationError as E;
+    let help = "write a duration such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"1d\"";
+    humantime::parse_duration(text.trim()).map_err(|e| match e {
+        E::Empty => format!("empty duration; {help}"),
+        E::UnknownUnit { unit, .. } if unit.is_empty() => format!("\"{text}\" has no unit; {help}"),
+        E::UnknownUnit { unit, .. } => format!("unknown unit \"{unit}\" in \"{text}\"; {help}"),
+        E::NumberOverflow => format!("\"{text}\" is too long"),
+        E::InvalidCharacter(_) | E::NumberExpected(_) => format!("\"{text}\" is not a duration; {help}"),
     })
 }
 

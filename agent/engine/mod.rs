@@ -4,6 +4,7 @@
 //! test (`agent/tests/architecture.rs`) holds that.
 
 pub mod alert;
+pub mod chunk;
 pub mod decode;
 pub mod detect;
 pub mod evaluate;

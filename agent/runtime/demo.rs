@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::engine::chunk::Chunk;
 use crate::engine::evaluate::Evaluation;
 use crate::engine::rng::SplitMix64;
-use crate::runtime::source::Chunk;
+use crate::runtime::input::Input;
 
 const CONFIG: &str = include_str!("../../fixtures/demo/agent.toml");
 const BASELINE: &str = include_str!("../../fixtures/credit/reference.csv");
@@ -127,7 +128,7 @@ fn event(rng: &mut Rng, k: u64, i: u64, time_ms: i64, out: &mut String) {
 }
 
 /// The generator: sends events window by window until stopped.
-pub fn generate(options: DemoOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
+pub fn generate(options: DemoOptions, tx: mpsc::Sender<Input>, stop: Arc<AtomicBool>) {
     let mut rng = Rng(SplitMix64(20_261_127));
     let start = chrono::Utc::now().timestamp_millis().div_euclid(WINDOW_MS) * WINDOW_MS;
     let per_window = options.events_per_window.max(10) as u64;
@@ -151,7 +152,7 @@ pub fn generate(options: DemoOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicB
                 chunk.push(0, 0, offset, None, line.as_bytes());
                 offset += 1;
             }
-            if tx.blocking_send(chunk).is_err() {
+            if tx.blocking_send(Input::Chunk(chunk)).is_err() {
                 return;
             }
             std::thread::sleep(pause);

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod demo;
 pub mod html;
 pub mod http;
+pub mod input;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

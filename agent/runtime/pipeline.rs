@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::adapters::config::Model;
 use crate::adapters::derive::{Compiled, Derive, Dimension, Slicer};
 use crate::engine::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
+use crate::engine::chunk::{Chunk, SourceState};
 use crate::engine::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::engine::evaluate::{Evaluation, Judge, SliceSetup};
 use crate::engine::frontier::CommitFrontier;
@@ -31,7 +32,6 @@ use crate::engine::text::rfc3339;
 use crate::engine::window::{ClosedWindow, Windows, millis};
 use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
 use crate::runtime::notify::{Batch, Queue};
-use crate::runtime::source::{Chunk, SourceState};
 use crate::runtime::status::{
     BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
     WindowSummary,

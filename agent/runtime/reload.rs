@@ -20,20 +20,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, watch};
 
 use crate::adapters::config::{Config, Model};
+use crate::runtime::input::{Input, ReloadRequest};
 use crate::runtime::notify::{Notifier, Queue};
 use crate::runtime::pipeline::{Incoming, Reloaded};
 use crate::runtime::setup::TopicTable;
 use crate::runtime::status::Shared;
-
-/// A validated, loaded configuration for the pipeline thread to apply.
-pub struct Request {
-    pub incoming: Vec<Incoming>,
-    pub table: TopicTable,
-    pub max_event_bytes: usize,
-    /// The alert queue, when this reload starts the notifier (the first rules).
-    pub queue: Option<Queue>,
-    pub reply: oneshot::Sender<Result<Reloaded, String>>,
-}
 
 /// Watches the running configuration and hands reloads to the pipeline thread.
 pub struct Watcher {
@@ -43,7 +34,7 @@ pub struct Watcher {
     pub table: TopicTable,
     pub max_event_bytes: usize,
     pub shared: Arc<Shared>,
-    pub requests: std::sync::mpsc::Sender<Request>,
+    pub requests: tokio::sync::mpsc::Sender<Input>,
     /// The alert notifier, once any model has rules (stopped at shutdown by `run`).
     pub notifier: Arc<Mutex<Option<Notifier>>>,
     /// Replaces `[notify] outbox` (as at start).
@@ -233,8 +224,9 @@ impl Watcher {
         }
         let queue = self.start_notifier(&new).map_err(|e| vec![format!("{e:#}")])?;
         let (reply, answer) = oneshot::channel();
-        let request = Request { incoming, table: table.clone(), max_event_bytes: self.max_event_bytes, queue, reply };
-        self.requests.send(request).map_err(|_| vec!["the pipeline has stopped".to_string()])?;
+        let request =
+            ReloadRequest { incoming, table: table.clone(), max_event_bytes: self.max_event_bytes, queue, reply };
+        self.requests.send(Input::Reload(request)).await.map_err(|_| vec!["the pipeline has stopped".to_string()])?;
         let done = tokio::time::timeout(Duration::from_secs(60), answer)
             .await
             .map_err(|_| vec!["the pipeline did not take the configuration within 60 s".to_string()])?

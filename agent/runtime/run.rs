@@ -12,7 +12,9 @@
 //! `shutdown_timeout` ends the process anyway, with an error.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,21 +23,22 @@ use anyhow::{Context as _, anyhow};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::adapters::config::{Config, SourceKind};
+use crate::engine::chunk::SourceState;
 use crate::runtime::checkpoint::Store;
 use crate::runtime::http;
+use crate::runtime::input::{self, Input, ReloadRequest};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::notify::Notifier;
 use crate::runtime::pipeline::{Observer, Pipeline};
-use crate::runtime::reload::{Request, Watcher};
+use crate::runtime::reload::Watcher;
 use crate::runtime::setup::{TopicTable, load_models};
-use crate::runtime::source::kafka::{Assignment, Commits, DeadLetterProducer, KafkaSource};
+use crate::runtime::source::kafka::{Commits, DeadLetterProducer, KafkaSource};
 use crate::runtime::source::replay::{self, ReplayOptions};
-use crate::runtime::source::{Chunk, SourceState};
 use crate::runtime::status::{Shared, Status};
 
 /// A source of chunks written in Rust (the demo's generator): it gets the channel and a
 /// stop flag, and returns when done or stopped.
-pub type Generator = Box<dyn FnOnce(mpsc::Sender<Chunk>, Arc<AtomicBool>) + Send>;
+pub type Generator = Box<dyn FnOnce(mpsc::Sender<Input>, Arc<AtomicBool>) + Send>;
 
 /// How this run differs from what the configuration file says.
 #[derive(Default)]
@@ -48,10 +51,13 @@ pub struct RunOptions {
     pub generator: Option<Generator>,
     /// Replaces `[notify] outbox`.
     pub outbox: Option<std::path::PathBuf>,
+    /// Stops the agent when it completes, instead of SIGTERM, SIGINT or `duration` (to drive
+    /// a run in process).
+    pub stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// Runs the agent until its source ends or a signal arrives.
-pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
+pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()> {
     let source = config.source.clone();
     let (kind, batch_rows, linger, max_event_bytes) = match (&source, &options.generator) {
         (_, Some(_)) => ("demo", 8192, Duration::from_millis(100), 1 << 20),
@@ -178,8 +184,15 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     {
         let (stop_tx, stop_flag, stopped_at) = (stop_tx.clone(), stop_flag.clone(), stopped_at.clone());
         let duration = options.duration;
+        let caller = options.stop.take();
         tokio::spawn(async move {
-            let why = wait_for_stop(duration).await;
+            let why = match caller {
+                Some(stop) => {
+                    stop.await;
+                    "asked to stop"
+                }
+                None => wait_for_stop(duration).await,
+            };
             tracing::info!("{why}: stopping (the source stops, open windows are evaluated, offsets committed)");
             if let Ok(mut t) = stopped_at.lock() {
                 *t = Some(Instant::now());
@@ -190,10 +203,12 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
     }
 
     // The pipeline thread.
-    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let (tx, rx) = mpsc::channel::<Input>(input::CAPACITY);
     let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
     // Replay and demo have one partition from the start; Kafka reports its assignments.
-    let assignment: Assignment = Arc::new(Mutex::new((kind != "kafka").then(|| vec![(0, 0, None)])));
+    if kind != "kafka" {
+        tx.send(Input::Assigned(vec![(0, 0, None)])).await.map_err(|_| anyhow!("the pipeline is not running"))?;
+    }
     // Kafka reports its health; replay and the demo are always caught up.
     let source_state = Arc::new(Mutex::new(if kind == "kafka" {
         SourceState { healthy: false, behind: Vec::new(), at: None }
@@ -208,23 +223,20 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         .unwrap_or(Duration::from_secs(1))
         .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Request>();
     {
-        let (commits, assignment, shared, topics, state) =
-            (commits.clone(), assignment.clone(), shared.clone(), topics.clone(), source_state.clone());
+        let (commits, shared, topics, state) = (commits.clone(), shared.clone(), topics.clone(), source_state.clone());
         let handle = tokio::runtime::Handle::current();
         let finish = kind != "kafka";
         std::thread::Builder::new().name("pipeline".into()).spawn(move || {
             let links = Links {
                 commits: &commits,
-                assignment: &assignment,
                 state: &state,
                 store: store.as_ref(),
                 finish,
                 shared: &shared,
                 topics: &topics,
             };
-            drive(pipeline, rx, &reload_rx, &links, &handle, tick);
+            drive(pipeline, rx, &links, &handle, tick);
             let _ = done_tx.send(());
         })?;
     }
@@ -238,7 +250,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
             table: table.clone(),
             max_event_bytes,
             shared: shared.clone(),
-            requests: reload_tx,
+            requests: tx.clone(),
             notifier: notifier.clone(),
             outbox: options.outbox.clone(),
         };
@@ -247,6 +259,7 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
 
     // The source runs in this task until it ends or is stopped.
     let mut kafka_source = None;
+    let end = tx.clone();
     match (&source, options.generator) {
         (_, Some(generator)) => {
             let flag = stop_flag.clone();
@@ -254,14 +267,8 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         }
         (Some(s), None) => match &s.kind {
             SourceKind::Kafka(k) => {
-                let consumer = KafkaSource::new(
-                    k,
-                    topics.clone(),
-                    commits.clone(),
-                    assignment.clone(),
-                    source_state.clone(),
-                    shared.clone(),
-                )?;
+                let consumer =
+                    KafkaSource::new(k, topics.clone(), commits.clone(), source_state.clone(), shared.clone())?;
                 consumer.read(tx, stop_rx.clone(), batch_rows, linger, max_event_bytes).await;
                 kafka_source = Some(consumer);
             }
@@ -280,6 +287,9 @@ pub async fn run(config: &Config, options: RunOptions) -> anyhow::Result<()> {
         },
         (None, None) => unreachable!("checked above"),
     }
+    // The watcher keeps a sender for reloads: the end is said, not inferred.
+    let _ = end.send(Input::End).await;
+    drop(end);
 
     // Drain: the pipeline closes its windows once the channel is empty and closed.
     let deadline = {
@@ -346,7 +356,6 @@ async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
 /// What the pipeline thread shares with the rest of the agent.
 struct Links<'a> {
     commits: &'a Commits,
-    assignment: &'a Assignment,
     state: &'a Mutex<SourceState>,
     /// Where checkpoints go (a Kafka source).
     store: Option<&'a Store>,
@@ -356,11 +365,11 @@ struct Links<'a> {
     topics: &'a [String],
 }
 
-/// The pipeline thread: chunks in, idle ticks between them, committable offsets out.
+/// The pipeline thread: inputs in, in order, idle ticks between them, committable offsets
+/// out.
 fn drive(
     mut pipeline: Pipeline,
-    mut rx: mpsc::Receiver<Chunk>,
-    reloads: &std::sync::mpsc::Receiver<Request>,
+    mut rx: mpsc::Receiver<Input>,
     links: &Links,
     handle: &tokio::runtime::Handle,
     tick: Duration,
@@ -368,14 +377,11 @@ fn drive(
     let mut last_tick = Instant::now();
     let mut published = Published::default();
     loop {
-        let next = handle.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
-        // An assignment is always reported before the first message of its partitions.
-        if let Some(assigned) = links.assignment.lock().ok().and_then(|mut a| a.take()) {
-            pipeline.assign(&assigned, Instant::now());
-        }
-        match next {
-            Ok(Some(chunk)) => pipeline.process(&chunk, Instant::now()),
-            Ok(None) => break,
+        match handle.block_on(async { tokio::time::timeout(tick, rx.recv()).await }) {
+            Ok(Some(Input::Chunk(chunk))) => pipeline.process(&chunk, Instant::now()),
+            Ok(Some(Input::Assigned(assigned))) => pipeline.assign(&assigned, Instant::now()),
+            Ok(Some(Input::Reload(request))) => reload(&mut pipeline, request),
+            Ok(Some(Input::End) | None) => break,
             Err(_) => {}
         }
         if last_tick.elapsed() >= tick {
@@ -385,20 +391,6 @@ fn drive(
             pipeline.tick(Instant::now());
             last_tick = Instant::now();
         }
-        while let Ok(request) = reloads.try_recv() {
-            if let Some(queue) = request.queue {
-                pipeline.set_notify(queue);
-            }
-            let table = &request.table;
-            let done = pipeline.reload(
-                request.incoming,
-                &table.readers,
-                &table.label_readers,
-                request.max_event_bytes,
-                Instant::now(),
-            );
-            let _ = request.reply.send(done);
-        }
         publish(&mut pipeline, links, &mut published, false);
     }
     if links.finish {
@@ -407,6 +399,22 @@ fn drive(
         pipeline.stop(Instant::now());
     }
     publish(&mut pipeline, links, &mut published, true);
+}
+
+/// Applies a reload between two inputs and answers the watcher.
+fn reload(pipeline: &mut Pipeline, request: ReloadRequest) {
+    if let Some(queue) = request.queue {
+        pipeline.set_notify(queue);
+    }
+    let table = &request.table;
+    let done = pipeline.reload(
+        request.incoming,
+        &table.readers,
+        &table.label_readers,
+        request.max_event_bytes,
+        Instant::now(),
+    );
+    let _ = request.reply.send(done);
 }
 
 /// The offsets last handed to the source and when the last checkpoint was written.

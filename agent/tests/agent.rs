@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use driftwatch::check::{self};
 
+use driftwatch::chunk::Chunk;
 use driftwatch::config;
 use driftwatch::evaluate::Evaluation;
 use driftwatch::metrics::Metrics;
 use driftwatch::pipeline::Pipeline;
 use driftwatch::plan::Plan;
 use driftwatch::setup::load_models;
-use driftwatch::source::Chunk;
 use driftwatch::status::{Shared, Status};
 
 /// 2026-11-27T00:00:00Z, a whole hour.

@@ -390,7 +390,7 @@ fn labelled_pipeline(
 
 #[test]
 fn labels_joined_by_event_id_give_realised_metrics_per_window_and_realised_rules_fire() {
-    use driftwatch::source::Chunk;
+    use driftwatch::chunk::Chunk;
 
     let dir = tempfile::tempdir().expect("tmp");
     let reference = labelled_reference(dir.path());
@@ -452,7 +452,7 @@ warn = 0.9
     };
     for step in 0..(n + 200).div_ceil(100) {
         let mut chunk = Chunk::default();
-        for event in &events[step * 100..(step * 100 + 100).min(n)] {
+        for event in events.iter().skip(step * 100).take(100) {
             push(&mut chunk, 0, event);
         }
         for i in step * 100..step * 100 + 100 {
@@ -536,7 +536,7 @@ warn = 0.9
 
 #[test]
 fn regression_labels_give_realised_error_metrics_per_window() {
-    use driftwatch::source::Chunk;
+    use driftwatch::chunk::Chunk;
 
     let dir = tempfile::tempdir().expect("tmp");
     // The credit reference with a numeric target: the "score" column is the prediction.

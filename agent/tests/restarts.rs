@@ -310,10 +310,10 @@ mod resume {
     use std::time::Instant;
 
     use driftwatch::checkpoint::{Checkpoint, ModelMark, PartitionMark};
+    use driftwatch::chunk::Chunk;
     use driftwatch::evaluate::Evaluation;
     use driftwatch::metrics::Metrics;
     use driftwatch::pipeline::{Pipeline, announce};
-    use driftwatch::source::Chunk;
     use driftwatch::status::{Shared, Status};
 
     use super::super::agent::{T0, load_setups};

@@ -35,17 +35,18 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use super::{Chunk, SourceState};
 use crate::adapters::config::Kafka;
+use crate::engine::chunk::{Chunk, SourceState};
 use crate::engine::decode::Rejected;
+use crate::runtime::input::{Assigned, Input};
 use crate::runtime::status::Shared;
 
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
 
-/// The latest assignment until the pipeline takes it: (topic index, partition, the group's
-/// committed offset when it has one).
-pub type Assignment = Arc<Mutex<Option<Vec<(u16, i32, Option<i64>)>>>>;
+/// The latest assignment, from the rebalance callback (which cannot wait) until the read
+/// loop sends it on, in order with the records.
+type Assignment = Arc<Mutex<Option<Assigned>>>;
 
 /// Environment variable naming this agent's static group member (`group.instance.id`)
 /// when the configuration does not.
@@ -256,10 +257,10 @@ impl KafkaSource {
         kafka: &Kafka,
         topics: Vec<String>,
         commits: Commits,
-        assignment: Assignment,
         state: Arc<Mutex<SourceState>>,
         shared: Arc<Shared>,
     ) -> anyhow::Result<KafkaSource> {
+        let assignment = Assignment::default();
         let context =
             Context { topics: topics.clone(), commits, assignment, state, assigned: Mutex::new(Vec::new()), shared };
         let consumer: StreamConsumer<Context> =
@@ -274,7 +275,7 @@ impl KafkaSource {
     /// allowed offsets as they move.
     pub async fn read(
         &self,
-        tx: mpsc::Sender<Chunk>,
+        tx: mpsc::Sender<Input>,
         mut stop: watch::Receiver<bool>,
         batch_rows: usize,
         linger: Duration,
@@ -286,49 +287,69 @@ impl KafkaSource {
         let mut last_error: Option<(String, std::time::Instant)> = None;
         let mut tick = tokio::time::interval(linger.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Sends what was read so far, then a new assignment if a rebalance happened: the
+        // records of before the rebalance, the assignment, then the records after it.
+        let flush = |chunk: &mut Chunk| {
+            let full = std::mem::replace(chunk, Chunk::with_capacity(batch_rows));
+            let assigned = self.consumer.context().assignment.lock().ok().and_then(|mut a| a.take());
+            let tx = &tx;
+            async move {
+                if !full.is_empty() {
+                    tx.send(Input::Chunk(full)).await?;
+                }
+                if let Some(assigned) = assigned {
+                    tx.send(Input::Assigned(assigned)).await?;
+                }
+                Ok::<(), mpsc::error::SendError<Input>>(())
+            }
+        };
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = tick.tick() => {
-                    if !chunk.is_empty() && tx.send(std::mem::replace(&mut chunk, Chunk::with_capacity(batch_rows))).await.is_err() {
+                    if flush(&mut chunk).await.is_err() {
                         break;
                     }
                     self.commit_async();
                 }
-                message = self.consumer.recv() => match message {
-                    Ok(m) => {
-                        let Some(&topic) = index.get(m.topic()) else { continue };
-                        let ts = m.timestamp().to_millis();
-                        let payload = m.payload().unwrap_or_default();
-                        chunk.push(topic, m.partition(), m.offset(), ts, &payload[..payload.len().min(keep)]);
-                        if chunk.is_full(batch_rows) {
-                            if tx.send(std::mem::replace(&mut chunk, Chunk::with_capacity(batch_rows))).await.is_err() {
-                                break;
+                message = self.consumer.recv() => {
+                    // A rebalance runs inside `recv`: what it assigned goes before this record.
+                    if self.consumer.context().assignment.lock().is_ok_and(|a| a.is_some()) && flush(&mut chunk).await.is_err() {
+                        break;
+                    }
+                    match message {
+                        Ok(m) => {
+                            let Some(&topic) = index.get(m.topic()) else { continue };
+                            let ts = m.timestamp().to_millis();
+                            let payload = m.payload().unwrap_or_default();
+                            chunk.push(topic, m.partition(), m.offset(), ts, &payload[..payload.len().min(keep)]);
+                            if chunk.is_full(batch_rows) {
+                                if flush(&mut chunk).await.is_err() {
+                                    break;
+                                }
+                                self.commit_async();
                             }
-                            self.commit_async();
+                        }
+                        Err(e) => {
+                            // Until the next statistics report says otherwise, the source is not
+                            // healthy: windows must not close for idleness meanwhile.
+                            if let Ok(mut s) = self.consumer.context().state.lock() {
+                                s.healthy = false;
+                            }
+                            // librdkafka reconnects by itself; say so once a minute per error, not
+                            // once per poll.
+                            let text = e.to_string();
+                            if last_error.as_ref().is_none_or(|(t, at)| *t != text || at.elapsed() > Duration::from_secs(60)) {
+                                tracing::warn!("kafka: {text} (librdkafka retries by itself)");
+                                last_error = Some((text, std::time::Instant::now()));
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
-                    Err(e) => {
-                        // Until the next statistics report says otherwise, the source is not
-                        // healthy: windows must not close for idleness meanwhile.
-                        if let Ok(mut s) = self.consumer.context().state.lock() {
-                            s.healthy = false;
-                        }
-                        // librdkafka reconnects by itself; say so once a minute per error, not
-                        // once per poll.
-                        let text = e.to_string();
-                        if last_error.as_ref().is_none_or(|(t, at)| *t != text || at.elapsed() > Duration::from_secs(60)) {
-                            tracing::warn!("kafka: {text} (librdkafka retries by itself)");
-                            last_error = Some((text, std::time::Instant::now()));
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                }
             }
         }
-        if !chunk.is_empty() {
-            let _ = tx.send(chunk).await;
-        }
+        let _ = flush(&mut chunk).await;
     }
 
     /// Commits the offsets the frontier allows, asynchronously, when they changed.

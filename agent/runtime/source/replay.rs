@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{Chunk, MAX_CHUNK_BYTES};
+use crate::engine::chunk::{Chunk, MAX_CHUNK_BYTES};
 use crate::engine::decode::FieldPath;
+use crate::runtime::input::Input;
 
 /// What to replay and how.
 #[derive(Clone, Debug)]
@@ -38,7 +39,7 @@ pub struct ReplayOptions {
 
 /// Reads every event and sends it on; returns the number of lines read. Runs on a blocking
 /// thread; stops early when `stop` is set or the pipeline has gone.
-pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) -> std::io::Result<u64> {
+pub fn run(options: ReplayOptions, tx: mpsc::Sender<Input>, stop: Arc<AtomicBool>) -> std::io::Result<u64> {
     let (input, interactive): (Box<dyn Read>, bool) = match &options.path {
         Some(p) => (
             Box::new(
@@ -74,7 +75,7 @@ pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool
                 let (t0, w0) = *pace.get_or_insert((t, Instant::now()));
                 let due = w0 + Duration::from_secs_f64(((t - t0).max(0) as f64 / 1000.0) / options.speed);
                 if due > Instant::now() {
-                    if !chunk.is_empty() && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    if !chunk.is_empty() && tx.blocking_send(Input::Chunk(std::mem::take(&mut chunk))).is_err() {
                         break;
                     }
                     std::thread::sleep(due - Instant::now());
@@ -88,13 +89,13 @@ pub fn run(options: ReplayOptions, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicBool
         let idle = interactive && reader.buffer().is_empty();
         if chunk.len() >= options.batch_rows || chunk.data.len() >= MAX_CHUNK_BYTES || (idle && !chunk.is_empty()) {
             let full = std::mem::replace(&mut chunk, Chunk::with_capacity(options.batch_rows));
-            if tx.blocking_send(full).is_err() {
+            if tx.blocking_send(Input::Chunk(full)).is_err() {
                 break;
             }
         }
     }
     if !chunk.is_empty() {
-        let _ = tx.blocking_send(chunk);
+        let _ = tx.blocking_send(Input::Chunk(chunk));
     }
     Ok(offset as u64)
 }
