@@ -1008,20 +1008,34 @@ fn thresholds_of(r: &mut Reporter, map: &BTreeMap<Spanned<String>, Spanned<f64>>
     out
 }
 
+/// A secret the configuration names could not be read (set the variable, mount the file).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{setting}_env: environment variable {var} is not set: {source}")]
+    Env { setting: String, var: String, source: std::env::VarError },
+    #[error("{setting}_file: cannot read {}: {source}", path.display())]
+    File { setting: String, path: std::path::PathBuf, source: std::io::Error },
+}
+
 /// Reads a secret named by `{setting}_env` (an environment variable) or `{setting}_file` (a
 /// file; trailing line breaks dropped), e.g. `read_secret("[source] sasl_password", …)`.
 /// `None` when neither is set. Errors name the variable or file, never the value.
-pub fn read_secret(setting: &str, env: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
-    use anyhow::Context as _;
+pub fn read_secret(setting: &str, env: Option<&str>, file: Option<&Path>) -> Result<Option<String>, SecretError> {
     if let Some(var) = env {
-        let value =
-            std::env::var(var).with_context(|| format!("{setting}_env: environment variable {var} is not set"))?;
+        let value = std::env::var(var).map_err(|source| SecretError::Env {
+            setting: setting.to_string(),
+            var: var.to_string(),
+            source,
+        })?;
         return Ok(Some(value));
     }
     match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{setting}_file: cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                setting: setting.to_string(),
+                path: path.to_path_buf(),
+                source,
+            })?;
             Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
         }
         None => Ok(None),

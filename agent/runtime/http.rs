@@ -28,10 +28,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Binds the listener (so a bad address fails at start, not later).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set [agent] listen or --listen)"))
+/// The HTTP server could not listen (pick another address).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source} (set [agent] listen or --listen)")]
+pub struct BindError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

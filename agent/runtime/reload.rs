@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::adapters::config::{Config, Model};
 use crate::runtime::input::{Input, ReloadRequest};
-use crate::runtime::notify::{Notifier, Queue};
+use crate::runtime::notify::{Notifier, NotifyError, Queue};
 use crate::runtime::pipeline::{Incoming, Reloaded};
 use crate::runtime::setup::TopicTable;
 use crate::runtime::status::Shared;
@@ -239,8 +239,8 @@ impl Watcher {
     }
 
     /// Starts the notifier when the first rules arrive; its queue goes to the pipeline.
-    fn start_notifier(&self, new: &Config) -> anyhow::Result<Option<Queue>> {
-        let mut slot = self.notifier.lock().map_err(|_| anyhow::anyhow!("notifier lock poisoned"))?;
+    fn start_notifier(&self, new: &Config) -> Result<Option<Queue>, NotifyError> {
+        let mut slot = self.notifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_some() || new.models.iter().all(|m| m.rules.is_empty()) {
             return Ok(None);
         }

@@ -14,31 +14,63 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::adapters::config::{Config, SourceKind};
 use crate::engine::chunk::SourceState;
 use crate::runtime::checkpoint::Store;
-use crate::runtime::http;
+use crate::runtime::http::{self, BindError};
 use crate::runtime::input::{self, Input, ReloadRequest};
 use crate::runtime::metrics::Metrics;
-use crate::runtime::notify::Notifier;
+use crate::runtime::notify::{Notifier, NotifyError};
 use crate::runtime::pipeline::{Observer, Pipeline};
 use crate::runtime::reload::Watcher;
-use crate::runtime::setup::{TopicTable, load_models};
-use crate::runtime::source::kafka::{Commits, DeadLetterProducer, KafkaSource};
+use crate::runtime::setup::{SetupError, TopicTable, load_models};
+use crate::runtime::source::kafka::{Commits, DeadLetterProducer, KafkaError, KafkaSource};
 use crate::runtime::source::replay::{self, ReplayOptions};
 use crate::runtime::status::{Shared, Status};
 
 /// A source of chunks written in Rust (the demo's generator): it gets the channel and a
 /// stop flag, and returns when done or stopped.
 pub type Generator = Box<dyn FnOnce(mpsc::Sender<Input>, Arc<AtomicBool>) + Send>;
+
+/// Why the agent could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "{0}: no [source] table; add one with kind = \"kafka\" (brokers, topics per model) or kind = \"replay\" (path)"
+    )]
+    NoSource(PathBuf),
+    /// A configuration that validates but cannot run as a whole (topics, decoders).
+    #[error("{0}: {1}")]
+    Config(PathBuf, String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("reading the replay: {0}")]
+    Replay(std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("a task of the agent failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the pipeline thread stopped unexpectedly (see the message above)")]
+    PipelineStopped,
+    #[error("shutdown took longer than shutdown_timeout ({0:?}); open windows were not all evaluated")]
+    ShutdownTimeout(Duration),
+}
 
 /// How this run differs from what the configuration file says.
 #[derive(Default)]
@@ -57,7 +89,7 @@ pub struct RunOptions {
 }
 
 /// Runs the agent until its source ends or a signal arrives.
-pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()> {
+pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunError> {
     let source = config.source.clone();
     let (kind, batch_rows, linger, max_event_bytes) = match (&source, &options.generator) {
         (_, Some(_)) => ("demo", 8192, Duration::from_millis(100), 1 << 20),
@@ -66,14 +98,12 @@ pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()>
             (name, s.batch_rows, s.linger, s.max_event_bytes)
         }
         (None, None) => {
-            return Err(anyhow!(
-                "{}: no [source] table; add one with kind = \"kafka\" (brokers, topics per model) or kind = \"replay\" (path)",
-                config.path.display()
-            ));
+            return Err(RunError::NoSource(config.path.clone()));
         }
     };
     let setups = load_models(config).await?;
-    let table = TopicTable::of(config, kind).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    let invalid = |e: String| RunError::Config(config.path.clone(), e);
+    let table = TopicTable::of(config, kind).map_err(invalid)?;
     if kind != "kafka"
         && let Some(m) = config.models.iter().find(|m| m.labels.is_some())
     {
@@ -81,7 +111,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()>
     }
     let topics = table.topics.clone();
 
-    let metrics = Metrics::new().context("registering metrics")?;
+    let metrics = Metrics::new()?;
     metrics.config_info.with_label_values(&[crate::runtime::reload::config_digest(config).as_str()]).set(1);
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION"),
@@ -110,10 +140,9 @@ pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()>
             .into_future(),
     );
 
-    let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone())
-        .map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+    let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone()).map_err(invalid)?;
     for models in &table.label_readers {
-        pipeline.read_labels(models.clone(), max_event_bytes).map_err(|e| anyhow!("{}: {e}", config.path.display()))?;
+        pipeline.read_labels(models.clone(), max_event_bytes).map_err(invalid)?;
     }
     for o in options.observers {
         pipeline.observe(o);
@@ -207,7 +236,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()>
     let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
     // Replay and demo have one partition from the start; Kafka reports its assignments.
     if kind != "kafka" {
-        tx.send(Input::Assigned(vec![(0, 0, None)])).await.map_err(|_| anyhow!("the pipeline is not running"))?;
+        tx.send(Input::Assigned(vec![(0, 0, None)])).await.map_err(|_| RunError::PipelineStopped)?;
     }
     // Kafka reports its health; replay and the demo are always caught up.
     let source_state = Arc::new(Mutex::new(if kind == "kafka" {
@@ -281,7 +310,9 @@ pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()>
                     max_event_bytes,
                 };
                 let flag = stop_flag.clone();
-                let lines = tokio::task::spawn_blocking(move || replay::run(opts, tx, flag)).await??;
+                let lines = tokio::task::spawn_blocking(move || replay::run(opts, tx, flag))
+                    .await?
+                    .map_err(RunError::Replay)?;
                 tracing::info!(lines, "replay finished");
             }
         },
@@ -298,13 +329,8 @@ pub async fn run(config: &Config, mut options: RunOptions) -> anyhow::Result<()>
     };
     match tokio::time::timeout_at(deadline.into(), done_rx).await {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(anyhow!("the pipeline thread stopped unexpectedly (see the message above)")),
-        Err(_) => {
-            return Err(anyhow!(
-                "shutdown took longer than shutdown_timeout ({:?}); open windows were not all evaluated",
-                config.agent.shutdown_timeout
-            ));
-        }
+        Ok(Err(_)) => return Err(RunError::PipelineStopped),
+        Err(_) => return Err(RunError::ShutdownTimeout(config.agent.shutdown_timeout)),
     }
     if let Some(consumer) = &kafka_source {
         match consumer.commit() {

@@ -5,16 +5,33 @@
 
 use std::time::Instant;
 
-use anyhow::{Context as _, anyhow};
-
 use crate::adapters::config::{Config, Model};
-use crate::adapters::reference::{fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
+use crate::adapters::reference::{CheckError, fit_cbpe, fit_impact, learn_bands, load_baseline, reference_rows};
 use crate::engine::evaluate::SliceSetup;
 use crate::engine::plan::{PerformanceSpec, Plan};
 use crate::runtime::pipeline::ModelSetup;
 
+/// A model could not be made ready (fix its baseline, filter, columns or segments).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("model \"{model}\"{part}: {source}")]
+    Reference { model: String, part: &'static str, source: CheckError },
+    #[error(
+        "model \"{model}\": [[model.segment]]: segment \"{segment}\": column \"{column}\" must be a categorical feature of the model (declare its type, or slice with `where`)"
+    )]
+    SegmentColumn { model: String, segment: String, column: String },
+    #[error("model \"{model}\": [[model.segment]]: slice \"{slice}\": {source}")]
+    Slice { model: String, slice: String, source: CheckError },
+}
+
+/// A reference error of model `m`, in the part of its setup that `part` names.
+fn failed(m: &Model, part: &'static str) -> impl FnOnce(CheckError) -> SetupError {
+    let model = m.id.clone();
+    move |source| SetupError::Reference { model, part, source }
+}
+
 /// Loads the baseline of every model.
-pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
+pub async fn load_models(config: &Config) -> Result<Vec<ModelSetup>, SetupError> {
     let mut setups = Vec::new();
     for m in &config.models {
         setups.push(load_model(m).await?);
@@ -24,10 +41,10 @@ pub async fn load_models(config: &Config) -> anyhow::Result<Vec<ModelSetup>> {
 
 /// Loads a model's baseline and fits what is fitted on it (performance estimation, drift
 /// impact, segment references, learned rule bands).
-pub async fn load_model(m: &Model) -> anyhow::Result<ModelSetup> {
+pub async fn load_model(m: &Model) -> Result<ModelSetup, SetupError> {
     let plan = Plan::from_model(m);
     let started = Instant::now();
-    let baseline = load_baseline(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?;
+    let baseline = load_baseline(&m.baseline, &plan).await.map_err(failed(m, ""))?;
     tracing::info!(
         model = %m.id,
         baseline = %m.baseline.display(),
@@ -39,9 +56,8 @@ pub async fn load_model(m: &Model) -> anyhow::Result<ModelSetup> {
     let cbpe = match &m.performance {
         Some(p) if p.task == crate::engine::plan::Task::Classification => {
             let spec = PerformanceSpec::from_model(p);
-            let cbpe = fit_cbpe(&m.baseline, m.filter.as_deref(), &spec)
-                .await
-                .with_context(|| format!("model \"{}\": [model.performance]", m.id))?;
+            let cbpe =
+                fit_cbpe(&m.baseline, m.filter.as_deref(), &spec).await.map_err(failed(m, ": [model.performance]"))?;
             tracing::info!(
                 model = %m.id,
                 calibrated = cbpe.calibrator.is_some(),
@@ -51,20 +67,19 @@ pub async fn load_model(m: &Model) -> anyhow::Result<ModelSetup> {
         }
         _ => None,
     };
-    let (segment_values, slices) =
-        load_slices(m, &plan, &baseline).await.with_context(|| format!("model \"{}\": [[model.segment]]", m.id))?;
+    let (segment_values, slices) = load_slices(m, &plan, &baseline).await?;
     // The fits that need the reference's rows share one read of them.
     let learns_quality =
         m.rules.iter().any(|r| r.learn.is_some() && matches!(r.target, crate::engine::rules::Target::Quality(_)));
     let rows = if cbpe.is_some() || learns_quality {
-        reference_rows(&m.baseline, &plan).await.with_context(|| format!("model \"{}\"", m.id))?
+        reference_rows(&m.baseline, &plan).await.map_err(failed(m, ""))?
     } else {
         Vec::new()
     };
     let impact = match (&cbpe, &m.performance) {
         (Some(c), Some(p)) => Some(
             fit_impact(&m.baseline, &rows, &baseline.spec, c, &p.score, p.threshold)
-                .with_context(|| format!("model \"{}\": drift impact on the baseline", m.id))?,
+                .map_err(failed(m, ": drift impact on the baseline"))?,
         ),
         _ => None,
     };
@@ -72,7 +87,7 @@ pub async fn load_model(m: &Model) -> anyhow::Result<ModelSetup> {
     let mut baseline = baseline;
     learn_bands(&mut model.rules, &m.baseline, &rows, &plan, &mut baseline, m.performance.as_ref())
         .await
-        .with_context(|| format!("model \"{}\": learning rule bands from the baseline", m.id))?;
+        .map_err(failed(m, ": learning rule bands from the baseline"))?;
     Ok(ModelSetup { model, baseline, plan, cbpe, impact, segment_values, slices })
 }
 
@@ -84,7 +99,7 @@ async fn load_slices(
     m: &Model,
     plan: &Plan,
     baseline: &crate::engine::profile::Baseline,
-) -> anyhow::Result<(Vec<Vec<String>>, Vec<SliceSetup>)> {
+) -> Result<(Vec<Vec<String>>, Vec<SliceSetup>), SetupError> {
     use crate::adapters::config::SegmentBy;
     let inner = plan.reference_sql().unwrap_or_else(|| format!("SELECT * FROM {}", crate::adapters::baseline::TABLE));
     let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
@@ -98,10 +113,11 @@ async fn load_slices(
                 let Some(i) =
                     at.filter(|&i| baseline.spec.features[i].kind == crate::engine::profile::FeatureKind::Categorical)
                 else {
-                    return Err(anyhow!(
-                        "segment \"{}\": column \"{column}\" must be a categorical feature of the model (declare its type, or slice with `where`)",
-                        segment.name
-                    ));
+                    return Err(SetupError::SegmentColumn {
+                        model: m.id.clone(),
+                        segment: segment.name.clone(),
+                        column: column.clone(),
+                    });
                 };
                 let mut counts: Vec<(&String, &u64)> = baseline.profile.features[i]
                     .categories
@@ -135,8 +151,8 @@ async fn load_slices(
                 Some(format!("SELECT * FROM ({inner}) AS {} WHERE {condition}", crate::adapters::baseline::TABLE));
             let reference = match load_baseline(&m.baseline, &slice_plan).await {
                 Ok(b) => Some(b),
-                Err(crate::adapters::reference::CheckError::EmptyReference { .. }) if !required => None,
-                Err(e) => return Err(anyhow!("slice \"{name}\": {e}")),
+                Err(CheckError::EmptyReference { .. }) if !required => None,
+                Err(source) => return Err(SetupError::Slice { model: m.id.clone(), slice: name, source }),
             };
             tracing::info!(model = %m.id, slice = %name, rows = reference.as_ref().map_or(0, |b| b.profile.rows()), "segment reference loaded");
             slices.push(SliceSetup { name, baseline: reference });

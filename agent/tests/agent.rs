@@ -371,3 +371,46 @@ fn every_metric_is_documented() {
         assert!(doc.contains(&format!("`{name}`")), "{name} is not in docs/metrics.md");
     }
 }
+
+/// `run` driven in process: the demo's generator as the source and a stop future that
+/// completes once three windows were evaluated — no signal, no sleep. The windows are whole
+/// and consecutive, and the run returns cleanly.
+#[test]
+fn run_stops_when_its_stop_future_completes() {
+    use driftwatch::demo::{self, DemoFiles, DemoOptions};
+    use driftwatch::run::{RunOptions, run};
+    let files = DemoFiles::write().expect("demo files");
+    let cfg = config::load(&files.config).expect("demo config");
+    let outbox = tempfile::tempdir().expect("outbox");
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut seen_tx = Some(seen_tx);
+    let windows = Arc::new(Mutex::new(Vec::new()));
+    let sink = windows.clone();
+    let observer = Box::new(move |e: &Evaluation| {
+        let mut w = sink.lock().expect("lock");
+        w.push((e.start, e.events));
+        if w.len() == 3 {
+            if let Some(tx) = seen_tx.take() {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let options = RunOptions {
+        listen: Some(format!("127.0.0.1:{}", free_port()).parse().expect("address")),
+        observers: vec![observer],
+        generator: Some(Box::new(|tx, stop| {
+            demo::generate(DemoOptions { events_per_window: 500, seconds_per_window: 0.0 }, tx, stop)
+        })),
+        outbox: Some(outbox.path().to_path_buf()),
+        stop: Some(Box::pin(async move {
+            let _ = seen_rx.await;
+        })),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(run(&cfg, options)).expect("the run ends cleanly");
+    let w = windows.lock().expect("lock");
+    assert!(w.len() >= 3, "{w:?}");
+    assert!(w[..3].iter().all(|&(_, events)| events == 500), "{w:?}");
+    assert!(w.windows(2).all(|p| p[1].0 - p[0].0 == 60_000), "consecutive minutes: {w:?}");
+}

@@ -264,14 +264,25 @@ fn impact(list: &[crate::engine::impact::Impact]) -> String {
 }
 
 /// The digest as an email message.
-pub fn message(d: &Digest, from: &str) -> anyhow::Result<Message> {
-    let from: Mailbox = from.parse().map_err(|e| anyhow::anyhow!("sender \"{from}\": {e}"))?;
-    let mut b = Message::builder().from(from).subject(d.subject.clone()).header(header::MIME_VERSION_1_0);
+pub fn message(d: &Digest, from: &str) -> Result<Message, MessageError> {
+    let address = |role, text: &str| {
+        text.parse::<Mailbox>().map_err(|source| MessageError::Address { role, text: text.to_string(), source })
+    };
+    let mut b =
+        Message::builder().from(address("sender", from)?).subject(d.subject.clone()).header(header::MIME_VERSION_1_0);
     for r in &d.recipients {
-        let to: Mailbox = r.parse().map_err(|e| anyhow::anyhow!("recipient \"{r}\": {e}"))?;
-        b = b.to(to);
+        b = b.to(address("recipient", r)?);
     }
     Ok(b.multipart(MultiPart::alternative_plain_html(d.text.clone(), d.html.clone()))?)
+}
+
+/// A digest that cannot become a message (fix the address in the configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("{role} \"{text}\": {source}")]
+    Address { role: &'static str, text: String, source: lettre::address::AddressError },
+    #[error(transparent)]
+    Build(#[from] lettre::error::Error),
 }
 
 #[cfg(test)]

@@ -16,17 +16,18 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
 use lettre::Transport as _;
 use lettre::transport::smtp::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::config::{Notify, Smtp, SmtpTls, read_secret};
+use crate::adapters::config::{Notify, SecretError, Smtp, SmtpTls, read_secret};
 use crate::engine::alert::Notice;
 use crate::runtime::status::Shared;
+use email::MessageError;
 pub use outbox::Outbox;
+use outbox::OutboxError;
 
 /// What the pipeline queues: the notices of one model and window for one recipient list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,32 @@ fn hint(reason: &str) -> &'static str {
     }
 }
 
+/// Why the notifier cannot start or a digest cannot go out.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("cannot read the SMTP CA file {}: {source}", path.display())]
+    CaFile { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a PEM certificate: {source}", path.display())]
+    Certificate { path: PathBuf, source: lettre::transport::smtp::Error },
+    #[error("cannot set up TLS for SMTP: {0}")]
+    Tls(lettre::transport::smtp::Error),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("[notify.smtp] username needs password_env or password_file")]
+    NoPassword,
+    #[error("cannot start the notifier thread: {0}")]
+    Thread(std::io::Error),
+    #[error("no recipients: set `to` in [notify] or `recipients` in the rule")]
+    NoRecipients,
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The SMTP server's answer, with what to check.
+    #[error("{0}")]
+    Smtp(String),
+}
+
 /// Where digests go.
 enum Delivery {
     Smtp(Box<SmtpTransport>),
@@ -89,7 +116,7 @@ enum Delivery {
 }
 
 impl Delivery {
-    fn new(smtp: Option<&Smtp>) -> anyhow::Result<Delivery> {
+    fn new(smtp: Option<&Smtp>) -> Result<Delivery, NotifyError> {
         let Some(s) = smtp else {
             return Ok(Delivery::Files);
         };
@@ -97,20 +124,19 @@ impl Delivery {
         if s.tls != SmtpTls::None {
             let mut params = TlsParameters::builder(s.host.clone());
             if let Some(ca) = &s.ca {
-                let pem =
-                    std::fs::read(ca).with_context(|| format!("cannot read the SMTP CA file {}", ca.display()))?;
+                let pem = std::fs::read(ca).map_err(|source| NotifyError::CaFile { path: ca.clone(), source })?;
                 let cert = Certificate::from_pem(&pem)
-                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
+                    .map_err(|source| NotifyError::Certificate { path: ca.clone(), source })?;
                 params = params.add_root_certificate(cert);
             }
-            let params = params.build().context("cannot set up TLS for SMTP")?;
+            let params = params.build().map_err(NotifyError::Tls)?;
             builder =
                 builder.tls(if s.tls == SmtpTls::Implicit { Tls::Wrapper(params) } else { Tls::Required(params) });
         }
         if let Some(user) = &s.username {
             let password =
                 read_secret("[notify.smtp] password", s.password_env.as_deref(), s.password_file.as_deref())?
-                    .ok_or_else(|| anyhow!("[notify.smtp] username needs password_env or password_file"))?;
+                    .ok_or(NotifyError::NoPassword)?;
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         Ok(Delivery::Smtp(Box::new(builder.build())))
@@ -170,7 +196,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Opens the outbox and starts the notifier thread; returns it with the pipeline's queue.
-    pub fn start(config: &Notify, shared: Arc<Shared>) -> anyhow::Result<(Notifier, Queue)> {
+    pub fn start(config: &Notify, shared: Arc<Shared>) -> Result<(Notifier, Queue), NotifyError> {
         let outbox = Arc::new(Outbox::open(&config.outbox)?);
         let delivery = Delivery::new(config.smtp.as_ref())?;
         shared.metrics.register_notifications();
@@ -186,7 +212,10 @@ impl Notifier {
             retry: HashMap::new(),
             stopping: stopping.clone(),
         };
-        let thread = std::thread::Builder::new().name("notifier".into()).spawn(move || worker.run(woken))?;
+        let thread = std::thread::Builder::new()
+            .name("notifier".into())
+            .spawn(move || worker.run(woken))
+            .map_err(NotifyError::Thread)?;
         let outbox = queue.outbox.dir().to_path_buf();
         Ok((Notifier { outbox, stop: Some(wake), thread: Some(thread), stopping }, queue))
     }
@@ -304,19 +333,19 @@ impl Worker {
         next
     }
 
-    fn deliver(&mut self, key: &Key, items: &[outbox::Queued]) -> Result<(), (&'static str, anyhow::Error)> {
+    fn deliver(&mut self, key: &Key, items: &[outbox::Queued]) -> Result<(), (&'static str, NotifyError)> {
         let notices: Vec<Notice> = items.iter().flat_map(|q| q.batch.notices.iter().cloned()).collect();
         let (model, to) = key;
         if to.is_empty() && matches!(self.delivery, Delivery::Smtp(_)) {
-            return Err(("config", anyhow!("no recipients: set `to` in [notify] or `recipients` in the rule")));
+            return Err(("config", NotifyError::NoRecipients));
         }
         let digest = email::digest(model, &notices, to.clone(), self.config.dashboard_url.as_deref());
-        let message = email::message(&digest, &self.config.from).map_err(|e| ("config", e))?;
+        let message = email::message(&digest, &self.config.from).map_err(|e| ("config", e.into()))?;
         match &self.delivery {
             Delivery::Smtp(transport) => {
                 transport.send(&message).map_err(|e| {
                     let reason = failure_reason(&e);
-                    (reason, anyhow!("{}{}", dedup_chain(&e.to_string()), hint(reason)))
+                    (reason, NotifyError::Smtp(format!("{}{}", dedup_chain(&e.to_string()), hint(reason))))
                 })?;
             }
             Delivery::Files => {
@@ -328,7 +357,7 @@ impl Worker {
                         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
                         .collect::<String>()
                 );
-                let path = self.outbox.write_eml(&name, &message.formatted()).map_err(|e| ("outbox", e))?;
+                let path = self.outbox.write_eml(&name, &message.formatted()).map_err(|e| ("outbox", e.into()))?;
                 tracing::info!(model = %model, file = %path.display(), "alert digest written");
             }
         }

@@ -11,14 +11,32 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context as _;
-
 use super::Batch;
 use crate::engine::alert::SavedAlert;
 
 /// File of the alert states in the outbox directory, so a restart neither repeats a firing
 /// nor forgets to resolve.
 pub const ALERT_STATE: &str = "alert-state.json";
+
+/// What went wrong with a file of the outbox (check the directory's space and permissions).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("{what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{what} {}: {source}", path.display())]
+    Json { what: &'static str, path: PathBuf, source: serde_json::Error },
+}
+
+/// An I/O error on `path`, saying what was being done.
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError {
+    let path = path.to_path_buf();
+    move |source| OutboxError::Io { what, path, source }
+}
+
+fn json(what: &'static str, path: &Path) -> impl FnOnce(serde_json::Error) -> OutboxError {
+    let path = path.to_path_buf();
+    move |source| OutboxError::Json { what, path, source }
+}
 
 /// The outbox directory.
 pub struct Outbox {
@@ -35,13 +53,12 @@ pub struct Queued {
 
 impl Outbox {
     /// Opens (creating) `dir` and its `queue/`.
-    pub fn open(dir: &Path) -> anyhow::Result<Outbox> {
+    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let queue = dir.join("queue");
-        fs::create_dir_all(&queue)
-            .with_context(|| format!("cannot create the outbox directory {}", queue.display()))?;
+        fs::create_dir_all(&queue).map_err(io("cannot create the outbox directory", &queue))?;
         // Leftovers of a write cut short by a crash are incomplete by construction.
-        for entry in fs::read_dir(&queue)?.flatten() {
+        for entry in fs::read_dir(&queue).map_err(io("cannot read", &queue))?.flatten() {
             if entry.path().extension().is_some_and(|e| e == "tmp") {
                 let _ = fs::remove_file(entry.path());
             }
@@ -54,14 +71,14 @@ impl Outbox {
     }
 
     /// Writes a batch durably; returns its file.
-    pub fn enqueue(&self, batch: &Batch) -> anyhow::Result<PathBuf> {
+    pub fn enqueue(&self, batch: &Batch) -> Result<PathBuf, OutboxError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{:013}-{:06}-{}.json", batch.created_ms, seq, std::process::id());
         let path = self.queue.join(&name);
         let tmp = self.queue.join(format!("{name}.tmp"));
-        let bytes = serde_json::to_vec(batch)?;
+        let bytes = serde_json::to_vec(batch).map_err(json("cannot encode", &path))?;
         write_durably(&tmp, &bytes)?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into the outbox", tmp.display()))?;
+        fs::rename(&tmp, &path).map_err(io("cannot move into the outbox:", &tmp))?;
         sync_dir(&self.queue)?;
         Ok(path)
     }
@@ -76,7 +93,10 @@ impl Outbox {
             entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
         paths.sort();
         for path in paths {
-            match fs::read(&path).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+            let read = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Batch>(&b).map_err(|e| e.to_string()));
+            match read {
                 Ok(batch) => out.push(Queued { path, batch }),
                 Err(e) => {
                     tracing::error!(file = %path.display(), "cannot read a queued notification, left in place: {e}")
@@ -87,36 +107,36 @@ impl Outbox {
     }
 
     /// Removes delivered batches.
-    pub fn remove(&self, paths: &[&Path]) -> anyhow::Result<()> {
+    pub fn remove(&self, paths: &[&Path]) -> Result<(), OutboxError> {
         for p in paths {
-            fs::remove_file(p).with_context(|| format!("cannot remove {} from the outbox", p.display()))?;
+            fs::remove_file(p).map_err(io("cannot remove from the outbox:", p))?;
         }
         sync_dir(&self.queue)
     }
 
     /// Saves the alert states of every model (replacing the previous file atomically).
-    pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<SavedAlert>>) -> anyhow::Result<()> {
+    pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<SavedAlert>>) -> Result<(), OutboxError> {
         let path = self.dir.join(ALERT_STATE);
-        replace_durably(&path, &serde_json::to_vec_pretty(alerts)?)
-            .with_context(|| format!("cannot write {}", path.display()))
+        let bytes = serde_json::to_vec_pretty(alerts).map_err(json("cannot encode", &path))?;
+        replace_durably(&path, &bytes).map_err(io("cannot write", &path))
     }
 
     /// The alert states saved by an earlier run (empty when there are none).
-    pub fn load_alerts(&self) -> anyhow::Result<BTreeMap<String, Vec<SavedAlert>>> {
+    pub fn load_alerts(&self) -> Result<BTreeMap<String, Vec<SavedAlert>>, OutboxError> {
         let path = self.dir.join(ALERT_STATE);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("cannot read {}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(json("cannot read", &path)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => Err(io("cannot read", &path)(e)),
         }
     }
 
     /// Writes a rendered message as `<name>.eml` in the outbox directory (no SMTP server).
-    pub fn write_eml(&self, name: &str, message: &[u8]) -> anyhow::Result<PathBuf> {
+    pub fn write_eml(&self, name: &str, message: &[u8]) -> Result<PathBuf, OutboxError> {
         let path = self.dir.join(format!("{name}.eml"));
         let tmp = self.dir.join(format!("{name}.eml.tmp"));
         write_durably(&tmp, message)?;
-        fs::rename(&tmp, &path)?;
+        fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
         sync_dir(&self.dir)?;
         Ok(path)
     }
@@ -138,17 +158,12 @@ pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all().with_context(|| format!("cannot fsync {}", path.display()))?;
-    Ok(())
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path).map_err(io("cannot create", path))?;
+    f.write_all(bytes).map_err(io("cannot write", path))?;
+    f.sync_all().map_err(io("cannot fsync", path))
 }
 
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir)?.sync_all().with_context(|| format!("cannot fsync the directory {}", dir.display()))
+fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("cannot fsync the directory", dir))
 }

@@ -25,7 +25,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -53,7 +52,21 @@ type Assignment = Arc<Mutex<Option<Assigned>>>;
 pub const INSTANCE_ID_ENV: &str = "DRIFTWATCH_INSTANCE_ID";
 
 /// The librdkafka configuration for a consumer (or, without the group settings, a producer).
-pub fn client_config(kafka: &Kafka, consumer: bool) -> anyhow::Result<ClientConfig> {
+/// The broker client could not be set up (check the `[source]` settings and secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error(transparent)]
+    Secret(#[from] crate::adapters::config::SecretError),
+    #[error("{what}: {source}")]
+    Client { what: &'static str, source: rdkafka::error::KafkaError },
+}
+
+/// A Kafka error, saying what was being done.
+fn client(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> KafkaError {
+    move |source| KafkaError::Client { what, source }
+}
+
+pub fn client_config(kafka: &Kafka, consumer: bool) -> Result<ClientConfig, KafkaError> {
     let mut cfg = ClientConfig::new();
     for (k, v) in &kafka.properties {
         if !consumer && matches!(k.as_str(), "group.id") {
@@ -259,14 +272,15 @@ impl KafkaSource {
         commits: Commits,
         state: Arc<Mutex<SourceState>>,
         shared: Arc<Shared>,
-    ) -> anyhow::Result<KafkaSource> {
+    ) -> Result<KafkaSource, KafkaError> {
         let assignment = Assignment::default();
         let context =
             Context { topics: topics.clone(), commits, assignment, state, assigned: Mutex::new(Vec::new()), shared };
-        let consumer: StreamConsumer<Context> =
-            client_config(kafka, true)?.create_with_context(context).context("cannot create the Kafka consumer")?;
+        let consumer: StreamConsumer<Context> = client_config(kafka, true)?
+            .create_with_context(context)
+            .map_err(client("cannot create the Kafka consumer"))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&names).context("cannot subscribe to the topics")?;
+        consumer.subscribe(&names).map_err(client("cannot subscribe to the topics"))?;
         Ok(KafkaSource { consumer, topics, last_commit: Mutex::new(None) })
     }
 
@@ -374,7 +388,7 @@ impl KafkaSource {
     }
 
     /// Commits the frontier synchronously (shutdown); says what it committed.
-    pub fn commit(&self) -> anyhow::Result<String> {
+    pub fn commit(&self) -> Result<String, KafkaError> {
         let tpl = self.allowed();
         let text = tpl
             .elements()
@@ -383,7 +397,7 @@ impl KafkaSource {
             .collect::<Vec<_>>()
             .join(" ");
         if tpl.count() > 0 {
-            self.consumer.commit(&tpl, CommitMode::Sync).context("committing offsets")?;
+            self.consumer.commit(&tpl, CommitMode::Sync).map_err(client("committing offsets"))?;
         }
         Ok(text)
     }
@@ -405,8 +419,14 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
-    pub fn new(kafka: &Kafka, topic: String, source_topics: Vec<String>, shared: Arc<Shared>) -> anyhow::Result<Self> {
-        let producer = client_config(kafka, false)?.create().context("cannot create the dead-letter producer")?;
+    pub fn new(
+        kafka: &Kafka,
+        topic: String,
+        source_topics: Vec<String>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, KafkaError> {
+        let producer =
+            client_config(kafka, false)?.create().map_err(client("cannot create the dead-letter producer"))?;
         for result in ["sent", "failed"] {
             shared.metrics.dead_letters.with_label_values(&[result]);
         }
