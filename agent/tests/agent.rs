@@ -389,10 +389,10 @@ fn run_stops_when_its_stop_future_completes() {
     let observer = Box::new(move |e: &Evaluation| {
         let mut w = sink.lock().expect("lock");
         w.push((e.start, e.events));
-        if w.len() == 3 {
-            if let Some(tx) = seen_tx.take() {
-                let _ = tx.send(());
-            }
+        if w.len() == 3
+            && let Some(tx) = seen_tx.take()
+        {
+            let _ = tx.send(());
         }
     });
     let options = RunOptions {
