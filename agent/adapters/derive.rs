@@ -5,14 +5,37 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::window::Split;
+use crate::engine::window::{Split, SplitError};
+
+/// An expression that does not compile or evaluate (fix its SQL, or the data it reads).
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    /// What DataFusion found wrong (an unknown column, a type mismatch, a syntax error),
+    /// its first line.
+    #[error("{0}")]
+    Expression(String),
+    #[error("derived feature \"{name}\" = {sql}: {source}")]
+    Compile { name: String, sql: String, source: Box<DeriveError> },
+    #[error("derived feature \"{name}\": {source}")]
+    Evaluate { name: String, source: Box<DeriveError> },
+    #[error("the predicate is not boolean")]
+    NotBoolean,
+    #[error("no column \"{0}\"")]
+    NoColumn(String),
+}
+
+/// DataFusion's (or Arrow's) error, its first line.
+fn expression(e: impl std::fmt::Display) -> DeriveError {
+    let text = e.to_string();
+    DeriveError::Expression(text.lines().next().unwrap_or(&text).to_string())
+}
 
 /// One expression compiled against a batch schema.
 pub struct Compiled {
@@ -28,35 +51,31 @@ impl std::fmt::Debug for Compiled {
 impl Compiled {
     /// Parses and plans `sql` over the columns of `schema`; the error says what DataFusion
     /// found wrong (an unknown column, a type mismatch, a syntax error).
-    pub fn new(sql: &str, schema: &Schema) -> Result<Compiled, String> {
+    pub fn new(sql: &str, schema: &Schema) -> Result<Compiled, DeriveError> {
         let ctx = SessionContext::new();
-        let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
-        let logical = ctx.parse_sql_expr(sql, &df_schema).map_err(|e| first_line(&e.to_string()))?;
-        let expr = ctx.create_physical_expr(logical, &df_schema).map_err(|e| first_line(&e.to_string()))?;
+        let df_schema = DFSchema::try_from(schema.clone()).map_err(expression)?;
+        let logical = ctx.parse_sql_expr(sql, &df_schema).map_err(expression)?;
+        let expr = ctx.create_physical_expr(logical, &df_schema).map_err(expression)?;
         Ok(Compiled { expr })
     }
 
     /// The result's type on `schema`.
-    pub fn data_type(&self, schema: &Schema) -> Result<DataType, String> {
-        self.expr.data_type(schema).map_err(|e| e.to_string())
+    pub fn data_type(&self, schema: &Schema) -> Result<DataType, DeriveError> {
+        self.expr.data_type(schema).map_err(expression)
     }
 
     /// The value for every row of a batch.
-    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, String> {
-        self.expr.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(|e| first_line(&e.to_string()))
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, DeriveError> {
+        self.expr.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(expression)
     }
 
     /// A predicate's value for every row (null counts as false).
-    pub fn mask(&self, batch: &RecordBatch) -> Result<BooleanArray, String> {
+    pub fn mask(&self, batch: &RecordBatch) -> Result<BooleanArray, DeriveError> {
         let values = self.evaluate(batch)?;
-        let values = cast(&values, &DataType::Boolean).map_err(|e| e.to_string())?;
-        let b = values.as_any().downcast_ref::<BooleanArray>().ok_or("the predicate is not boolean")?;
+        let values = cast(&values, &DataType::Boolean).map_err(expression)?;
+        let b = values.as_any().downcast_ref::<BooleanArray>().ok_or(DeriveError::NotBoolean)?;
         Ok(b.iter().map(|v| Some(v == Some(true))).collect())
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
 }
 
 /// Derived features: each appended to a batch as a column of its feature's Arrow type.
@@ -67,11 +86,15 @@ pub struct Derive {
 
 impl Derive {
     /// `defs` are (feature name, SQL, type the feature has: Float64 or Utf8) over `input`.
-    pub fn new(defs: &[(String, String, DataType)], input: &Schema) -> Result<Derive, String> {
+    pub fn new(defs: &[(String, String, DataType)], input: &Schema) -> Result<Derive, DeriveError> {
         let mut columns = Vec::new();
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         for (name, sql, data_type) in defs {
-            let compiled = Compiled::new(sql, input).map_err(|e| format!("derived feature \"{name}\" = {sql}: {e}"))?;
+            let compiled = Compiled::new(sql, input).map_err(|e| DeriveError::Compile {
+                name: name.clone(),
+                sql: sql.clone(),
+                source: Box::new(e),
+            })?;
             fields.push(Field::new(name, data_type.clone(), true));
             columns.push((name.clone(), compiled, data_type.clone()));
         }
@@ -98,17 +121,18 @@ impl Derive {
     }
 
     /// The batch with the derived columns appended.
-    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, DeriveError> {
         if self.columns.is_empty() {
             return Ok(batch.clone());
         }
         let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
         for (name, compiled, data_type) in &self.columns {
-            let values = compiled.evaluate(batch).map_err(|e| format!("derived feature \"{name}\": {e}"))?;
-            arrays.push(cast(&values, data_type).map_err(|e| format!("derived feature \"{name}\": {e}"))?);
+            let failed = |e| DeriveError::Evaluate { name: name.clone(), source: Box::new(e) };
+            let values = compiled.evaluate(batch).map_err(failed)?;
+            arrays.push(cast(&values, data_type).map_err(|e| failed(expression(e)))?);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        RecordBatch::try_new_with_options(self.output.clone(), arrays, &options).map_err(|e| e.to_string())
+        RecordBatch::try_new_with_options(self.output.clone(), arrays, &options).map_err(expression)
     }
 }
 
@@ -154,16 +178,15 @@ impl Slicer {
 impl Split for Slicer {
     /// The rows of each slice (a row is in one slice of each column dimension, and in a
     /// predicate's slice when it holds).
-    fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, String> {
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, SplitError> {
         let mut out = vec![Vec::new(); self.names.len()];
         let mut first = 0;
         for d in &self.dimensions {
             match d {
                 Dimension::Column { column, values, .. } => {
-                    let array = batch.column_by_name(column).ok_or(format!("no column \"{column}\""))?;
-                    let text = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
-                    let text =
-                        text.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().ok_or("not text")?;
+                    let array = batch.column_by_name(column).ok_or_else(|| DeriveError::NoColumn(column.clone()))?;
+                    let text = cast(array, &DataType::Utf8).map_err(expression)?;
+                    let text = text.as_string::<i32>();
                     for (row, v) in text.iter().enumerate() {
                         let k = v.and_then(|v| values.iter().position(|x| x == v)).unwrap_or(values.len());
                         out[first + k].push(row as u32);
@@ -232,7 +255,7 @@ mod tests {
         ]);
         assert_eq!(slicer.names(), ["country=FR", "country=__other__", "rich"]);
         assert_eq!(slicer.split(&b).unwrap(), vec![vec![1], vec![0, 2], vec![0]]);
-        let err = Compiled::new("incme > 1", b.schema_ref()).unwrap_err();
+        let err = Compiled::new("incme > 1", b.schema_ref()).unwrap_err().to_string();
         assert!(err.contains("incme"), "{err}");
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
-use crate::engine::json::{Cell, Node, scan};
+use crate::engine::json::{Cell, Node, PathError, scan};
 
 use crate::engine::profile::FeatureKind;
 use crate::engine::recent::{RecentIds, id_hash, int_id_hash};
@@ -269,16 +269,29 @@ pub struct TopicDecoder {
     misshapen: Option<Rejected>,
 }
 
+/// A model's fields cannot share a topic's trie (fix the field paths in its configuration).
+#[derive(Debug, thiserror::Error)]
+#[error("model \"{model}\": {what}: {source}")]
+pub struct FieldError {
+    model: String,
+    /// `field a.b` or `fields of a`.
+    what: String,
+    source: PathError,
+}
+
 impl TopicDecoder {
     /// `models` are the models reading this topic, in the order their indices are reported.
-    pub fn new(models: Vec<ModelFields>, max_event_bytes: usize) -> Result<TopicDecoder, String> {
+    pub fn new(models: Vec<ModelFields>, max_event_bytes: usize) -> Result<TopicDecoder, FieldError> {
         let mut root = Node::default();
         let mut slots = 0;
         let mut plans = Vec::new();
         for fields in models {
             let mut add = |path: &FieldPath| {
-                root.insert(path.segments(), &mut slots)
-                    .map_err(|e| format!("model \"{}\": field {path}: {e}", fields.id))
+                root.insert(path.segments(), &mut slots).map_err(|source| FieldError {
+                    model: fields.id.clone(),
+                    what: format!("field {path}"),
+                    source,
+                })
             };
             let id_slot = add(&fields.model_id)?;
             let time_slot = add(&fields.timestamp)?;
@@ -325,16 +338,17 @@ impl TopicDecoder {
                 }
             }
             for parent in parents {
-                let slot = root
-                    .watch_shape(parent.segments(), &mut slots)
-                    .map_err(|e| format!("model \"{}\": fields of {parent}: {e}", plan.fields.id))?;
+                let slot = root.watch_shape(parent.segments(), &mut slots).map_err(|source| FieldError {
+                    model: plan.fields.id.clone(),
+                    what: format!("fields of {parent}"),
+                    source,
+                })?;
                 plan.shape_slots.push((slot, parent));
             }
             if let Some(path) = &plan.fields.known_fields {
-                plan.unknown_slot = Some(
-                    root.watch_unknown(path.segments(), &mut slots)
-                        .map_err(|e| format!("model \"{}\": fields of {path}: {e}", plan.fields.id))?,
-                );
+                plan.unknown_slot = Some(root.watch_unknown(path.segments(), &mut slots).map_err(|source| {
+                    FieldError { model: plan.fields.id.clone(), what: format!("fields of {path}"), source }
+                })?);
             }
         }
         Ok(TopicDecoder {
@@ -361,7 +375,7 @@ impl TopicDecoder {
         }
         let single = (self.models.len() == 1).then_some(0);
         if let Err(e) = scan(payload, &mut self.root, &mut self.cells, &mut self.texts) {
-            return Err(Rejected::new(Reason::NotJson, single, e));
+            return Err(Rejected::new(Reason::NotJson, single, e.to_string()));
         }
         let model = self.route()?;
         let plan = &self.models[model];

@@ -8,18 +8,14 @@
 //! reads the same here as in `driftwatch check`. When a payload is rejected, serde_json
 //! parses it again for its precise message.
 //!
-//! [`scan_serde`] does the same through serde_json; it is the reference the scanner is
+//! `serde_reference::scan_serde` (test code) does the same through serde_json; it is the reference the scanner is
 //! property-tested against: on UTF-8 payloads the two accept the same ones and agree on
 //! every cell. Two departures: serde_json lets invalid UTF-8 pass inside values it skips
 //! (the scanner rejects any payload that is not UTF-8), and serde_json refuses a number
 //! beyond f64's range (`1e400`) while the scanner reads it as ±infinity, so that one such
 //! value costs its feature a non-finite value rather than the event its place.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 /// A JSON value at a watched path, as the event gave it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,10 +54,35 @@ pub struct Node {
     shape: Option<usize>,
 }
 
+/// A field path the trie cannot watch (the configuration names one key both as a value
+/// and as an object).
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum PathError {
+    #[error("empty field path")]
+    Empty,
+    #[error("\"{0}\" is used both as a value and as an object")]
+    ValueAndObject(String),
+    #[error("\"{0}\" holds no watched fields")]
+    NotWatched(String),
+}
+
+/// Why a payload is not an event (the `not_json` rejection's message).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("not JSON: invalid UTF-8 at byte {0}")]
+    Utf8(usize),
+    #[error("not JSON: {0}")]
+    Syntax(serde_json::Error),
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("not a JSON object the decoder can read")]
+    Unreadable,
+}
+
 impl Node {
     /// Adds a path; returns its slot (shared with an identical path added before).
-    pub fn insert(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
-        let (first, rest) = path.split_first().ok_or("empty field path")?;
+    pub fn insert(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
+        let (first, rest) = path.split_first().ok_or(PathError::Empty)?;
         let i = match self.index.get(first.as_bytes()) {
             Some(&i) => i,
             None => {
@@ -81,19 +102,19 @@ impl Node {
         match (&mut self.entries[i], rest.is_empty()) {
             (Entry::Slot(s), true) => Ok(*s),
             (Entry::Object(n), false) => n.insert(rest, next_slot),
-            _ => Err(format!("\"{first}\" is used both as a value and as an object")),
+            _ => Err(PathError::ValueAndObject(first.clone())),
         }
     }
 
     /// Watches the object at `path` (already holding watched fields) for keys that are not
     /// watched; returns the slot that says whether there was one.
-    pub fn watch_unknown(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
+    pub fn watch_unknown(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
         Ok(*self.flag_slot(path, next_slot, |n| &mut n.unknown)?)
     }
 
     /// Watches the object at `path` (already holding watched fields) for being of another
     /// type than an object or null; returns the slot that says so.
-    pub fn watch_shape(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, String> {
+    pub fn watch_shape(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
         Ok(*self.flag_slot(path, next_slot, |n| &mut n.shape)?)
     }
 
@@ -103,12 +124,12 @@ impl Node {
         path: &[String],
         next_slot: &mut usize,
         which: impl FnOnce(&'a mut Node) -> &'a mut Option<usize>,
-    ) -> Result<&'a mut usize, String> {
+    ) -> Result<&'a mut usize, PathError> {
         let mut node = self;
         for key in path {
             match node.index.get(key.as_bytes()).map(|&i| &mut node.entries[i]) {
                 Some(Entry::Object(child)) => node = child,
-                _ => return Err(format!("\"{key}\" holds no watched fields")),
+                _ => return Err(PathError::NotWatched(key.clone())),
             }
         }
         Ok(which(node).get_or_insert_with(|| {
@@ -139,12 +160,12 @@ impl Node {
 }
 
 /// Scans one payload into `cells` (reset first) and `texts`; on failure, says why.
-pub fn scan(payload: &[u8], root: &mut Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), String> {
+pub fn scan(payload: &[u8], root: &mut Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), ScanError> {
     cells.fill(Cell::Missing);
     // RFC 8259 §8.1: JSON exchanged between systems is UTF-8. Checked once, up front, for the
     // whole payload (serde_json checks only the strings it reads).
     if let Err(e) = std::str::from_utf8(payload) {
-        return Err(format!("not JSON: invalid UTF-8 at byte {}", e.valid_up_to()));
+        return Err(ScanError::Utf8(e.valid_up_to()));
     }
     let mut s = Scanner { b: payload, i: 0 };
     let ok = s.ws() && s.peek() == Some(b'{') && s.object(root, cells, texts) && s.ws() && s.i == payload.len();
@@ -153,9 +174,9 @@ pub fn scan(payload: &[u8], root: &mut Node, cells: &mut [Cell], texts: &mut [St
     }
     // The rare slow path: let serde_json say precisely what is wrong.
     Err(match serde_json::from_slice::<serde_json::Value>(payload) {
-        Err(e) => format!("not JSON: {e}"),
-        Ok(v) if !v.is_object() => "not a JSON object".to_string(),
-        Ok(_) => "not a JSON object the decoder can read".to_string(),
+        Err(e) => ScanError::Syntax(e),
+        Ok(v) if !v.is_object() => ScanError::NotObject,
+        Ok(_) => ScanError::Unreadable,
     })
 }
 
@@ -620,185 +641,198 @@ fn unescape(body: &[u8], out: &mut String) -> bool {
     true
 }
 
-/// The same extraction through serde_json: the reference for [`scan`].
-pub fn scan_serde(payload: &[u8], root: &Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), String> {
-    cells.fill(Cell::Missing);
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    RowSeed { node: root, cells, texts }.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| e.to_string())
-}
+/// The same extraction through serde_json: the reference [`scan`] is property-tested
+/// against (test code only).
+#[cfg(test)]
+mod serde_reference {
+    use std::borrow::Cow;
+    use std::fmt;
 
-/// A key, borrowed from the payload unless it holds escapes.
-struct Key<'de>(Cow<'de, str>);
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
+    use super::{Cell, Entry, Node};
+
+    /// The same extraction through serde_json: the reference for [`scan`].
+    pub fn scan_serde(payload: &[u8], root: &Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), String> {
+        cells.fill(Cell::Missing);
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        RowSeed { node: root, cells, texts }.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| e.to_string())
+    }
+
+    /// A key, borrowed from the payload unless it holds escapes.
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> de::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a string key")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_string())))
+                }
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
+            d.deserialize_str(V)
         }
-        d.deserialize_str(V)
     }
-}
 
-/// Walks one object, storing watched values and skipping the rest.
-struct RowSeed<'a> {
-    node: &'a Node,
-    cells: &'a mut [Cell],
-    texts: &'a mut [String],
-}
-
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+    /// Walks one object, storing watched values and skipping the rest.
+    struct RowSeed<'a> {
+        node: &'a Node,
+        cells: &'a mut [Cell],
+        texts: &'a mut [String],
     }
-}
 
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
+    impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            match self.node.get(key.as_ref()) {
-                None => {
-                    if let Some(slot) = self.node.unknown {
-                        self.cells[slot] = Cell::Bool(true);
+
+    impl<'de> Visitor<'de> for RowSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(Key(key)) = map.next_key::<Key>()? {
+                match self.node.get(key.as_ref()) {
+                    None => {
+                        if let Some(slot) = self.node.unknown {
+                            self.cells[slot] = Cell::Bool(true);
+                        }
+                        map.next_value::<IgnoredAny>()?;
                     }
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Some(Entry::Slot(slot)) => {
-                    let cell = map.next_value_seed(CellSeed { text: &mut self.texts[*slot] })?;
-                    self.cells[*slot] = cell;
-                }
-                Some(Entry::Object(node)) => {
-                    map.next_value_seed(NestedSeed { node, cells: self.cells, texts: self.texts })?;
+                    Some(Entry::Slot(slot)) => {
+                        let cell = map.next_value_seed(CellSeed { text: &mut self.texts[*slot] })?;
+                        self.cells[*slot] = cell;
+                    }
+                    Some(Entry::Object(node)) => {
+                        map.next_value_seed(NestedSeed { node, cells: self.cells, texts: self.texts })?;
+                    }
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-/// A watched object that may also be null or of another type (then its fields are missing).
-struct NestedSeed<'a> {
-    node: &'a Node,
-    cells: &'a mut [Cell],
-    texts: &'a mut [String],
-}
-
-impl<'de> DeserializeSeed<'de> for NestedSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl NestedSeed<'_> {
-    fn misshapen(self) {
-        if let Some(slot) = self.node.shape {
-            self.cells[slot] = Cell::Bool(true);
+            Ok(())
         }
     }
-}
 
-impl<'de> Visitor<'de> for NestedSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
+    /// A watched object that may also be null or of another type (then its fields are missing).
+    struct NestedSeed<'a> {
+        node: &'a Node,
+        cells: &'a mut [Cell],
+        texts: &'a mut [String],
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        RowSeed { node: self.node, cells: self.cells, texts: self.texts }.visit_map(map)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        self.misshapen();
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.misshapen();
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.misshapen();
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.misshapen();
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.misshapen();
-        Ok(())
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        self.misshapen();
-        Ok(())
-    }
-}
 
-/// One watched value.
-struct CellSeed<'a> {
-    text: &'a mut String,
-}
+    impl<'de> DeserializeSeed<'de> for NestedSeed<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
 
-impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
-    type Value = Cell;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
-        d.deserialize_any(self)
+    impl NestedSeed<'_> {
+        fn misshapen(self) {
+            if let Some(slot) = self.node.shape {
+                self.cells[slot] = Cell::Bool(true);
+            }
+        }
     }
-}
 
-impl<'de> Visitor<'de> for CellSeed<'_> {
-    type Value = Cell;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value")
+    impl<'de> Visitor<'de> for NestedSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            RowSeed { node: self.node, cells: self.cells, texts: self.texts }.visit_map(map)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            self.misshapen();
+            Ok(())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            self.misshapen();
+            Ok(())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            self.misshapen();
+            Ok(())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            self.misshapen();
+            Ok(())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            self.misshapen();
+            Ok(())
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            self.misshapen();
+            Ok(())
+        }
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
-        Ok(Cell::Null)
+
+    /// One watched value.
+    struct CellSeed<'a> {
+        text: &'a mut String,
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cell, E> {
-        Ok(Cell::Bool(v))
+
+    impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
+        type Value = Cell;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
+            d.deserialize_any(self)
+        }
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
-        Ok(Cell::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
-        Ok(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
-        Ok(Cell::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
-        self.text.clear();
-        self.text.push_str(v);
-        Ok(Cell::Text)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Cell::Complex)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Cell::Complex)
+
+    impl<'de> Visitor<'de> for CellSeed<'_> {
+        type Value = Cell;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
+            Ok(Cell::Null)
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cell, E> {
+            Ok(Cell::Bool(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
+            Ok(Cell::Int(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
+            Ok(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
+            Ok(Cell::Float(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
+            self.text.clear();
+            self.text.push_str(v);
+            Ok(Cell::Text)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Cell::Complex)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Cell::Complex)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::serde_reference::scan_serde;
     use super::*;
     use proptest::prelude::*;
 
@@ -936,7 +970,7 @@ mod tests {
     fn scanned(payload: &[u8]) -> Result<(Vec<Cell>, usize), String> {
         let (mut root, n) = trie();
         let (mut cells, mut texts) = (vec![Cell::Missing; n], vec![String::new(); n]);
-        scan(payload, &mut root, &mut cells, &mut texts)?;
+        scan(payload, &mut root, &mut cells, &mut texts).map_err(|e| e.to_string())?;
         let shape = root.watch_shape(&["features".to_string()], &mut n.clone()).unwrap();
         Ok((cells, shape))
     }

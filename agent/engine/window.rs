@@ -92,8 +92,11 @@ struct Pane {
 /// Splits a batch's rows among a model's segment slices: `split(batch)[k]` holds the rows
 /// of slice `k`. The runtime gives one compiled from the configured segments
 /// (`adapters::derive::Slicer`); the core only calls it.
+/// Why rows could not be split (the splitter's own error, boxed at the trait boundary).
+pub type SplitError = Box<dyn std::error::Error + Send + Sync>;
+
 pub trait Split: Send + Sync {
-    fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, String>;
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<Vec<u32>>, SplitError>;
 }
 
 /// Segment slices of a model's windows: how rows are split and each slice's spec (its

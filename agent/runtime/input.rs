@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::chunk::Chunk;
 use crate::runtime::notify::Queue;
-use crate::runtime::pipeline::{Incoming, Reloaded};
+use crate::runtime::pipeline::{Incoming, PipelineError, Reloaded};
 use crate::runtime::setup::TopicTable;
 
 /// Inputs a source sends ahead of records: (topic index, partition, the group's committed
@@ -35,5 +35,5 @@ pub struct ReloadRequest {
     pub max_event_bytes: usize,
     /// The alert queue, when this reload starts the notifier (the first rules).
     pub queue: Option<Queue>,
-    pub reply: oneshot::Sender<Result<Reloaded, String>>,
+    pub reply: oneshot::Sender<Result<Reloaded, PipelineError>>,
 }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::adapters::config::Model;
-use crate::adapters::derive::{Compiled, Derive, Dimension, Slicer};
+use crate::adapters::derive::{Compiled, Derive, DeriveError, Dimension, Slicer};
 use crate::engine::alert::{AlertView, Book, Outcome as AlertOutcome, Phase};
 use crate::engine::chunk::{Chunk, SourceState};
-use crate::engine::decode::{FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
+use crate::engine::decode::{FieldError, FieldPath, ModelFields, Position, Reason, Rejected, TopicDecoder};
 use crate::engine::evaluate::{Evaluation, Judge, SliceSetup};
 use crate::engine::frontier::CommitFrontier;
 use crate::engine::impact::ImpactModel;
@@ -52,6 +52,25 @@ pub struct ModelSetup {
     /// One reference per segment slice, in [`Slicer`] order (`None`: the slice had no
     /// reference rows, so it is not compared).
     pub slices: Vec<SliceSetup>,
+}
+
+/// The pipeline cannot take a configuration (the models' fields, derived features or
+/// segments do not fit together); nothing of it is applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Fields(#[from] FieldError),
+    #[error("model \"{model}\": {source}")]
+    Derive { model: String, source: DeriveError },
+    /// `what` says `segment "name" where SQL`.
+    #[error("model \"{model}\": {what}: {source}")]
+    Segment { model: String, what: String, source: DeriveError },
+    #[error("model \"{0}\": segment slices and their references disagree")]
+    Slices(String),
+    #[error("model \"{0}\" is not running, so it cannot be kept")]
+    NotRunning(String),
+    #[error("model \"{0}\" has no [model.labels]")]
+    NoLabels(String),
 }
 
 /// Receives every evaluation (logs, the demo's terminal summary, tests).
@@ -210,7 +229,7 @@ impl Pipeline {
         topics: &[Vec<usize>],
         max_event_bytes: usize,
         shared: Arc<Shared>,
-    ) -> Result<Pipeline, String> {
+    ) -> Result<Pipeline, PipelineError> {
         let mut decoders = Vec::new();
         for readers in topics {
             let fields = readers.iter().map(|&i| model_fields(&models[i])).collect();
@@ -262,7 +281,7 @@ impl Pipeline {
         label_topics: &[Vec<usize>],
         max_event_bytes: usize,
         now: Instant,
-    ) -> Result<Reloaded, String> {
+    ) -> Result<Reloaded, PipelineError> {
         let running: HashMap<String, usize> = self.models.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
         let old_of = |inc: &Incoming| running.get(inc.id()).copied();
         // 1. What can fail: compiled expressions, decoders.
@@ -283,7 +302,7 @@ impl Pipeline {
                     truth_fields.push(self.models[i].truth.as_ref().map(|t| t.fields.clone()));
                     built.push(None);
                 }
-                (_, None) => return Err(format!("model \"{}\" is not running, so it cannot be kept", inc.id())),
+                (_, None) => return Err(PipelineError::NotRunning(inc.id().to_string())),
             }
         }
         let unchanged_readers = |t: usize, readers: &[usize], labels: bool| {
@@ -316,9 +335,7 @@ impl Pipeline {
                 let mut f = Vec::new();
                 for &i in readers {
                     f.push(
-                        truth_fields[i]
-                            .clone()
-                            .ok_or_else(|| format!("model \"{}\" has no [model.labels]", incoming[i].id()))?,
+                        truth_fields[i].clone().ok_or_else(|| PipelineError::NoLabels(incoming[i].id().to_string()))?,
                     );
                 }
                 Some(TopicReader {
@@ -425,11 +442,11 @@ impl Pipeline {
     /// Adds a topic of ground truth for `models` (each with `[model.labels]`); label events
     /// carry the model id, event id and time at the model's event paths and the label at
     /// its `field`. The topic's index is the number of topics before it.
-    pub fn read_labels(&mut self, models: Vec<usize>, max_event_bytes: usize) -> Result<(), String> {
+    pub fn read_labels(&mut self, models: Vec<usize>, max_event_bytes: usize) -> Result<(), PipelineError> {
         let mut fields = Vec::new();
         for &i in &models {
             let m = &self.models[i];
-            let truth = m.truth.as_ref().ok_or_else(|| format!("model \"{}\" has no [model.labels]", m.id))?;
+            let truth = m.truth.as_ref().ok_or_else(|| PipelineError::NoLabels(m.id.clone()))?;
             fields.push(truth.fields.clone());
         }
         let decoder = TopicDecoder::new(fields, max_event_bytes)?;
@@ -1240,7 +1257,7 @@ fn window_spec(baseline: &ProfileSpec, plan: &Plan) -> ProfileSpec {
 
 /// The segment slicer of a model (`None` without segments), its predicates compiled
 /// against the batches the windows see (`schema`: decoded plus derived features).
-fn slicer_of(s: &ModelSetup, schema: &Schema) -> Result<Option<Slicer>, String> {
+fn slicer_of(s: &ModelSetup, schema: &Schema) -> Result<Option<Slicer>, PipelineError> {
     use crate::adapters::config::SegmentBy;
     if s.model.segments.is_empty() {
         return Ok(None);
@@ -1253,20 +1270,23 @@ fn slicer_of(s: &ModelSetup, schema: &Schema) -> Result<Option<Slicer>, String> 
             }
             SegmentBy::Predicate(sql) => Dimension::Predicate {
                 name: segment.name.clone(),
-                predicate: Compiled::new(sql, schema)
-                    .map_err(|e| format!("model \"{}\": segment \"{}\" where {sql}: {e}", s.model.id, segment.name))?,
+                predicate: Compiled::new(sql, schema).map_err(|source| PipelineError::Segment {
+                    model: s.model.id.clone(),
+                    what: format!("segment \"{}\" where {sql}", segment.name),
+                    source,
+                })?,
             },
         });
     }
     let slicer = Slicer::new(dimensions);
     if slicer.names().len() != s.slices.len() {
-        return Err(format!("model \"{}\": segment slices and their references disagree", s.model.id));
+        return Err(PipelineError::Slices(s.model.id.clone()));
     }
     Ok(Some(slicer))
 }
 
 /// The derived features of a model, compiled against its decoded batches.
-fn derive_of(s: &ModelSetup) -> Result<Derive, String> {
+fn derive_of(s: &ModelSetup) -> Result<Derive, PipelineError> {
     let fields = model_fields(s);
     let schema = Schema::new(
         fields.features.iter().map(|(name, _, kind)| Field::new(name, kind.live_type(), true)).collect::<Vec<_>>(),
@@ -1280,7 +1300,7 @@ fn derive_of(s: &ModelSetup) -> Result<Derive, String> {
             Some((d.name.clone(), d.sql.clone(), spec.kind.live_type()))
         })
         .collect();
-    Derive::new(&defs, &schema).map_err(|e| format!("model \"{}\": {e}", s.model.id))
+    Derive::new(&defs, &schema).map_err(|source| PipelineError::Derive { model: s.model.id.clone(), source })
 }
 
 /// What a model reads from its events: the baseline's features at their configured paths

@@ -231,7 +231,7 @@ impl Watcher {
             .await
             .map_err(|_| vec!["the pipeline did not take the configuration within 60 s".to_string()])?
             .map_err(|_| vec!["the pipeline has stopped".to_string()])?
-            .map_err(|e| vec![e])?;
+            .map_err(|e| vec![e.to_string()])?;
         self.config = new;
         self.table = table;
         self.set_info();

@@ -29,7 +29,7 @@ use crate::runtime::http::{self, BindError};
 use crate::runtime::input::{self, Input, ReloadRequest};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::notify::{Notifier, NotifyError};
-use crate::runtime::pipeline::{Observer, Pipeline};
+use crate::runtime::pipeline::{Observer, Pipeline, PipelineError};
 use crate::runtime::reload::Watcher;
 use crate::runtime::setup::{SetupError, TopicTable, load_models};
 use crate::runtime::source::kafka::{Commits, DeadLetterProducer, KafkaError, KafkaSource};
@@ -47,9 +47,12 @@ pub enum RunError {
         "{0}: no [source] table; add one with kind = \"kafka\" (brokers, topics per model) or kind = \"replay\" (path)"
     )]
     NoSource(PathBuf),
-    /// A configuration that validates but cannot run as a whole (topics, decoders).
+    /// A configuration that validates but cannot run as a whole (topics that carry both
+    /// predictions and labels).
     #[error("{0}: {1}")]
     Config(PathBuf, String),
+    #[error("{0}: {1}")]
+    Pipeline(PathBuf, PipelineError),
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error("registering metrics: {0}")]
@@ -140,9 +143,10 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
             .into_future(),
     );
 
-    let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone()).map_err(invalid)?;
+    let unfit = |e| RunError::Pipeline(config.path.clone(), e);
+    let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone()).map_err(unfit)?;
     for models in &table.label_readers {
-        pipeline.read_labels(models.clone(), max_event_bytes).map_err(invalid)?;
+        pipeline.read_labels(models.clone(), max_event_bytes).map_err(unfit)?;
     }
     for o in options.observers {
         pipeline.observe(o);

@@ -1,7 +1,8 @@
-//! The integration-test binary: golden statistics, properties, configuration fixtures and
+//! The integration-test binary: the crate's architecture, golden statistics, properties, configuration fixtures and
 //! the command line, the streaming agent, alerts with real SMTP, Prometheus and Alertmanager.
 mod agent;
 mod alerts;
+mod architecture;
 mod cli;
 mod config_fixtures;
 mod dashboards;
