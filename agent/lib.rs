@@ -15,28 +15,28 @@
 //!   → durable outbox → digest per model → SMTP or .eml                (notify)
 //! ```
 //!
-//! Modules:
-//! * [`config`]: the agent TOML (`[[model]]` tables), parsed with spans and validated in two
-//!   phases, every error reported as `file:line:col: message`.
-//! * [`baseline`]: reads Parquet/CSV/NDJSON through one DataFusion `SessionContext`, infers
-//!   feature types, builds the spec and reference profile, and reads and writes the
-//!   versioned baseline artefact.
-//! * [`profile`]: mergeable per-feature summaries (counts, histogram, categories, sample).
-//! * [`stats`]: the statistical tests, matching SciPy.
-//! * [`check`]: one-shot comparison of a batch with a baseline, and its report formats.
-//! * [`source`]: Kafka consumer group and NDJSON replay, filling bounded chunks.
-//! * [`decode`]: JSON payloads → Arrow batches per model; bad events rejected by reason.
-//! * [`json`]: the validating scanner that pulls watched fields out of a payload.
-//! * [`window`]: tumbling and sliding event-time windows over panes of mergeable profiles.
-//! * [`frontier`]: which offsets may be committed (at-least-once).
-//! * [`checkpoint`]: what a restarted agent must know to neither lose nor repeat a window.
-//! * [`pipeline`]: decode → window → evaluate, synchronous, one thread.
-//! * [`rules`]: alert rules — what a rule reads from a window and how it stands against its
-//!   thresholds (effect-size floor, Benjamini–Hochberg, `min_samples`).
-//! * [`alert`]: the alert state machine per (model, rule, feature), driven by window end times.
-//! * [`notify`]: the durable outbox, email digests and their delivery thread (lettre).
-//! * [`metrics`], [`http`]: every Prometheus metric; `/metrics`, health, readiness, status.
-//! * [`run`]: `driftwatch run` — start-up, signals and orderly shutdown; [`demo`]: `driftwatch demo`.
+//! The crate has three rooms, in one direction (`agent/tests/architecture.rs` holds it):
+//!
+//! * `engine/` — the pure core: no I/O, no clock, no DataFusion, Kafka, HTTP or SMTP.
+//!   [`profile`] (mergeable per-feature summaries), [`stats`] (the tests, matching SciPy),
+//!   [`plan`] (what decides a comparison, and `compare`), [`report`] (the report model),
+//!   [`performance`] (realised metrics, CBPE), `impact`, [`detect`] (change detectors),
+//!   [`rules`] (what a rule reads and how it stands), [`alert`] (the alert state machine),
+//!   [`evaluate`] (a closed window judged: report, slices, alert steps), [`window`] and
+//!   [`frontier`] (event-time windows, committable offsets), [`chunk`] (what sources hand
+//!   over), [`decode`] and `json` (payloads → Arrow batches, rejections by reason),
+//!   [`labels`] (ground truth joined to predictions), [`recent`] (duplicate ids), [`rng`],
+//!   [`text`].
+//! * `adapters/` — files into the core's types: [`config`] (the agent TOML, validated with
+//!   `file:line:col` errors), [`baseline`] (DataFusion reads, the baseline artefact),
+//!   `reference` (baselines and fits as the agent and `check` load them), [`derive`]
+//!   (derived features and segment predicates as DataFusion expressions).
+//! * `runtime/` — the shell: `source` (Kafka, replay), `input` (the pipeline thread's one
+//!   channel), [`pipeline`] (decode → window → evaluate → publish, one thread), [`setup`],
+//!   `reload`, [`checkpoint`], [`metrics`], [`status`], `http`, [`html`], `notify` (outbox,
+//!   digests, SMTP), [`run`], [`demo`] and [`check`] (the commands).
+//!
+//! The public API below is what the binary, the integration tests and the benches use.
 
 // Outside data never meets a panic: clippy (not a hand count) keeps `unwrap`/`expect` to tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -46,12 +46,9 @@ mod adapters;
 mod engine;
 mod runtime;
 
-pub use adapters::reference;
 pub use adapters::{baseline, config, derive};
 pub use engine::{
-    alert, chunk, decode, detect, evaluate, frontier, impact, json, labels, performance, plan, profile, recent, report,
-    rng, rules, stats, text, window,
+    alert, chunk, decode, detect, evaluate, frontier, labels, performance, plan, profile, recent, report, rng, rules,
+    stats, text, window,
 };
-pub use runtime::{
-    check, checkpoint, demo, html, http, input, metrics, notify, pipeline, reload, run, setup, source, status,
-};
+pub use runtime::{check, checkpoint, demo, html, metrics, pipeline, run, setup, status};

@@ -138,7 +138,8 @@ impl Node {
         }))
     }
 
-    /// The entry for a key.
+    /// The entry for a key (the serde_json reference's lookup).
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.index.get(key.as_bytes()).map(|&i| &self.entries[i])
     }
