@@ -238,36 +238,22 @@ fn estimate(cbpe: &Option<(Cbpe, usize, f64)>, features: &mut [FeatureProfile]) 
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::sync::Arc;
-
-    use arrow::array::{Float64Array, RecordBatch};
-    use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
     use crate::engine::alert::Transition;
     use crate::engine::plan::FeatureSelection;
-    use crate::engine::profile::{FeatureKind, FeatureSpec, Profile, ProfileSpec};
+    use crate::engine::profile::{Profile, ProfileSpec};
     use crate::engine::rules::{Rule, Target};
     use crate::engine::stats::TestKind;
 
     fn spec() -> ProfileSpec {
-        ProfileSpec {
-            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
-            bins: 10,
-            max_samples: 1 << 16,
-            max_categories: 10,
-        }
+        ProfileSpec::single_numerical(1 << 16)
     }
 
     /// A profile of `n` evenly spread values in [shift, shift + 1).
     fn profile(n: usize, shift: f64) -> Profile {
-        let spec = spec();
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
         let values: Vec<f64> = (0..n).map(|i| shift + (i as f64 + 0.5) / n as f64).collect();
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values))]).unwrap();
-        let mut p = Profile::new(&spec);
-        p.observe(&spec, &batch).unwrap();
-        p
+        Profile::of_numbers(&spec(), &values)
     }
 
     /// A model on one feature whose KS p-value below 0.01 fires an alert after one window.

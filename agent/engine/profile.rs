@@ -695,6 +695,32 @@ pub struct Baseline {
 }
 
 #[cfg(test)]
+impl ProfileSpec {
+    /// One numerical feature `x`, no bin edges (for tests).
+    pub(crate) fn single_numerical(max_samples: usize) -> ProfileSpec {
+        ProfileSpec {
+            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
+            bins: 10,
+            max_samples,
+            max_categories: 10,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Profile {
+    /// The profile of `values` as the column `x` of one batch (for tests).
+    pub(crate) fn of_numbers(spec: &ProfileSpec, values: &[f64]) -> Profile {
+        let schema =
+            Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new("x", DataType::Float64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values.to_vec()))]).unwrap();
+        let mut p = Profile::new(spec);
+        p.observe(spec, &batch).unwrap();
+        p
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -12,7 +12,7 @@ use crate::engine::impact::Impact;
 use crate::engine::performance::Cbpe;
 use crate::engine::profile::{FeatureKind, FeatureProfile, FeatureSpec, OTHER_CATEGORY};
 use crate::engine::stats::TestResult;
-use crate::engine::text::short;
+use crate::engine::text::fmt_compact as short;
 
 /// Bins of a numerical plot.
 const BINS: usize = 24;

@@ -34,11 +34,8 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// A number for a bin label: three decimals, or two significant in scientific form.
-pub fn short(x: f64) -> String {
-    if x == 0.0 || (x.abs() >= 1e-2 && x.abs() < 1e5) {
-        format!("{}", (x * 1000.0).round() / 1000.0)
-    } else {
-        format!("{x:.2e}")
-    }
+/// A number for prose and labels: [`fmt_num`] without trailing zeros (`0.25`, `3`, `1.235e-7`).
+pub fn fmt_compact(x: f64) -> String {
+    let s = fmt_num(x);
+    if s.contains('e') { s } else { s.trim_end_matches('0').trim_end_matches('.').to_string() }
 }

@@ -415,18 +415,12 @@ impl Windows {
 mod tests {
     use super::*;
     use crate::engine::decode::Position;
-    use crate::engine::profile::{FeatureKind, FeatureSpec};
     use arrow::array::{Float64Array, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
     fn spec() -> ProfileSpec {
-        ProfileSpec {
-            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
-            bins: 10,
-            max_samples: 1000,
-            max_categories: 10,
-        }
+        ProfileSpec::single_numerical(1000)
     }
 
     fn rows(times: &[i64], first_offset: i64) -> Decoded {

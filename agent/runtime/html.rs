@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::engine::report::{FeatureReport, Report};
 
-use crate::engine::text::{fmt_num as num, short, truncate};
+use crate::engine::text::{fmt_compact as short, fmt_num as num, truncate};
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |r| format!("{:.2}%", r * 100.0))

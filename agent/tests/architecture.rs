@@ -220,28 +220,34 @@ fn cycles(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>
         .into_iter()
         .filter(|c| c.len() > 1)
         .map(|component| {
-            // A walk inside the component from its first module back to it.
+            // The shortest way round inside the component, from its first module back to it
+            // (breadth first, so every step is a real edge).
             let inside: BTreeSet<usize> = component.iter().copied().collect();
             let start = component[0];
-            let mut path = vec![start];
-            let mut seen = BTreeSet::from([start]);
-            loop {
-                let last = *path.last().unwrap_or(&start);
-                if edges[last].contains(&start) && path.len() > 1 {
-                    path.push(start);
-                    break;
-                }
-                match edges[last].iter().find(|t| inside.contains(t) && !seen.contains(*t)) {
-                    Some(&next) => {
-                        seen.insert(next);
-                        path.push(next);
+            let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
+            let mut queue = std::collections::VecDeque::from([start]);
+            'search: while let Some(v) = queue.pop_front() {
+                for &w in &edges[v] {
+                    if w == start {
+                        parent.insert(start, v);
+                        break 'search;
                     }
-                    None => {
-                        path.push(start);
-                        break;
+                    if inside.contains(&w) && !parent.contains_key(&w) {
+                        parent.insert(w, v);
+                        queue.push_back(w);
                     }
                 }
             }
+            let mut path = vec![start];
+            let mut at = start;
+            while let Some(&p) = parent.get(&at) {
+                path.push(p);
+                if p == start {
+                    break;
+                }
+                at = p;
+            }
+            path.reverse();
             path.into_iter().map(|i| nodes[i].clone()).collect()
         })
         .collect()

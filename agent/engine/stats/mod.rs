@@ -408,23 +408,8 @@ mod tests {
     use super::*;
 
     fn numerical_profile(values: &[f64]) -> FeatureProfile {
-        use arrow::array::{Float64Array, RecordBatch};
-        use std::sync::Arc;
-        let spec = crate::engine::profile::ProfileSpec {
-            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, vec![])],
-            bins: 10,
-            max_samples: 1 << 20,
-            max_categories: 10,
-        };
-        let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
-            "x",
-            arrow::datatypes::DataType::Float64,
-            true,
-        )]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values.to_vec()))]).unwrap();
-        let mut p = crate::engine::profile::Profile::new(&spec);
-        p.observe(&spec, &batch).unwrap();
-        p.features.remove(0)
+        let spec = crate::engine::profile::ProfileSpec::single_numerical(1 << 20);
+        crate::engine::profile::Profile::of_numbers(&spec, values).features.remove(0)
     }
 
     fn auto_for(kind: FeatureKind, reference: &[f64], current: &[f64]) -> TestKind {

@@ -13,6 +13,7 @@ use lettre::message::{Mailbox, MultiPart, header};
 use super::Notice;
 use crate::engine::alert::Transition;
 use crate::engine::rules::{Severity, Summary};
+use crate::engine::text::fmt_compact as num;
 use crate::engine::text::rfc3339;
 use crate::runtime::html::escape as html;
 
@@ -50,16 +51,6 @@ pub fn link(template: &str, n: &Notice) -> String {
         .replace("{rule}", &url_encode(&n.rule))
         .replace("{from}", &n.window_start.to_string())
         .replace("{to}", &n.window_end.to_string())
-}
-
-fn num(x: f64) -> String {
-    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
-        let s = format!("{x:.4}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
-    } else {
-        format!("{x:.3e}")
-    }
 }
 
 fn opt(x: Option<f64>) -> String {
