@@ -52,6 +52,9 @@ pub enum Transition {
 }
 
 impl Transition {
+    pub const ALL: [Transition; 4] =
+        [Transition::Firing, Transition::Escalated, Transition::Repeat, Transition::Resolved];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transition::Firing => "firing",

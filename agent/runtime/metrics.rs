@@ -11,12 +11,89 @@ use prometheus::{
 
 use std::collections::HashMap;
 
+use crate::engine::decode::Reason;
 use crate::engine::report::Report;
 use crate::engine::window::ALL_SLICE;
 
 /// Every `reason` of `driftwatch_notification_failures_total`.
 pub const FAILURE_REASONS: [&str; 9] =
     ["tls", "timeout", "auth", "rejected", "transient", "protocol", "connection", "config", "outbox"];
+
+/// The `outcome` of `driftwatch_events_total`: taken into a window, dropped as a repeated
+/// event id, or not used for a [`Reason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    Accepted,
+    Duplicate,
+    Dropped(Reason),
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Accepted => "accepted",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Dropped(reason) => reason.as_str(),
+        }
+    }
+}
+
+/// The `result` of `driftwatch_config_reloads_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadResult {
+    Applied,
+    Unchanged,
+    Rejected,
+}
+
+impl ReloadResult {
+    pub const ALL: [ReloadResult; 3] = [ReloadResult::Applied, ReloadResult::Unchanged, ReloadResult::Rejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Rejected => "rejected",
+        }
+    }
+}
+
+/// The `outcome` of `driftwatch_notifications_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    Queued,
+    Sent,
+    Failed,
+}
+
+impl NotificationOutcome {
+    pub const ALL: [NotificationOutcome; 3] =
+        [NotificationOutcome::Queued, NotificationOutcome::Sent, NotificationOutcome::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationOutcome::Queued => "queued",
+            NotificationOutcome::Sent => "sent",
+            NotificationOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The `side` of `driftwatch_labels_pending`: what waits for its other half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Predictions,
+    Labels,
+}
+
+impl Pending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pending::Predictions => "predictions",
+            Pending::Labels => "labels",
+        }
+    }
+}
 
 /// Every metric family name, for tests of dashboards and rules.
 pub const NAMES: &[&str] = &[
@@ -359,15 +436,33 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        for result in ["applied", "unchanged", "rejected"] {
-            m.config_reloads.with_label_values(&[result]);
+        for result in ReloadResult::ALL {
+            m.config_reloads.with_label_values(&[result.as_str()]);
         }
         m.config_last_reload_ok.set(1);
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        for outcome in ["queued", "sent", "failed"] {
-            m.notifications.with_label_values(&[outcome]);
+        for outcome in NotificationOutcome::ALL {
+            m.notifications.with_label_values(&[outcome.as_str()]);
         }
         Ok(m)
+    }
+
+    /// Counts `n` events of a model with an outcome.
+    pub fn count_events(&self, model: &str, outcome: EventOutcome, n: u64) {
+        self.events.with_label_values(&[model, outcome.as_str()]).inc_by(n);
+    }
+
+    pub fn count_reload(&self, result: ReloadResult) {
+        self.config_reloads.with_label_values(&[result.as_str()]).inc();
+    }
+
+    pub fn count_notification(&self, outcome: NotificationOutcome) {
+        self.notifications.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Predictions or labels of a model waiting for their other half.
+    pub fn set_pending(&self, model: &str, side: Pending, n: usize) {
+        self.labels_pending.with_label_values(&[model, side.as_str()]).set(n as i64);
     }
 
     /// Series that exist from the start, so dashboards and rate() see zeros, not gaps.
@@ -375,7 +470,7 @@ impl Metrics {
         for reason in crate::engine::decode::Reason::ALL {
             self.events.with_label_values(&[model, reason.as_str()]);
         }
-        self.events.with_label_values(&[model, "accepted"]);
+        self.events.with_label_values(&[model, EventOutcome::Accepted.as_str()]);
         self.replayed.with_label_values(&[model]);
         for verdict in crate::engine::evaluate::Counted::ALL.map(|c| c.as_str()) {
             self.windows.with_label_values(&[model, verdict]);
@@ -396,7 +491,7 @@ impl Metrics {
     /// Transition counters of a rule, from the start, and its thresholds.
     pub fn register_rule(&self, model: &str, rule: &crate::engine::rules::Rule) {
         let name = rule.name.as_str();
-        for transition in ["firing", "escalated", "repeat", "resolved"] {
+        for transition in crate::engine::alert::Transition::ALL.map(|t| t.as_str()) {
             self.alert_transitions.with_label_values(&[model, name, transition]);
         }
         let target = rule.target.label();

@@ -31,6 +31,7 @@ use crate::engine::rules::Severity;
 use crate::engine::text::rfc3339;
 use crate::engine::window::{ClosedWindow, Windows, millis};
 use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
+use crate::runtime::metrics::{EventOutcome, Pending};
 use crate::runtime::notify::{Batch, Queue};
 use crate::runtime::status::{
     BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
@@ -586,7 +587,7 @@ impl Pipeline {
                 m.last_event = Some(now);
                 if !rows.duplicates.is_empty() {
                     let n = rows.duplicates.len() as u64;
-                    shared.metrics.events.with_label_values(&[m.id.as_str(), "duplicate"]).inc_by(n);
+                    shared.metrics.count_events(&m.id, EventOutcome::Duplicate, n);
                     shared.update_status(|s| {
                         if let Some(ms) = s.models.get_mut(global) {
                             ms.events.duplicate += n;
@@ -627,14 +628,14 @@ impl Pipeline {
                         }
                         let accepted = rows.times.len() - late.len() - again;
                         let late_new = late.len() - late_replayed;
-                        shared.metrics.events.with_label_values(&[m.id.as_str(), "accepted"]).inc_by(accepted as u64);
+                        shared.metrics.count_events(&m.id, EventOutcome::Accepted, accepted as u64);
                         if again > 0 {
                             shared.metrics.replayed.with_label_values(&[m.id.as_str()]).inc_by(again as u64);
                         }
                         if late_new > 0 {
                             m.late_since_close += late_new as u64;
                             m.late_unreported += late_new as u64;
-                            shared.metrics.events.with_label_values(&[m.id.as_str(), "late"]).inc_by(late_new as u64);
+                            shared.metrics.count_events(&m.id, EventOutcome::Dropped(Reason::Late), late_new as u64);
                         }
                         shared.update_status(|s| {
                             if let Some(ms) = s.models.get_mut(global) {
@@ -865,7 +866,7 @@ impl Pipeline {
 
     fn reject(&mut self, model: Option<usize>, topic: u16, payload: &[u8], rejected: &Rejected) {
         let label = model.map_or("_unknown", |m| self.models[m].id.as_str());
-        self.shared.metrics.events.with_label_values(&[label, rejected.reason.as_str()]).inc();
+        self.shared.metrics.count_events(label, EventOutcome::Dropped(rejected.reason), 1);
         if self.warned.insert((model, rejected.reason)) {
             tracing::warn!(
                 model = label,
@@ -1046,8 +1047,8 @@ impl Pipeline {
             metrics.labels.with_label_values(&[m.id.as_str(), outcome.as_str()]).inc_by(n);
         }
         let (predictions, labels) = truth.join.pending();
-        metrics.labels_pending.with_label_values(&[m.id.as_str(), "predictions"]).set(predictions as i64);
-        metrics.labels_pending.with_label_values(&[m.id.as_str(), "labels"]).set(labels as i64);
+        metrics.set_pending(&m.id, Pending::Predictions, predictions);
+        metrics.set_pending(&m.id, Pending::Labels, labels);
         for w in labelled {
             let m = &mut self.models[i];
             let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::adapters::config::{Config, Model};
 use crate::runtime::input::{Input, ReloadRequest};
+use crate::runtime::metrics::ReloadResult;
 use crate::runtime::notify::{Notifier, NotifyError, Queue};
 use crate::runtime::pipeline::{Incoming, Reloaded};
 use crate::runtime::setup::TopicTable;
@@ -149,12 +150,12 @@ impl Watcher {
         let metrics = &shared.metrics;
         match self.try_reload().await {
             Ok(None) => {
-                metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                metrics.count_reload(ReloadResult::Unchanged);
                 metrics.config_last_reload_ok.set(1);
                 tracing::info!(config = %path.display(), "configuration reloaded: no model changed");
             }
             Ok(Some(done)) => {
-                metrics.config_reloads.with_label_values(&["applied"]).inc();
+                metrics.count_reload(ReloadResult::Applied);
                 metrics.config_last_reload_ok.set(1);
                 tracing::info!(
                     config = %path.display(),
@@ -167,7 +168,7 @@ impl Watcher {
                 );
             }
             Err(errors) => {
-                metrics.config_reloads.with_label_values(&["rejected"]).inc();
+                metrics.count_reload(ReloadResult::Rejected);
                 metrics.config_last_reload_ok.set(0);
                 for e in &errors {
                     tracing::error!(config = %path.display(), "reload rejected: {e}");

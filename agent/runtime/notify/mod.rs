@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::config::{Notify, SecretError, Smtp, SmtpTls, read_secret};
 use crate::engine::alert::Notice;
+use crate::runtime::metrics::NotificationOutcome;
 use crate::runtime::status::Shared;
 use email::MessageError;
 pub use outbox::Outbox;
@@ -157,7 +158,7 @@ impl Queue {
     pub fn push(&self, batch: &Batch) {
         match self.outbox.enqueue(batch) {
             Ok(_) => {
-                self.shared.metrics.notifications.with_label_values(&["queued"]).inc();
+                self.shared.metrics.count_notification(NotificationOutcome::Queued);
                 let _ = self.wake.send(());
             }
             Err(e) => {
@@ -311,7 +312,7 @@ impl Worker {
                 }
                 Err((reason, e)) => {
                     self.shared.metrics.notification_failures.with_label_values(&[reason]).inc();
-                    self.shared.metrics.notifications.with_label_values(&["failed"]).inc();
+                    self.shared.metrics.count_notification(NotificationOutcome::Failed);
                     let delay = self
                         .retry
                         .get(&key)
@@ -366,7 +367,7 @@ impl Worker {
         if let Err(e) = self.outbox.remove(&paths) {
             tracing::error!("{e:#}");
         }
-        self.shared.metrics.notifications.with_label_values(&["sent"]).inc();
+        self.shared.metrics.count_notification(NotificationOutcome::Sent);
         tracing::info!(model = %model, alerts = notices.len(), subject = %digest.subject, "alert digest delivered");
         Ok(())
     }
