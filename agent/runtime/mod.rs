@@ -16,3 +16,4 @@ pub mod run;
 pub mod setup;
 pub mod source;
 pub mod status;
+pub mod throttle;

@@ -37,6 +37,7 @@ use crate::runtime::status::{
     BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
     WindowSummary,
 };
+use crate::runtime::throttle::{MINUTE, Throttle};
 
 /// One model, ready to run: its validated configuration, loaded baseline and check plan.
 pub struct ModelSetup {
@@ -90,7 +91,7 @@ struct ModelRuntime {
     late_since_close: u64,
     /// Late events not yet said in the log (at most one line a minute per model).
     late_unreported: u64,
-    late_reported_at: Option<Instant>,
+    late_log: Throttle<()>,
     truth: Option<GroundTruth>,
     /// Derived features, appended to every decoded batch.
     derive: Derive,
@@ -1123,15 +1124,16 @@ fn report_late(m: &mut ModelRuntime, now: Instant, last: bool) {
     if m.late_unreported == 0 {
         return;
     }
-    let due = m.late_reported_at.is_none_or(|t| now.saturating_duration_since(t) >= std::time::Duration::from_secs(60));
-    if due || last {
+    if last {
+        m.late_log.force((), now);
+    }
+    if last || m.late_log.due((), now) {
         tracing::warn!(
             model = %m.id,
             late = m.late_unreported,
             "events arrived after their windows had closed (beyond allowed_lateness) and were dropped; counted in driftwatch_events_total{{outcome=\"late\"}}"
         );
         m.late_unreported = 0;
-        m.late_reported_at = Some(now);
     }
 }
 
@@ -1173,7 +1175,7 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
         },
         late_since_close: 0,
         late_unreported: 0,
-        late_reported_at: None,
+        late_log: Throttle::new(MINUTE),
         truth,
         derive,
         derive_failed: false,

@@ -39,6 +39,7 @@ use crate::engine::chunk::{Chunk, SourceState};
 use crate::engine::decode::Rejected;
 use crate::runtime::input::{Assigned, Input};
 use crate::runtime::status::Shared;
+use crate::runtime::throttle::{MINUTE, Throttle};
 
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
@@ -298,7 +299,7 @@ impl KafkaSource {
         let index: BTreeMap<&str, u16> = self.topics.iter().enumerate().map(|(i, t)| (t.as_str(), i as u16)).collect();
         let keep = max_event_bytes.saturating_add(1);
         let mut chunk = Chunk::with_capacity(batch_rows);
-        let mut last_error: Option<(String, std::time::Instant)> = None;
+        let mut error_log = Throttle::new(MINUTE);
         let mut tick = tokio::time::interval(linger.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Sends what was read so far, then a new assignment if a rebalance happened: the
@@ -353,9 +354,8 @@ impl KafkaSource {
                             // librdkafka reconnects by itself; say so once a minute per error, not
                             // once per poll.
                             let text = e.to_string();
-                            if last_error.as_ref().is_none_or(|(t, at)| *t != text || at.elapsed() > Duration::from_secs(60)) {
+                            if error_log.due(text.clone(), std::time::Instant::now()) {
                                 tracing::warn!("kafka: {text} (librdkafka retries by itself)");
-                                last_error = Some((text, std::time::Instant::now()));
                             }
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
