@@ -71,7 +71,7 @@ async fn report(State(shared): State<Arc<Shared>>, Path(model): Path<String>) ->
     };
     match m.last_window.as_ref().and_then(|w| w.report.as_ref().map(|r| (w, r))) {
         Some((w, r)) => {
-            let context = format!("window {} – {}, {} events", w.start, w.end, w.events);
+            let context = format!("window {} – {}, {} events", w.head.start, w.head.end, w.head.events);
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::runtime::html::render(r, &context))
                 .into_response()
         }

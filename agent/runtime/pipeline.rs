@@ -34,8 +34,8 @@ use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
 use crate::runtime::metrics::{EventOutcome, Pending};
 use crate::runtime::notify::{Batch, Queue};
 use crate::runtime::status::{
-    BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowStatus,
-    WindowSummary,
+    BaselineStatus, LabelledSummary, LastWindow, ModelStatus, RECENT_WINDOWS, Shared, SliceSummary, WindowHead,
+    WindowStatus, WindowSummary,
 };
 use crate::runtime::throttle::{MINUTE, Throttle};
 
@@ -932,14 +932,17 @@ impl Pipeline {
         }
         let active = e.alerts.as_ref().map(|outcome| self.publish_alerts(id, outcome));
         let verdict = e.verdict().as_str();
-        let window_id = format!("{id}/{}", rfc3339(e.start));
-        let last = LastWindow {
-            id: window_id.clone(),
+        let head = WindowHead {
+            id: format!("{id}/{}", rfc3339(e.start)),
             repeated: e.repeated,
             start: rfc3339(e.start),
             end: rfc3339(e.end),
             events: e.events,
             verdict,
+        };
+        let summary = WindowSummary { head: head.clone(), drifted_features: e.drifted_features() };
+        let last = LastWindow {
+            head,
             close_seconds: e.close_seconds,
             report: e.report.clone(),
             slices: e
@@ -953,15 +956,6 @@ impl Pipeline {
                     drifted_features: r.features.iter().filter(|f| f.drift).map(|f| f.name.clone()).collect(),
                 })
                 .collect(),
-        };
-        let summary = WindowSummary {
-            id: window_id,
-            repeated: e.repeated,
-            start: last.start.clone(),
-            end: last.end.clone(),
-            events: e.events,
-            verdict,
-            drifted_features: e.drifted_features(),
         };
         self.shared.update_status(|s| {
             if let Some(ms) = s.models.get_mut(i) {

@@ -69,9 +69,9 @@ pub struct ModelStatus {
 /// Closed windows kept per model in the status document.
 pub const RECENT_WINDOWS: usize = 50;
 
-/// One line of a model's window history.
+/// What every account of a closed window starts with.
 #[derive(Clone, Debug, Serialize)]
-pub struct WindowSummary {
+pub struct WindowHead {
     /// `model/start`: the same window has the same id wherever and however often it is
     /// evaluated.
     pub id: String,
@@ -81,7 +81,15 @@ pub struct WindowSummary {
     pub start: String,
     pub end: String,
     pub events: u64,
+    /// `drift`, `no_drift` or `insufficient_data`.
     pub verdict: &'static str,
+}
+
+/// One line of a model's window history.
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowSummary {
+    #[serde(flatten)]
+    pub head: WindowHead,
     pub drifted_features: Vec<String>,
 }
 
@@ -132,15 +140,8 @@ pub struct LabelledSummary {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LastWindow {
-    /// `model/start` (see [`WindowSummary::id`]).
-    pub id: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub repeated: bool,
-    pub start: String,
-    pub end: String,
-    pub events: u64,
-    /// `drift`, `no_drift` or `insufficient_data`.
-    pub verdict: &'static str,
+    #[serde(flatten)]
+    pub head: WindowHead,
     pub close_seconds: f64,
     /// The same document as `driftwatch check --format json` (absent for insufficient data).
     pub report: Option<Report>,

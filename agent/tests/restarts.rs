@@ -400,7 +400,7 @@ mod resume {
         let status = shared.status.lock().expect("status");
         let recent = &status.models[0].recent_windows;
         assert_eq!(
-            recent.iter().map(|w| (w.id.clone(), w.repeated)).collect::<Vec<_>>(),
+            recent.iter().map(|w| (w.head.id.clone(), w.head.repeated)).collect::<Vec<_>>(),
             vec![
                 ("credit-risk/2026-11-27T00:00:00.000Z".to_string(), true),
                 ("credit-risk/2026-11-27T00:01:00.000Z".to_string(), false),
