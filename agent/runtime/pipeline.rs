@@ -165,8 +165,8 @@ struct TopicReader {
     labels: bool,
 }
 
-/// Decode, window and evaluate; see the module doc. The status document lists the models in
-/// the same order as `models` (see `run`), so status updates index it directly.
+/// Decode, window and evaluate; see the module doc. Status updates find a model's entry in
+/// the status document by its id, whatever the order of either list.
 pub struct Pipeline {
     models: Vec<ModelRuntime>,
     /// Per topic: its decoder and the global index of each of its models.
@@ -589,11 +589,7 @@ impl Pipeline {
                 if !rows.duplicates.is_empty() {
                     let n = rows.duplicates.len() as u64;
                     shared.metrics.count_events(&m.id, EventOutcome::Duplicate, n);
-                    shared.update_status(|s| {
-                        if let Some(ms) = s.models.get_mut(global) {
-                            ms.events.duplicate += n;
-                        }
-                    });
+                    shared.update_model(&m.id, |ms| ms.events.duplicate += n);
                 }
                 match m.windows.insert(&rows, &mut self.frontier, now) {
                     Ok(late) => {
@@ -638,11 +634,9 @@ impl Pipeline {
                             m.late_unreported += late_new as u64;
                             shared.metrics.count_events(&m.id, EventOutcome::Dropped(Reason::Late), late_new as u64);
                         }
-                        shared.update_status(|s| {
-                            if let Some(ms) = s.models.get_mut(global) {
-                                ms.events.accepted += accepted as u64;
-                                ms.events.late += late_new as u64;
-                            }
+                        shared.update_model(&m.id, |ms| {
+                            ms.events.accepted += accepted as u64;
+                            ms.events.late += late_new as u64;
                         });
                     }
                     Err(e) => tracing::error!(model = %m.id, "cannot add rows to the window: {e}"),
@@ -883,12 +877,8 @@ impl Pipeline {
                 rejected.message
             );
         }
-        if let Some(m) = model {
-            self.shared.update_status(|s| {
-                if let Some(ms) = s.models.get_mut(m) {
-                    ms.events.rejected += 1;
-                }
-            });
+        if let Some(m) = model.and_then(|m| self.models.get(m)) {
+            self.shared.update_model(&m.id, |ms| ms.events.rejected += 1);
         }
         if let Some(sink) = &mut self.dead_letter {
             sink(topic, payload, rejected);
@@ -908,7 +898,7 @@ impl Pipeline {
             let mut evaluation = m.judge.evaluate(window, late);
             evaluation.close_seconds = merge + started.elapsed().as_secs_f64();
             self.closed_since_checkpoint = true;
-            self.publish_window(i, &evaluation);
+            self.publish_window(&evaluation);
             for o in &mut self.observers {
                 o(&evaluation);
             }
@@ -917,7 +907,7 @@ impl Pipeline {
 
     /// Everything a closed window's evaluation changes outside the pipeline: its metrics,
     /// alert publication, the status document and the log line.
-    fn publish_window(&self, i: usize, e: &Evaluation) {
+    fn publish_window(&self, e: &Evaluation) {
         let metrics = &self.shared.metrics;
         let id = e.model.as_str();
         metrics.window_close.with_label_values(&[id]).observe(e.close_seconds);
@@ -957,17 +947,15 @@ impl Pipeline {
                 })
                 .collect(),
         };
-        self.shared.update_status(|s| {
-            if let Some(ms) = s.models.get_mut(i) {
-                ms.windows_closed += u64::from(!e.repeated);
-                ms.last_window = Some(last);
-                if ms.recent_windows.len() == RECENT_WINDOWS {
-                    ms.recent_windows.remove(0);
-                }
-                ms.recent_windows.push(summary);
-                if let Some(active) = active {
-                    ms.alerts = active;
-                }
+        self.shared.update_model(id, |ms| {
+            ms.windows_closed += u64::from(!e.repeated);
+            ms.last_window = Some(last);
+            if ms.recent_windows.len() == RECENT_WINDOWS {
+                ms.recent_windows.remove(0);
+            }
+            ms.recent_windows.push(summary);
+            if let Some(active) = active {
+                ms.alerts = active;
             }
         });
         tracing::info!(
@@ -1048,7 +1036,7 @@ impl Pipeline {
             let m = &mut self.models[i];
             let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
             let evaluation = m.judge.realise((w.start, w.end), w.labels.len(), realised);
-            self.publish_labelled(i, &evaluation);
+            self.publish_labelled(&evaluation);
             for o in &mut self.observers {
                 o(&evaluation);
             }
@@ -1056,7 +1044,7 @@ impl Pipeline {
     }
 
     /// Everything a labelled window's evaluation changes outside the pipeline.
-    fn publish_labelled(&self, i: usize, e: &Evaluation) {
+    fn publish_labelled(&self, e: &Evaluation) {
         let metrics = &self.shared.metrics;
         let id = e.model.as_str();
         let Some(report) = &e.report else {
@@ -1079,13 +1067,11 @@ impl Pipeline {
             labelled: e.events,
             performance: report.performance.clone(),
         };
-        self.shared.update_status(|s| {
-            if let Some(ms) = s.models.get_mut(i) {
-                ms.last_labelled = Some(summary);
-                // Only the alerts read on labels are replaced.
-                ms.alerts.retain(|a| !active.iter().any(|b| b.rule == a.rule && b.feature == a.feature));
-                ms.alerts.extend(active);
-            }
+        self.shared.update_model(id, |ms| {
+            ms.last_labelled = Some(summary);
+            // Only the alerts read on labels are replaced.
+            ms.alerts.retain(|a| !active.iter().any(|b| b.rule == a.rule && b.feature == a.feature));
+            ms.alerts.extend(active);
         });
         if e.alerts.as_ref().is_some_and(|o| o.changed) {
             self.save_alerts();
@@ -1093,21 +1079,14 @@ impl Pipeline {
     }
 
     fn publish(&self) {
-        let open: Vec<(usize, u64)> = self
-            .models
-            .iter()
-            .map(|m| {
-                let windows = m.windows.open_windows();
-                self.shared.metrics.open_windows.with_label_values(&[m.id.as_str()]).set(windows as i64);
-                (windows, m.windows.open_rows())
-            })
-            .collect();
-        self.shared.update_status(|s| {
-            for (ms, (windows, rows)) in s.models.iter_mut().zip(open) {
+        for m in &self.models {
+            let (windows, rows) = (m.windows.open_windows(), m.windows.open_rows());
+            self.shared.metrics.open_windows.with_label_values(&[m.id.as_str()]).set(windows as i64);
+            self.shared.update_model(&m.id, |ms| {
                 ms.open_windows = windows;
                 ms.open_events = rows;
-            }
-        });
+            });
+        }
     }
 }
 

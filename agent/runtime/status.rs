@@ -28,6 +28,15 @@ impl Shared {
         }
     }
 
+    /// Applies a change to one model's entry (found by its id; none: nothing happens).
+    pub fn update_model(&self, id: &str, f: impl FnOnce(&mut ModelStatus)) {
+        self.update_status(|s| {
+            if let Some(ms) = s.models.iter_mut().find(|m| m.id == id) {
+                f(ms);
+            }
+        });
+    }
+
     /// Applies a change to the status document.
     pub fn update_status(&self, f: impl FnOnce(&mut Status)) {
         if let Ok(mut s) = self.status.lock() {
