@@ -59,10 +59,8 @@ pub struct Evaluation {
     pub late: u64,
     /// Seconds the close took (merging panes, testing); set by the runtime, which times it.
     pub close_seconds: f64,
-    /// Alert transitions of this window.
-    pub notices: Vec<Notice>,
-    /// The alert book's answer (`None` when no rule read the window), with each notice's
-    /// recipients.
+    /// The alert book's answer (`None` when no rule read the window): alert states and
+    /// transitions, each notice with its recipients.
     pub alerts: Option<Outcome>,
 }
 
@@ -119,6 +117,11 @@ impl Evaluation {
             (Some(_), false) => Counted::Evaluated,
             (None, false) => Counted::InsufficientData,
         }
+    }
+
+    /// The alert transitions of this window.
+    pub fn notices(&self) -> Vec<&Notice> {
+        self.alerts.iter().flat_map(|o| o.notices.iter().map(|(_, n)| n)).collect()
     }
 
     /// The names of the drifted features (none without a report).
@@ -183,7 +186,6 @@ impl Judge {
             }
             slices.push((slice.name.clone(), report));
         }
-        let notices = alerts.as_ref().map(|o: &Outcome| o.notices.iter().map(|(_, n)| n.clone()).collect());
         Evaluation {
             model: self.model.clone(),
             start: window.start,
@@ -194,7 +196,6 @@ impl Judge {
             repeated,
             late,
             close_seconds: 0.0,
-            notices: notices.unwrap_or_default(),
             alerts,
         }
     }
@@ -220,7 +221,6 @@ impl Judge {
             repeated: false,
             late: 0,
             close_seconds: 0.0,
-            notices: alerts.as_ref().map(|o| o.notices.iter().map(|(_, n)| n.clone()).collect()).unwrap_or_default(),
             alerts,
         }
     }
@@ -290,12 +290,15 @@ mod tests {
     fn a_drifted_window_is_reported_and_fires_its_alert() {
         let mut judge = judge(10);
         let quiet = judge.evaluate(window(0, 500, 0.0), 0);
-        assert_eq!((quiet.verdict(), quiet.counted(), quiet.notices.len()), (Verdict::NoDrift, Counted::Evaluated, 0));
+        assert_eq!(
+            (quiet.verdict(), quiet.counted(), quiet.notices().len()),
+            (Verdict::NoDrift, Counted::Evaluated, 0)
+        );
         let drifted = judge.evaluate(window(60_000, 500, 0.5), 25);
         assert_eq!(drifted.verdict(), Verdict::Drift);
         assert_eq!(drifted.drifted_features(), ["x"]);
-        assert_eq!(drifted.notices.len(), 1);
-        assert_eq!(drifted.notices[0].transition, Transition::Firing);
+        assert_eq!(drifted.notices().len(), 1);
+        assert_eq!(drifted.notices()[0].transition, Transition::Firing);
         assert!(drifted.alerts.as_ref().is_some_and(|o| o.changed));
         let report = drifted.report.as_ref().unwrap();
         // 25 late events beside 500 on time.
@@ -308,19 +311,19 @@ mod tests {
         let mut judge = judge(1000);
         let e = judge.evaluate(window(0, 500, 0.5), 0);
         assert_eq!((e.verdict(), e.counted()), (Verdict::InsufficientData, Counted::InsufficientData));
-        assert!(e.report.is_none() && e.alerts.is_none() && e.notices.is_empty());
+        assert!(e.report.is_none() && e.alerts.is_none() && e.notices().is_empty());
     }
 
     #[test]
     fn a_window_evaluated_again_is_the_same_verdict_without_alert_steps() {
         let mut judge = judge(10);
         let first = judge.evaluate(window(0, 500, 0.5), 0);
-        assert_eq!(first.notices.len(), 1);
+        assert_eq!(first.notices().len(), 1);
         // A restart after a crash: the alert state as saved, the window read again.
         judge.evaluated_until = Some(60_000);
         let again = judge.evaluate(window(0, 500, 0.5), 0);
         assert_eq!((again.counted(), again.verdict()), (Counted::Repeated, Verdict::Drift));
-        assert!(again.alerts.is_none() && again.notices.is_empty());
+        assert!(again.alerts.is_none() && again.notices().is_empty());
         let first_p = first.report.unwrap().features[0].tests[0].p_value;
         assert_eq!(again.report.unwrap().features[0].tests[0].p_value, first_p);
     }

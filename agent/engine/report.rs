@@ -12,7 +12,7 @@ use crate::engine::impact::Impact;
 use crate::engine::performance::Cbpe;
 use crate::engine::profile::{FeatureKind, FeatureProfile, FeatureSpec, OTHER_CATEGORY};
 use crate::engine::stats::TestResult;
-use crate::engine::text::fmt_compact as short;
+use crate::engine::text::fmt_compact;
 
 /// Bins of a numerical plot.
 const BINS: usize = 24;
@@ -294,7 +294,7 @@ impl Distribution {
                 let labels = (0..bins)
                     .map(|k| {
                         let a = lo + width * k as f64;
-                        format!("[{}, {})", short(a), short(a + width))
+                        format!("[{}, {})", fmt_compact(a), fmt_compact(a + width))
                     })
                     .collect();
                 Distribution { labels, range: Some((lo, hi)), reference: shares(r), current: shares(c) }

@@ -191,7 +191,7 @@ pub fn summary(colour: bool) -> impl FnMut(&Evaluation) + Send {
             }
         }
         println!("window {n:>3} {span}  {:>5} events  {verdict}  {}", e.events, notes.join(", "));
-        for a in &e.notices {
+        for a in e.notices() {
             let line = format!(
                 "           alert {} {} {} on {} ({})",
                 a.transition.as_str(),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::engine::report::{FeatureReport, Report};
 
-use crate::engine::text::{fmt_compact as short, fmt_num as num, truncate};
+use crate::engine::text::{fmt_compact, fmt_num as num, truncate};
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |r| format!("{:.2}%", r * 100.0))
@@ -90,10 +90,10 @@ fn plot(f: &FeatureReport) -> String {
             "<text x=\"{left}\" y=\"{:.1}\" font-size=\"11\" fill=\"#333\">{}</text>\
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#333\" text-anchor=\"end\">{}</text>",
             h - bottom + 14.0,
-            escape(&short(lo)),
+            escape(&fmt_compact(lo)),
             w - 8.0,
             h - bottom + 14.0,
-            escape(&short(hi))
+            escape(&fmt_compact(hi))
         );
     }
     // The axis, and the legend in the top right corner.

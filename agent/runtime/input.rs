@@ -10,8 +10,8 @@ use crate::runtime::notify::Queue;
 use crate::runtime::pipeline::{Incoming, PipelineError, Reloaded};
 use crate::runtime::setup::TopicTable;
 
-/// Inputs a source sends ahead of records: (topic index, partition, the group's committed
-/// offset when it has one) for every partition held now.
+/// An assignment: (topic index, partition, the group's committed offset when it has one)
+/// for every partition held now.
 pub type Assigned = Vec<(u16, i32, Option<i64>)>;
 
 pub enum Input {

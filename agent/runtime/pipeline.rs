@@ -1097,9 +1097,6 @@ fn report_late(m: &mut ModelRuntime, now: Instant, last: bool) {
     if m.late_unreported == 0 {
         return;
     }
-    if last {
-        m.late_log.force((), now);
-    }
     if last || m.late_log.due((), now) {
         tracing::warn!(
             model = %m.id,

@@ -29,11 +29,6 @@ impl<K: PartialEq> Throttle<K> {
         }
         due
     }
-
-    /// Says a line now whatever the period (a final summary), so the next waits a period.
-    pub fn force(&mut self, subject: K, now: Instant) {
-        self.last = Some((subject, now));
-    }
 }
 
 #[cfg(test)]
@@ -50,7 +45,5 @@ mod tests {
         assert!(t.due("refused", at(31)), "another subject is said at once");
         assert!(!t.due("refused", at(90)));
         assert!(t.due("refused", at(91)));
-        t.force("refused", at(100));
-        assert!(!t.due("refused", at(150)));
     }
 }

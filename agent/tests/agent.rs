@@ -203,7 +203,7 @@ fn volume_against_expected_events_feeds_a_quality_rule() {
     let volume: Vec<f64> = evaluations.iter().map(|e| e.report.as_ref().expect("tested").quality["volume"]).collect();
     assert_eq!(volume, vec![1.0, 1.0, 1.0, 200.0 / 600.0]);
     // Only the short last window is low: one warning on the whole model.
-    let fired: Vec<_> = evaluations.iter().flat_map(|e| &e.notices).collect();
+    let fired: Vec<_> = evaluations.iter().flat_map(|e| e.notices()).collect();
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!((fired[0].rule.as_str(), fired[0].feature.as_str()), ("low-volume", "_all"));
     assert_eq!(fired[0].severity, driftwatch::rules::Severity::Warning);

@@ -328,9 +328,9 @@ critical = 0.5
     assert_eq!(ranked, drifted);
     assert!(report.impact.windows(2).all(|w| w[0].accuracy_change <= w[1].accuracy_change), "{:?}", report.impact);
     assert!(report.impact.iter().all(|i| i.accuracy_change.is_finite() && i.accuracy_change.abs() < 1.0));
-    assert_eq!(evaluations[0].notices[0].impact, report.impact);
+    assert_eq!(evaluations[0].notices()[0].impact, report.impact);
     // Estimated accuracy below 0.99 in the first window: the rule fires once, as a warning.
-    let fired: Vec<_> = evaluations.iter().flat_map(|e| &e.notices).collect();
+    let fired: Vec<_> = evaluations.iter().flat_map(|e| e.notices()).collect();
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!((fired[0].rule.as_str(), fired[0].feature.as_str()), ("accuracy-drop", "_all"));
     assert_eq!(fired[0].target, "accuracy");
@@ -501,12 +501,14 @@ warn = 0.9
     // The realised rule fires on the third window and resolves on the fourth.
     let transitions: Vec<(i64, &str)> = realised
         .iter()
-        .flat_map(|e| e.notices.iter().map(move |n| ((e.start - crate::agent::T0) / 60_000, n.transition.as_str())))
+        .flat_map(|e| {
+            e.notices().into_iter().map(move |n| ((e.start - crate::agent::T0) / 60_000, n.transition.as_str()))
+        })
         .collect();
     assert_eq!(transitions, vec![(20, "firing"), (30, "resolved")]);
     // Estimated windows never feed the realised rule.
     assert!(
-        evaluations.iter().filter(|e| !realised.iter().any(|r| std::ptr::eq(*r, *e))).all(|e| e.notices.is_empty())
+        evaluations.iter().filter(|e| !realised.iter().any(|r| std::ptr::eq(*r, *e))).all(|e| e.notices().is_empty())
     );
 
     let metrics = shared.metrics.encode();
@@ -596,7 +598,7 @@ fn regression_labels_give_realised_error_metrics_per_window() {
         }
     }
     let transitions: Vec<&str> =
-        realised.iter().flat_map(|e| e.notices.iter().map(|n| n.transition.as_str())).collect();
+        realised.iter().flat_map(|e| e.notices().into_iter().map(|n| n.transition.as_str())).collect();
     assert_eq!(transitions, ["firing"], "MAE 0.01 then 0.1: fires on the second window and stays");
     let metrics = shared.metrics.encode();
     assert!(

@@ -138,7 +138,7 @@ fn golden_quality_scenario_gives_exact_ratios_per_window() {
     // The rules fire on window 0 and resolve on window 1.
     let transitions = |i: usize| -> Vec<(String, String, String)> {
         let mut t: Vec<_> = evaluations[i]
-            .notices
+            .notices()
             .iter()
             .map(|n| (n.rule.clone(), n.feature.clone(), n.transition.as_str().to_string()))
             .collect();
@@ -270,7 +270,9 @@ fn learned_bands_come_from_baseline_chunks_and_flag_a_null_spike() {
     let fired: Vec<(usize, String, String)> = evaluations
         .iter()
         .enumerate()
-        .flat_map(|(w, e)| e.notices.iter().map(move |n| (w, n.feature.clone(), n.transition.as_str().to_string())))
+        .flat_map(|(w, e)| {
+            e.notices().into_iter().map(move |n| (w, n.feature.clone(), n.transition.as_str().to_string()))
+        })
         .collect();
     assert_eq!(
         fired,
@@ -279,7 +281,7 @@ fn learned_bands_come_from_baseline_chunks_and_flag_a_null_spike() {
             (2, "debt_ratio".to_string(), "resolved".to_string())
         ]
     );
-    let notice = &evaluations[1].notices[0];
+    let notice = &evaluations[1].notices()[0];
     assert_eq!(notice.threshold, Some(hi), "the notice shows the band's edge");
 }
 
@@ -315,7 +317,7 @@ fn a_schema_break_shows_as_schema_errors_and_nulls_from_the_window_it_starts() {
     for w in 1..4 {
         assert_eq!((rate(w, "schema_error_rate"), income_nulls(w)), (1.0, Some(1.0)), "window {w}");
     }
-    let n = &evaluations[1].notices;
+    let n = &evaluations[1].notices();
     assert_eq!(n.len(), 1);
     assert_eq!((n[0].severity, n[0].transition.as_str()), (driftwatch::rules::Severity::Critical, "firing"));
 }

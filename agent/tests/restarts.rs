@@ -390,7 +390,7 @@ mod resume {
         p.process(&chunk(&events, 0), Instant::now());
         let evaluations = seen.lock().expect("lock").clone();
         let windows: Vec<(i64, u64, usize)> =
-            evaluations.iter().map(|e| ((e.start - T0) / MINUTE, e.events, e.notices.len())).collect();
+            evaluations.iter().map(|e| ((e.start - T0) / MINUTE, e.events, e.notices().len())).collect();
         // Minute 0 again: no notice; minute 1 is new and fires.
         assert_eq!(windows, vec![(0, 300, 0), (1, 300, 1)]);
         let m = shared.metrics.encode();

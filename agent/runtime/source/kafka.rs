@@ -21,7 +21,7 @@
 //! by itself.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,8 +45,33 @@ use crate::runtime::throttle::{MINUTE, Throttle};
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
 
 /// The latest assignment, from the rebalance callback (which cannot wait) until the read
-/// loop sends it on, in order with the records.
-type Assignment = Arc<Mutex<Option<Assigned>>>;
+/// loop sends it on, in order with the records. The flag lets the loop ask after every
+/// record without taking the lock.
+#[derive(Default)]
+struct Assignment {
+    pending: AtomicBool,
+    latest: Mutex<Option<Assigned>>,
+}
+
+impl Assignment {
+    fn put(&self, assigned: Assigned) {
+        if let Ok(mut a) = self.latest.lock() {
+            *a = Some(assigned);
+            self.pending.store(true, Ordering::Release);
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Option<Assigned> {
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.latest.lock().ok().and_then(|mut a| a.take())
+    }
+}
 
 /// Environment variable naming this agent's static group member (`group.instance.id`)
 /// when the configuration does not.
@@ -245,9 +270,7 @@ impl ConsumerContext for Context {
             *a = current.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         }
         self.shared.partitions_assigned.store(!assigned.is_empty(), Ordering::Relaxed);
-        if let Ok(mut a) = self.assignment.lock() {
-            *a = Some(assigned);
-        }
+        self.assignment.put(assigned);
     }
 
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
@@ -305,11 +328,11 @@ impl KafkaSource {
         // Sends what was read so far, then a new assignment if a rebalance happened: the
         // records of before the rebalance, the assignment, then the records after it.
         let flush = |chunk: &mut Chunk| {
-            let full = std::mem::replace(chunk, Chunk::with_capacity(batch_rows));
-            let assigned = self.consumer.context().assignment.lock().ok().and_then(|mut a| a.take());
+            let full = (!chunk.is_empty()).then(|| std::mem::replace(chunk, Chunk::with_capacity(batch_rows)));
+            let assigned = self.consumer.context().assignment.take();
             let tx = &tx;
             async move {
-                if !full.is_empty() {
+                if let Some(full) = full {
                     tx.send(Input::Chunk(full)).await?;
                 }
                 if let Some(assigned) = assigned {
@@ -329,7 +352,7 @@ impl KafkaSource {
                 }
                 message = self.consumer.recv() => {
                     // A rebalance runs inside `recv`: what it assigned goes before this record.
-                    if self.consumer.context().assignment.lock().is_ok_and(|a| a.is_some()) && flush(&mut chunk).await.is_err() {
+                    if self.consumer.context().assignment.pending() && flush(&mut chunk).await.is_err() {
                         break;
                     }
                     match message {
