@@ -214,7 +214,8 @@ fn main() {
 
     // 2. The whole pipeline in process.
     let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
-    let mut pipeline = Pipeline::new(setups, &[vec![0]], 1 << 20, shared).expect("pipeline");
+    let readers = vec![setups.iter().map(|s| s.model.id.clone()).collect()];
+    let mut pipeline = Pipeline::new(setups, &readers, 1 << 20, shared).expect("pipeline");
     let closes = Arc::new(Mutex::new(Vec::new()));
     let sink = closes.clone();
     pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push((e.events, e.close_seconds))));

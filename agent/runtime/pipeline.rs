@@ -7,7 +7,7 @@
 //! them with the same `compare` as `driftwatch check`. The commit frontier then tells the
 //! source which offsets may be stored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
@@ -158,18 +158,27 @@ impl Default for Reread {
     }
 }
 
-/// The decoder of one topic and the models reading it (predictions, or labels).
+/// The decoder of one topic and the models reading it (predictions, or labels), in the
+/// decoder's order.
 struct TopicReader {
     decoder: TopicDecoder,
-    models: Vec<usize>,
+    models: Vec<ModelKey>,
     labels: bool,
 }
+
+/// A model's key in the pipeline: given when the model starts (or restarts with a new
+/// configuration), never renumbered or reused, so whatever holds one (a topic's readers, a
+/// warning's memory) stays right through reloads that add or remove other models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct ModelKey(u32);
 
 /// Decode, window and evaluate; see the module doc. Status updates find a model's entry in
 /// the status document by its id, whatever the order of either list.
 pub struct Pipeline {
-    models: Vec<ModelRuntime>,
-    /// Per topic: its decoder and the global index of each of its models.
+    /// The running models by key (so in the order they started).
+    models: BTreeMap<ModelKey, ModelRuntime>,
+    next_key: u32,
+    /// Per topic: its decoder and the models reading it.
     decoders: Vec<TopicReader>,
     partitions: HashMap<(u16, i32), u32>,
     partition_keys: Vec<(u16, i32)>,
@@ -177,7 +186,7 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     observers: Vec<Observer>,
     dead_letter: Option<DeadLetter>,
-    warned: HashSet<(Option<usize>, Reason)>,
+    warned: HashSet<(Option<ModelKey>, Reason)>,
     notify: Option<Queue>,
     /// The partitions assigned now (models added by a reload expect them too).
     assigned: Vec<(u16, i32)>,
@@ -224,36 +233,24 @@ pub struct Reloaded {
 }
 
 impl Pipeline {
-    /// `topics[i]` lists the models reading predictions from topic `i` (indices into
-    /// `models`); label topics follow, numbered from `topics.len()` (see [`Pipeline::read_labels`]).
+    /// `topics[i]` lists the ids of the models reading predictions from topic `i`; label
+    /// topics follow, numbered from `topics.len()` (see [`Pipeline::read_labels`]).
     pub fn new(
         models: Vec<ModelSetup>,
-        topics: &[Vec<usize>],
+        topics: &[Vec<String>],
         max_event_bytes: usize,
         shared: Arc<Shared>,
     ) -> Result<Pipeline, PipelineError> {
-        let mut decoders = Vec::new();
-        for readers in topics {
-            let fields = readers.iter().map(|&i| model_fields(&models[i])).collect();
-            let decoder = TopicDecoder::new(fields, max_event_bytes)?;
-            decoders.push(TopicReader { decoder, models: readers.clone(), labels: false });
+        let mut built = Vec::new();
+        for s in models {
+            let derive = derive_of(&s)?;
+            let slicer = slicer_of(&s, derive.schema())?;
+            built.push(runtime(s, derive, slicer, &shared));
         }
-        let mut derives = Vec::new();
-        let mut slicers = Vec::new();
-        for s in &models {
-            let derive = derive_of(s)?;
-            slicers.push(slicer_of(s, derive.schema())?);
-            derives.push(derive);
-        }
-        let models = models
-            .into_iter()
-            .zip(derives)
-            .zip(slicers)
-            .map(|((s, derive), slicer)| runtime(s, derive, slicer, &shared))
-            .collect();
-        Ok(Pipeline {
-            models,
-            decoders,
+        let mut pipeline = Pipeline {
+            models: BTreeMap::new(),
+            next_key: 0,
+            decoders: Vec::new(),
             partitions: HashMap::new(),
             partition_keys: Vec::new(),
             frontier: CommitFrontier::default(),
@@ -268,7 +265,39 @@ impl Pipeline {
             resumed: None,
             topic_names: Vec::new(),
             closed_since_checkpoint: false,
-        })
+        };
+        for m in built {
+            pipeline.start(m);
+        }
+        for readers in topics {
+            let models = pipeline.keys_of(readers)?;
+            let fields = models.iter().map(|k| pipeline.models[k].fields.clone()).collect();
+            let decoder = TopicDecoder::new(fields, max_event_bytes)?;
+            pipeline.decoders.push(TopicReader { decoder, models, labels: false });
+        }
+        Ok(pipeline)
+    }
+
+    /// Adds a running model under a new key.
+    fn start(&mut self, m: ModelRuntime) -> ModelKey {
+        let key = ModelKey(self.next_key);
+        self.next_key += 1;
+        self.models.insert(key, m);
+        key
+    }
+
+    /// The key of the running model `id`.
+    fn key_of(&self, id: &str) -> Option<ModelKey> {
+        self.models.iter().find(|(_, m)| m.id == id).map(|(&k, _)| k)
+    }
+
+    fn keys_of(&self, ids: &[String]) -> Result<Vec<ModelKey>, PipelineError> {
+        ids.iter().map(|id| self.key_of(id).ok_or_else(|| PipelineError::NotRunning(id.clone()))).collect()
+    }
+
+    /// The running models' keys, to visit each while the pipeline is borrowed mutably.
+    fn keys(&self) -> Vec<ModelKey> {
+        self.models.keys().copied().collect()
     }
 
     /// Applies a reloaded configuration between two chunks; `incoming` is its models in
@@ -279,125 +308,106 @@ impl Pipeline {
     pub fn reload(
         &mut self,
         incoming: Vec<Incoming>,
-        topics: &[Vec<usize>],
-        label_topics: &[Vec<usize>],
+        topics: &[Vec<String>],
+        label_topics: &[Vec<String>],
         max_event_bytes: usize,
         now: Instant,
     ) -> Result<Reloaded, PipelineError> {
-        let running: HashMap<String, usize> = self.models.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
-        let old_of = |inc: &Incoming| running.get(inc.id()).copied();
         // 1. What can fail: compiled expressions, decoders.
-        let mut fields = Vec::new();
-        let mut truth_fields = Vec::new();
+        let mut fields: HashMap<&str, (ModelFields, Option<ModelFields>)> = HashMap::new();
         let mut built = Vec::new();
         for inc in &incoming {
-            match (inc, old_of(inc)) {
+            match (inc, self.key_of(inc.id())) {
                 (Incoming::Fresh(s), _) => {
                     let derive = derive_of(s)?;
                     let slicer = slicer_of(s, derive.schema())?;
-                    fields.push(model_fields(s));
-                    truth_fields.push(GroundTruth::of(s).map(|t| t.fields));
+                    fields.insert(inc.id(), (model_fields(s), GroundTruth::of(s).map(|t| t.fields)));
                     built.push(Some((derive, slicer)));
                 }
-                (_, Some(i)) => {
-                    fields.push(self.models[i].fields.clone());
-                    truth_fields.push(self.models[i].truth.as_ref().map(|t| t.fields.clone()));
+                (_, Some(k)) => {
+                    let m = &self.models[&k];
+                    fields.insert(inc.id(), (m.fields.clone(), m.truth.as_ref().map(|t| t.fields.clone())));
                     built.push(None);
                 }
                 (_, None) => return Err(PipelineError::NotRunning(inc.id().to_string())),
             }
         }
-        let unchanged_readers = |t: usize, readers: &[usize], labels: bool| {
+        let fresh: HashSet<&str> =
+            incoming.iter().filter(|inc| matches!(inc, Incoming::Fresh(_))).map(Incoming::id).collect();
+        // A topic read by the same running models, none of them restarting, keeps its decoder.
+        let unchanged = |t: usize, readers: &[String], labels: bool| {
             self.decoders.get(t).is_some_and(|old| {
                 old.labels == labels
                     && old.models.len() == readers.len()
-                    && old.models.iter().zip(readers).all(|(&o, &n)| {
-                        self.models[o].id == incoming[n].id() && !matches!(incoming[n], Incoming::Fresh(_))
-                    })
+                    && old.models.iter().zip(readers).all(|(k, id)| self.models[k].id == *id && !fresh.contains(id.as_str()))
             })
         };
-        let mut decoders: Vec<Option<TopicReader>> = Vec::new();
-        for (t, readers) in topics.iter().enumerate() {
-            decoders.push(if unchanged_readers(t, readers, false) {
-                None
-            } else {
-                let f = readers.iter().map(|&i| fields[i].clone()).collect();
-                Some(TopicReader {
-                    decoder: TopicDecoder::new(f, max_event_bytes)?,
-                    models: readers.clone(),
-                    labels: false,
-                })
-            });
+        let every_topic = topics.iter().map(|r| (r, false)).chain(label_topics.iter().map(|r| (r, true)));
+        let mut decoders = Vec::new();
+        for (t, (readers, labels)) in every_topic.enumerate() {
+            if unchanged(t, readers, labels) {
+                decoders.push(None);
+                continue;
+            }
+            let mut f = Vec::new();
+            for id in readers {
+                let (prediction, truth) = fields.get(id.as_str()).ok_or_else(|| PipelineError::NotRunning(id.clone()))?;
+                f.push(match (labels, truth) {
+                    (false, _) => prediction.clone(),
+                    (true, Some(truth)) => truth.clone(),
+                    (true, None) => return Err(PipelineError::NoLabels(id.clone())),
+                });
+            }
+            decoders.push(Some(TopicDecoder::new(f, max_event_bytes)?));
         }
-        for (k, readers) in label_topics.iter().enumerate() {
-            let t = topics.len() + k;
-            decoders.push(if unchanged_readers(t, readers, true) {
-                None
-            } else {
-                let mut f = Vec::new();
-                for &i in readers {
-                    f.push(
-                        truth_fields[i].clone().ok_or_else(|| PipelineError::NoLabels(incoming[i].id().to_string()))?,
-                    );
-                }
-                Some(TopicReader {
-                    decoder: TopicDecoder::new(f, max_event_bytes)?,
-                    models: readers.clone(),
-                    labels: true,
-                })
-            });
-        }
+        let wanted: HashSet<String> = incoming.iter().map(|inc| inc.id().to_string()).collect();
+        let kept: HashSet<String> =
+            incoming.iter().filter(|inc| !matches!(inc, Incoming::Fresh(_))).map(|inc| inc.id().to_string()).collect();
 
         // 2. Models that stop or restart: their open windows and labelled windows are
         // evaluated under the configuration they were opened with (their offsets are released).
-        let mut done = Reloaded::default();
-        let kept_ids: HashSet<&str> =
-            incoming.iter().filter(|inc| !matches!(inc, Incoming::Fresh(_))).map(Incoming::id).collect();
-        for i in 0..self.models.len() {
-            if kept_ids.contains(self.models[i].id.as_str()) {
-                continue;
+        for k in self.keys() {
+            if !kept.contains(&self.models[&k].id) {
+                self.close_all(k);
             }
-            let started = Instant::now();
-            let closed = self.models[i].windows.flush(&mut self.frontier);
-            self.evaluate_all(i, closed, started);
-            let labelled = self.models[i].truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
-            self.realise_all(i, labelled);
         }
 
-        // 3. The new order of models; unchanged ones move over whole.
-        let mut old: Vec<Option<ModelRuntime>> = std::mem::take(&mut self.models).into_iter().map(Some).collect();
+        // 3. Models change in place, restart under a new key or start; the status document
+        // follows the configuration's order.
+        let mut done = Reloaded::default();
         let mut old_status = self.shared.status.lock().map(|mut st| std::mem::take(&mut st.models)).unwrap_or_default();
         let mut statuses = Vec::new();
         for (inc, parts) in incoming.into_iter().zip(built) {
-            let previous = old_of(&inc).and_then(|i| old[i].take());
             let id = inc.id().to_string();
+            let key = self.key_of(&id);
             let status = old_status.iter().position(|st| st.id == id).map(|i| old_status.swap_remove(i));
             let metrics = &self.shared.metrics;
-            let (m, status) = match (inc, previous, parts) {
-                (Incoming::Keep(_), Some(m), _) => {
+            match (inc, key, parts) {
+                (Incoming::Keep(_), Some(_), _) => {
                     done.kept.push(id);
-                    (m, status.unwrap_or_default())
+                    statuses.push(status.unwrap_or_default());
                 }
-                (Incoming::Rules(s), Some(mut m), _) => {
+                (Incoming::Rules(s), Some(k), _) => {
+                    let Some(m) = self.models.get_mut(&k) else { continue };
                     let saved = m.judge.alerts.snapshot();
                     m.judge.alerts = Book::new(s.model.rules.clone());
                     m.judge.alerts.restore(saved);
-                    forget_stale(metrics, &m);
+                    forget_stale(metrics, m);
                     m.judge.baseline = s.baseline;
                     done.rules_changed.push(id);
-                    (m, status.unwrap_or_default())
+                    statuses.push(status.unwrap_or_default());
                 }
                 (Incoming::Fresh(s), previous, Some((derive, slicer))) => {
                     let mut fresh = announce(&s, metrics);
                     let mut m = runtime(s, derive, slicer, &self.shared);
                     for &(topic, partition) in &self.assigned {
                         let part = self.partitions.get(&(topic, partition)).copied();
-                        let reads = topics.get(topic as usize).is_some_and(|r| r.contains(&statuses.len()));
+                        let reads = topics.get(topic as usize).is_some_and(|r| r.contains(&id));
                         if let (Some(part), true) = (part, reads) {
                             m.windows.expect_partition(part, now);
                         }
                     }
-                    match previous {
+                    match previous.and_then(|k| self.models.remove(&k)) {
                         Some(p) => {
                             m.judge.alerts.restore(p.judge.alerts.snapshot());
                             forget_stale(metrics, &m);
@@ -413,25 +423,31 @@ impl Pipeline {
                         }
                         None => done.added.push(id),
                     }
-                    (m, fresh)
+                    self.start(m);
+                    statuses.push(fresh);
                 }
                 // Step 1 found every kept model running and built every fresh one.
-                _ => continue,
-            };
-            self.models.push(m);
-            statuses.push(status);
+                _ => {}
+            }
         }
-        for m in old.into_iter().flatten() {
-            self.shared.metrics.forget(&m.id, |_, _| true);
-            done.removed.push(m.id);
+        for k in self.keys() {
+            if !wanted.contains(&self.models[&k].id)
+                && let Some(m) = self.models.remove(&k)
+            {
+                self.shared.metrics.forget(&m.id, |_, _| true);
+                done.removed.push(m.id);
+            }
         }
-        // A kept decoder reads for the same models, whose indices may have moved.
-        for ((t, d), readers) in decoders.into_iter().enumerate().zip(topics.iter().chain(label_topics)) {
-            match (d, self.decoders.get_mut(t)) {
-                (Some(d), Some(slot)) => *slot = d,
-                (Some(d), None) => self.decoders.push(d),
-                (None, Some(kept)) => kept.models = readers.clone(),
-                (None, None) => {}
+        // A kept decoder keeps its readers' keys: none of them changed.
+        let readers = topics.iter().chain(label_topics);
+        for (t, (decoder, readers)) in decoders.into_iter().zip(readers).enumerate() {
+            let Some(decoder) = decoder else { continue };
+            // Every reader is running now (step 1 found or built each).
+            let models = readers.iter().filter_map(|id| self.key_of(id)).collect();
+            let reader = TopicReader { decoder, models, labels: t >= topics.len() };
+            match self.decoders.get_mut(t) {
+                Some(slot) => *slot = reader,
+                None => self.decoders.push(reader),
             }
         }
         self.decoders.truncate(topics.len() + label_topics.len());
@@ -441,13 +457,24 @@ impl Pipeline {
         Ok(done)
     }
 
+    /// Closes and evaluates every open window and labelled window of model `k`.
+    fn close_all(&mut self, k: ModelKey) {
+        let started = Instant::now();
+        let Some(m) = self.models.get_mut(&k) else { return };
+        let closed = m.windows.flush(&mut self.frontier);
+        let labelled = m.truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
+        self.evaluate_all(k, closed, started);
+        self.realise_all(k, labelled);
+    }
+
     /// Adds a topic of ground truth for `models` (each with `[model.labels]`); label events
     /// carry the model id, event id and time at the model's event paths and the label at
     /// its `field`. The topic's index is the number of topics before it.
-    pub fn read_labels(&mut self, models: Vec<usize>, max_event_bytes: usize) -> Result<(), PipelineError> {
+    pub fn read_labels(&mut self, readers: &[String], max_event_bytes: usize) -> Result<(), PipelineError> {
+        let models = self.keys_of(readers)?;
         let mut fields = Vec::new();
-        for &i in &models {
-            let m = &self.models[i];
+        for k in &models {
+            let m = &self.models[k];
             let truth = m.truth.as_ref().ok_or_else(|| PipelineError::NoLabels(m.id.clone()))?;
             fields.push(truth.fields.clone());
         }
@@ -478,7 +505,7 @@ impl Pipeline {
                 }
             }
         }
-        for m in &mut self.models {
+        for m in self.models.values_mut() {
             if let Some(states) = saved.remove(&m.id) {
                 let n = m.judge.alerts.restore(states);
                 if n > 0 {
@@ -491,7 +518,7 @@ impl Pipeline {
 
     fn save_alerts(&self) {
         if let Some(q) = &self.notify {
-            let all = self.models.iter().map(|m| (m.id.clone(), m.judge.alerts.snapshot())).collect();
+            let all = self.models.values().map(|m| (m.id.clone(), m.judge.alerts.snapshot())).collect();
             q.save_alerts(&all);
         }
     }
@@ -546,7 +573,7 @@ impl Pipeline {
                     );
                 }
                 Err(rejected) => {
-                    let model = rejected.model.map(|m| reader.models[m]);
+                    let model = rejected.model.and_then(|m| reader.models.get(m).copied());
                     self.reject(model, r.topic, payload, &rejected);
                 }
             }
@@ -554,11 +581,11 @@ impl Pipeline {
         let shared = self.shared.clone();
         let received_ms = chrono::Utc::now().timestamp_millis();
         for reader in &mut self.decoders {
-            for (local, &global) in reader.models.iter().enumerate() {
+            for (local, key) in reader.models.iter().enumerate() {
                 let Some(mut rows) = reader.decoder.flush(local) else {
                     continue;
                 };
-                let m = &mut self.models[global];
+                let Some(m) = self.models.get_mut(key) else { continue };
                 if reader.labels {
                     if let Some(t) = &mut m.truth {
                         let labels = rows.batch.column(0).as_string::<i32>();
@@ -646,15 +673,16 @@ impl Pipeline {
         for (r, part) in chunk.records.iter().zip(parts) {
             self.frontier.seen(part, r.offset);
         }
-        for m in &mut self.models {
+        for m in self.models.values_mut() {
             report_late(m, now, false);
         }
-        for i in 0..self.models.len() {
+        for k in self.keys() {
             let started = Instant::now();
-            let closed = self.models[i].windows.advance(&mut self.frontier, now);
-            self.evaluate_all(i, closed, started);
-            let labelled = self.models[i].truth.as_mut().map(|t| t.join.advance()).unwrap_or_default();
-            self.realise_all(i, labelled);
+            let Some(m) = self.models.get_mut(&k) else { continue };
+            let closed = m.windows.advance(&mut self.frontier, now);
+            let labelled = m.truth.as_mut().map(|t| t.join.advance()).unwrap_or_default();
+            self.evaluate_all(k, closed, started);
+            self.realise_all(k, labelled);
         }
         self.publish();
     }
@@ -663,21 +691,22 @@ impl Pipeline {
     /// models that have seen no event for their idle timeout close their open windows.
     pub fn tick(&mut self, now: Instant) {
         let mut any = false;
-        for m in &mut self.models {
+        for m in self.models.values_mut() {
             report_late(m, now, false);
         }
-        for i in 0..self.models.len() {
+        for k in self.keys() {
             let started = Instant::now();
-            let closed = self.models[i].windows.advance(&mut self.frontier, now);
+            let Some(m) = self.models.get_mut(&k) else { continue };
+            let closed = m.windows.advance(&mut self.frontier, now);
             any |= !closed.is_empty();
-            self.evaluate_all(i, closed, started);
-            let m = &self.models[i];
+            self.evaluate_all(k, closed, started);
+            let Some(m) = self.models.get_mut(&k) else { continue };
             let idle = m.last_event.is_some_and(|t| now.duration_since(t) >= m.judge.spec.idle_timeout);
             if idle && m.windows.open_rows() > 0 {
                 tracing::info!(model = %m.id, "no events for {:?}: closing open windows", m.judge.spec.idle_timeout);
                 let started = Instant::now();
-                let closed = self.models[i].windows.flush(&mut self.frontier);
-                self.evaluate_all(i, closed, started);
+                let closed = m.windows.flush(&mut self.frontier);
+                self.evaluate_all(k, closed, started);
                 any = true;
             }
         }
@@ -699,13 +728,15 @@ impl Pipeline {
             let Some(reader) = self.decoders.get(key.0 as usize).filter(|r| !r.labels) else {
                 continue;
             };
-            for &m in &reader.models {
-                self.models[m].windows.touch(i as u32, now);
-                self.models[m].last_event = self.models[m].last_event.map(|_| now);
+            for k in &reader.models {
+                if let Some(m) = self.models.get_mut(k) {
+                    m.windows.touch(i as u32, now);
+                    m.last_event = m.last_event.map(|_| now);
+                }
             }
         }
         if !healthy {
-            for m in &mut self.models {
+            for m in self.models.values_mut() {
                 m.last_event = m.last_event.map(|_| now);
             }
         }
@@ -714,7 +745,7 @@ impl Pipeline {
     /// Stops without closing open windows (a Kafka source: their events are read again
     /// from the committed offsets by the next run, which evaluates them whole).
     pub fn stop(&mut self, now: Instant) {
-        for m in &mut self.models {
+        for m in self.models.values_mut() {
             report_late(m, now, true);
             if m.windows.open_rows() > 0 {
                 tracing::info!(
@@ -730,12 +761,8 @@ impl Pipeline {
 
     /// Closes and evaluates every open window (the end of a replay, or a demo).
     pub fn finish(&mut self) {
-        for i in 0..self.models.len() {
-            let started = Instant::now();
-            let closed = self.models[i].windows.flush(&mut self.frontier);
-            self.evaluate_all(i, closed, started);
-            let labelled = self.models[i].truth.as_mut().map(|t| t.join.flush()).unwrap_or_default();
-            self.realise_all(i, labelled);
+        for k in self.keys() {
+            self.close_all(k);
         }
         self.publish();
     }
@@ -777,7 +804,7 @@ impl Pipeline {
         for key in known {
             if !assigned.contains(&key) {
                 let part = self.intern(key.0, key.1);
-                for m in &mut self.models {
+                for m in self.models.values_mut() {
                     m.windows.forget_partition(part);
                 }
             }
@@ -785,8 +812,10 @@ impl Pipeline {
         for &(topic, partition) in assigned {
             let part = self.intern(topic, partition);
             if let Some(reader) = self.decoders.get(topic as usize).filter(|r| !r.labels) {
-                for &m in &reader.models {
-                    self.models[m].windows.expect_partition(part, now);
+                for k in &reader.models {
+                    if let Some(m) = self.models.get_mut(k) {
+                        m.windows.expect_partition(part, now);
+                    }
                 }
             }
         }
@@ -798,7 +827,7 @@ impl Pipeline {
     pub fn resume(&mut self, checkpoint: Option<Checkpoint>, topics: &[String]) {
         self.topic_names = topics.to_vec();
         let Some(checkpoint) = checkpoint else { return };
-        for m in &mut self.models {
+        for m in self.models.values_mut() {
             let Some(mark) = checkpoint.models.get(&m.id) else { continue };
             if mark.window != (millis(m.judge.spec.size), millis(m.judge.spec.slide)) {
                 tracing::warn!(model = %m.id, "the window size or slide changed since the checkpoint: windows start afresh");
@@ -820,7 +849,7 @@ impl Pipeline {
         self.closed_since_checkpoint = false;
         let models = self
             .models
-            .iter()
+            .values()
             .map(|m| {
                 let mark = ModelMark {
                     window: (millis(m.judge.spec.size), millis(m.judge.spec.slide)),
@@ -859,8 +888,8 @@ impl Pipeline {
         self.closed_since_checkpoint
     }
 
-    fn reject(&mut self, model: Option<usize>, topic: u16, payload: &[u8], rejected: &Rejected) {
-        let label = model.map_or("_unknown", |m| self.models[m].id.as_str());
+    fn reject(&mut self, model: Option<ModelKey>, topic: u16, payload: &[u8], rejected: &Rejected) {
+        let label = model.and_then(|k| self.models.get(&k)).map_or("_unknown", |m| m.id.as_str());
         self.shared.metrics.count_events(label, EventOutcome::Dropped(rejected.reason), 1);
         if self.warned.insert((model, rejected.reason)) {
             tracing::warn!(
@@ -877,7 +906,7 @@ impl Pipeline {
                 rejected.message
             );
         }
-        if let Some(m) = model.and_then(|m| self.models.get(m)) {
+        if let Some(m) = model.and_then(|k| self.models.get(&k)) {
             self.shared.update_model(&m.id, |ms| ms.events.rejected += 1);
         }
         if let Some(sink) = &mut self.dead_letter {
@@ -885,7 +914,7 @@ impl Pipeline {
         }
     }
 
-    fn evaluate_all(&mut self, i: usize, closed: Vec<ClosedWindow>, started: Instant) {
+    fn evaluate_all(&mut self, k: ModelKey, closed: Vec<ClosedWindow>, started: Instant) {
         if closed.is_empty() {
             return;
         }
@@ -893,7 +922,7 @@ impl Pipeline {
         let merge = started.elapsed().as_secs_f64() / closed.len() as f64;
         for window in closed {
             let started = Instant::now();
-            let m = &mut self.models[i];
+            let Some(m) = self.models.get_mut(&k) else { return };
             let late = std::mem::take(&mut m.late_since_close);
             let mut evaluation = m.judge.evaluate(window, late);
             evaluation.close_seconds = merge + started.elapsed().as_secs_f64();
@@ -1019,10 +1048,10 @@ impl Pipeline {
 
     /// Windows whose labels are in: realised performance, exported beside the estimates and
     /// read by the rules with `value = "realised"`.
-    fn realise_all(&mut self, i: usize, labelled: Vec<Labelled>) {
+    fn realise_all(&mut self, k: ModelKey, labelled: Vec<Labelled>) {
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
-        let m = &mut self.models[i];
+        let Some(m) = self.models.get_mut(&k) else { return };
         let Some(truth) = &mut m.truth else {
             return;
         };
@@ -1033,7 +1062,7 @@ impl Pipeline {
         metrics.set_pending(&m.id, Pending::Predictions, predictions);
         metrics.set_pending(&m.id, Pending::Labels, labels);
         for w in labelled {
-            let m = &mut self.models[i];
+            let Some(m) = self.models.get_mut(&k) else { return };
             let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
             let evaluation = m.judge.realise((w.start, w.end), w.labels.len(), realised);
             self.publish_labelled(&evaluation);
@@ -1079,7 +1108,7 @@ impl Pipeline {
     }
 
     fn publish(&self) {
-        for m in &self.models {
+        for m in self.models.values() {
             let (windows, rows) = (m.windows.open_windows(), m.windows.open_rows());
             self.shared.metrics.open_windows.with_label_values(&[m.id.as_str()]).set(windows as i64);
             self.shared.update_model(&m.id, |ms| {

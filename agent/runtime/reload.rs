@@ -24,14 +24,13 @@ use crate::runtime::input::{Input, ReloadRequest};
 use crate::runtime::metrics::ReloadResult;
 use crate::runtime::notify::{Notifier, NotifyError, Queue};
 use crate::runtime::pipeline::{Incoming, Reloaded};
-use crate::runtime::setup::TopicTable;
+use crate::runtime::setup::{Feed, TopicTable};
 use crate::runtime::status::Shared;
 
 /// Watches the running configuration and hands reloads to the pipeline thread.
 pub struct Watcher {
     pub config: Config,
-    /// `kafka`, `replay` or `demo`.
-    pub kind: &'static str,
+    pub feed: Feed,
     pub table: TopicTable,
     pub max_event_bytes: usize,
     pub shared: Arc<Shared>,
@@ -190,7 +189,7 @@ impl Watcher {
         if let Some(what) = needs_restart(&self.config, &new) {
             return Err(vec![format!("{what} changed: restart the agent to apply it")]);
         }
-        let table = TopicTable::of(&new, self.kind).map_err(|e| vec![e])?;
+        let table = TopicTable::of(&new, self.feed).map_err(|e| vec![e])?;
         if table.topics != self.table.topics {
             return Err(vec![format!(
                 "the topics read changed (from {:?} to {:?}): restart the agent to apply it",

@@ -31,7 +31,7 @@ use crate::runtime::metrics::Metrics;
 use crate::runtime::notify::{Notifier, NotifyError};
 use crate::runtime::pipeline::{Observer, Pipeline, PipelineError};
 use crate::runtime::reload::Watcher;
-use crate::runtime::setup::{SetupError, TopicTable, load_models};
+use crate::runtime::setup::{Feed, SetupError, TopicTable, load_models};
 use crate::runtime::source::kafka::{Commits, DeadLetterProducer, KafkaError, KafkaSource};
 use crate::runtime::source::replay::{self, ReplayOptions};
 use crate::runtime::status::{Shared, Status};
@@ -94,11 +94,11 @@ pub struct RunOptions {
 /// Runs the agent until its source ends or a signal arrives.
 pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunError> {
     let source = config.source.clone();
-    let (kind, batch_rows, linger, max_event_bytes) = match (&source, &options.generator) {
-        (_, Some(_)) => ("demo", 8192, Duration::from_millis(100), 1 << 20),
+    let (feed, batch_rows, linger, max_event_bytes) = match (&source, &options.generator) {
+        (_, Some(_)) => (Feed::Demo, 8192, Duration::from_millis(100), 1 << 20),
         (Some(s), None) => {
-            let name = if matches!(s.kind, SourceKind::Kafka(_)) { "kafka" } else { "replay" };
-            (name, s.batch_rows, s.linger, s.max_event_bytes)
+            let feed = if matches!(s.kind, SourceKind::Kafka(_)) { Feed::Kafka } else { Feed::Replay };
+            (feed, s.batch_rows, s.linger, s.max_event_bytes)
         }
         (None, None) => {
             return Err(RunError::NoSource(config.path.clone()));
@@ -106,8 +106,8 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     };
     let setups = load_models(config).await?;
     let invalid = |e: String| RunError::Config(config.path.clone(), e);
-    let table = TopicTable::of(config, kind).map_err(invalid)?;
-    if kind != "kafka"
+    let table = TopicTable::of(config, feed).map_err(invalid)?;
+    if feed != Feed::Kafka
         && let Some(m) = config.models.iter().find(|m| m.labels.is_some())
     {
         tracing::warn!(model = %m.id, "[model.labels] needs a kafka source: no labels are read, performance is estimated only");
@@ -118,7 +118,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     metrics.config_info.with_label_values(&[crate::runtime::reload::config_digest(config).as_str()]).set(1);
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION"),
-        source: kind.to_string(),
+        source: feed.as_str().to_string(),
         started_at: crate::engine::text::rfc3339(chrono::Utc::now().timestamp_millis()),
         models: Vec::new(),
     };
@@ -127,7 +127,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     }
     let shared = Arc::new(Shared::new(metrics, status));
     shared.baselines_loaded.store(true, Ordering::Relaxed);
-    if kind != "kafka" {
+    if feed != Feed::Kafka {
         shared.partitions_assigned.store(true, Ordering::Relaxed);
     }
 
@@ -146,7 +146,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     let unfit = |e| RunError::Pipeline(config.path.clone(), e);
     let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone()).map_err(unfit)?;
     for models in &table.label_readers {
-        pipeline.read_labels(models.clone(), max_event_bytes).map_err(unfit)?;
+        pipeline.read_labels(models, max_event_bytes).map_err(unfit)?;
     }
     for o in options.observers {
         pipeline.observe(o);
@@ -239,11 +239,11 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     let (tx, rx) = mpsc::channel::<Input>(input::CAPACITY);
     let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
     // Replay and demo have one partition from the start; Kafka reports its assignments.
-    if kind != "kafka" {
+    if feed != Feed::Kafka {
         tx.send(Input::Assigned(vec![(0, 0, None)])).await.map_err(|_| RunError::PipelineStopped)?;
     }
     // Kafka reports its health; replay and the demo are always caught up.
-    let source_state = Arc::new(Mutex::new(if kind == "kafka" {
+    let source_state = Arc::new(Mutex::new(if feed == Feed::Kafka {
         SourceState { healthy: false, behind: Vec::new(), at: None }
     } else {
         SourceState::settled()
@@ -259,7 +259,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     {
         let (commits, shared, topics, state) = (commits.clone(), shared.clone(), topics.clone(), source_state.clone());
         let handle = tokio::runtime::Handle::current();
-        let finish = kind != "kafka";
+        let finish = feed != Feed::Kafka;
         std::thread::Builder::new().name("pipeline".into()).spawn(move || {
             let links = Links {
                 commits: &commits,
@@ -279,7 +279,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     if options.generator.is_none() {
         let watcher = Watcher {
             config: config.clone(),
-            kind,
+            feed,
             table: table.clone(),
             max_event_bytes,
             shared: shared.clone(),

@@ -161,31 +161,50 @@ async fn load_slices(
     Ok((values_of, slices))
 }
 
+/// Where a run's events come from; it decides the run's topics, whether partitions are
+/// assigned by a broker and whether open windows close when the source ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    Kafka,
+    Replay,
+    Demo,
+}
+
+impl Feed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Kafka => "kafka",
+            Feed::Replay => "replay",
+            Feed::Demo => "demo",
+        }
+    }
+}
+
 /// The topics a configuration reads and who reads each: Kafka reads each model's topics,
 /// then its label topics; replay and demo carry every model's predictions on one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicTable {
     /// Prediction topics, then label topics.
     pub topics: Vec<String>,
-    /// Per prediction topic: the models reading it.
-    pub readers: Vec<Vec<usize>>,
-    /// Per label topic: the models reading it.
-    pub label_readers: Vec<Vec<usize>>,
+    /// Per prediction topic: the ids of the models reading it.
+    pub readers: Vec<Vec<String>>,
+    /// Per label topic: the ids of the models reading it.
+    pub label_readers: Vec<Vec<String>>,
 }
 
 impl TopicTable {
-    /// `kind` is the source: `kafka`, `replay` or `demo`.
-    pub fn of(config: &Config, kind: &str) -> Result<TopicTable, String> {
-        if kind != "kafka" {
+    pub fn of(config: &Config, feed: Feed) -> Result<TopicTable, String> {
+        if feed != Feed::Kafka {
             return Ok(TopicTable {
-                topics: vec![kind.to_string()],
-                readers: vec![(0..config.models.len()).collect()],
+                topics: vec![feed.as_str().to_string()],
+                readers: vec![config.models.iter().map(|m| m.id.clone()).collect()],
                 label_readers: Vec::new(),
             });
         }
-        let (mut topics, readers) = topic_readers(config.models.iter().map(|m| m.topics.clone()));
-        let (labels, label_readers) =
-            topic_readers(config.models.iter().map(|m| m.labels.as_ref().map_or(Vec::new(), |l| l.topics.clone())));
+        let (mut topics, readers) = topic_readers(config.models.iter().map(|m| (&m.id, m.topics.clone())));
+        let (labels, label_readers) = topic_readers(
+            config.models.iter().map(|m| (&m.id, m.labels.as_ref().map_or(Vec::new(), |l| l.topics.clone()))),
+        );
         if let Some(t) = labels.iter().find(|t| topics.contains(t)) {
             return Err(format!("topic \"{t}\" carries both predictions and labels; labels need topics of their own"));
         }
@@ -194,17 +213,17 @@ impl TopicTable {
     }
 }
 
-/// Distinct topics in first-seen order, each with the models (indices) that read it.
-fn topic_readers(per_model: impl Iterator<Item = Vec<String>>) -> (Vec<String>, Vec<Vec<usize>>) {
+/// Distinct topics in first-seen order, each with the ids of the models that read it.
+fn topic_readers<'a>(per_model: impl Iterator<Item = (&'a String, Vec<String>)>) -> (Vec<String>, Vec<Vec<String>>) {
     let mut topics: Vec<String> = Vec::new();
-    let mut readers: Vec<Vec<usize>> = Vec::new();
-    for (i, list) in per_model.enumerate() {
+    let mut readers: Vec<Vec<String>> = Vec::new();
+    for (id, list) in per_model {
         for t in list {
             match topics.iter().position(|x| *x == t) {
-                Some(j) => readers[j].push(i),
+                Some(j) => readers[j].push(id.clone()),
                 None => {
                     topics.push(t);
-                    readers.push(vec![i]);
+                    readers.push(vec![id.clone()]);
                 }
             }
         }

@@ -79,7 +79,7 @@ pub fn run_pipeline(config_path: &Path, events: &[String]) -> (Vec<Evaluation>, 
     let cfg = config::load(config_path).expect("valid config");
     let setups = load_setups(config_path);
     let shared = Arc::new(Shared::new(Metrics::new().expect("metrics"), Status::default()));
-    let readers: Vec<usize> = (0..cfg.models.len()).collect();
+    let readers: Vec<String> = cfg.models.iter().map(|m| m.id.clone()).collect();
     let mut pipeline = Pipeline::new(setups, &[readers], 1 << 20, shared.clone()).expect("pipeline");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();

@@ -379,9 +379,10 @@ fn labelled_pipeline(
     use driftwatch::status::{Shared, Status};
     use std::sync::{Arc, Mutex};
     let shared = Arc::new(Shared::new(driftwatch::metrics::Metrics::new().expect("metrics"), Status::default()));
+    let readers = vec![setups[0].model.id.clone()];
     let mut pipeline =
-        driftwatch::pipeline::Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
-    pipeline.read_labels(vec![0], 1 << 20).expect("labels");
+        driftwatch::pipeline::Pipeline::new(setups, std::slice::from_ref(&readers), 1 << 20, shared.clone()).expect("pipeline");
+    pipeline.read_labels(&readers, 1 << 20).expect("labels");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     pipeline.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));

@@ -330,7 +330,8 @@ mod resume {
         let metrics = Metrics::new().expect("metrics");
         let status = Status { models: setups.iter().map(|s| announce(s, &metrics)).collect(), ..Status::default() };
         let shared = Arc::new(Shared::new(metrics, status));
-        let mut p = Pipeline::new(setups, &[vec![0]], 1 << 20, shared.clone()).expect("pipeline");
+        let readers = vec![setups.iter().map(|s| s.model.id.clone()).collect()];
+        let mut p = Pipeline::new(setups, &readers, 1 << 20, shared.clone()).expect("pipeline");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         p.observe(Box::new(move |e| sink.lock().expect("lock").push(e.clone())));
