@@ -8,6 +8,7 @@ pub mod demo;
 pub mod html;
 pub mod http;
 pub mod input;
+pub mod internal_events;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

@@ -31,6 +31,7 @@ use crate::engine::rules::Severity;
 use crate::engine::text::rfc3339;
 use crate::engine::window::{ClosedWindow, Windows, millis};
 use crate::runtime::checkpoint::{Checkpoint, ModelMark, PartitionMark};
+use crate::runtime::internal_events::{AlertTransition, EventRejected, InternalEvent, WindowClosed};
 use crate::runtime::metrics::{EventOutcome, Pending};
 use crate::runtime::notify::{Batch, Queue};
 use crate::runtime::status::{
@@ -890,22 +891,9 @@ impl Pipeline {
 
     fn reject(&mut self, model: Option<ModelKey>, topic: u16, payload: &[u8], rejected: &Rejected) {
         let label = model.and_then(|k| self.models.get(&k)).map_or("_unknown", |m| m.id.as_str());
-        self.shared.metrics.count_events(label, EventOutcome::Dropped(rejected.reason), 1);
-        if self.warned.insert((model, rejected.reason)) {
-            tracing::warn!(
-                model = label,
-                reason = rejected.reason.as_str(),
-                "bad event dropped: {} (further ones are counted in driftwatch_events_total, logged at debug)",
-                rejected.message
-            );
-        } else {
-            tracing::debug!(
-                model = label,
-                reason = rejected.reason.as_str(),
-                "bad event dropped: {}",
-                rejected.message
-            );
-        }
+        let first = self.warned.insert((model, rejected.reason));
+        EventRejected { model: label, reason: rejected.reason, message: &rejected.message, first }
+            .emit(&self.shared.metrics);
         if let Some(m) = model.and_then(|k| self.models.get(&k)) {
             self.shared.update_model(&m.id, |ms| ms.events.rejected += 1);
         }
@@ -934,21 +922,10 @@ impl Pipeline {
         }
     }
 
-    /// Everything a closed window's evaluation changes outside the pipeline: its metrics,
-    /// alert publication, the status document and the log line.
+    /// Everything a closed window's evaluation changes outside the pipeline: alert
+    /// publication, the status document, then its metrics and log line.
     fn publish_window(&self, e: &Evaluation) {
-        let metrics = &self.shared.metrics;
         let id = e.model.as_str();
-        metrics.window_close.with_label_values(&[id]).observe(e.close_seconds);
-        metrics.window_events.with_label_values(&[id]).set(e.events as i64);
-        metrics.window_end.with_label_values(&[id]).set(e.end as f64 / 1000.0);
-        metrics.windows.with_label_values(&[id, e.counted().as_str()]).inc();
-        if let Some(r) = &e.report {
-            metrics.record(r);
-        }
-        for (slice, r) in &e.slices {
-            metrics.record_slice(r, slice);
-        }
         let active = e.alerts.as_ref().map(|outcome| self.publish_alerts(id, outcome));
         let verdict = e.verdict().as_str();
         let head = WindowHead {
@@ -987,18 +964,7 @@ impl Pipeline {
                 ms.alerts = active;
             }
         });
-        tracing::info!(
-            model = id,
-            start = %rfc3339(e.start),
-            end = %rfc3339(e.end),
-            events = e.events,
-            verdict,
-            drifted = e.report.as_ref().map_or(0, |r| r.drift.drifted_features),
-            late = e.late,
-            repeated = e.repeated,
-            close_ms = e.close_seconds * 1000.0,
-            "window closed"
-        );
+        WindowClosed { evaluation: e }.emit(&self.shared.metrics);
         if e.alerts.as_ref().is_some_and(|o| o.changed) {
             self.save_alerts();
         }
@@ -1018,16 +984,7 @@ impl Pipeline {
         // One batch per recipient list, so a digest never reaches people a rule did not name.
         let mut batches: Vec<Batch> = Vec::new();
         for (recipients, notice) in &outcome.notices {
-            metrics.alert_transitions.with_label_values(&[id, &notice.rule, notice.transition.as_str()]).inc();
-            tracing::warn!(
-                model = id,
-                rule = %notice.rule,
-                feature = %notice.feature,
-                severity = notice.severity.as_str(),
-                transition = notice.transition.as_str(),
-                value = ?notice.value,
-                "alert"
-            );
+            AlertTransition { model: id, notice }.emit(metrics);
             match batches.iter_mut().find(|b| b.recipients == *recipients) {
                 Some(b) => b.notices.push(notice.clone()),
                 None => batches.push(Batch {

@@ -21,7 +21,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::adapters::config::{Config, Model};
 use crate::runtime::input::{Input, ReloadRequest};
-use crate::runtime::metrics::ReloadResult;
+use crate::runtime::internal_events::InternalEvent;
+use crate::runtime::metrics::{Metrics, ReloadResult};
 use crate::runtime::notify::{Notifier, NotifyError, Queue};
 use crate::runtime::pipeline::{Incoming, Reloaded};
 use crate::runtime::setup::{Feed, TopicTable};
@@ -145,40 +146,14 @@ impl Watcher {
     async fn reload(&mut self, why: &str) {
         let path = self.config.path.clone();
         tracing::info!(config = %path.display(), "{why}: reloading the configuration");
-        let shared = self.shared.clone();
-        let metrics = &shared.metrics;
-        match self.try_reload().await {
-            Ok(None) => {
-                metrics.count_reload(ReloadResult::Unchanged);
-                metrics.config_last_reload_ok.set(1);
-                tracing::info!(config = %path.display(), "configuration reloaded: no model changed");
-            }
-            Ok(Some(done)) => {
-                metrics.count_reload(ReloadResult::Applied);
-                metrics.config_last_reload_ok.set(1);
-                tracing::info!(
-                    config = %path.display(),
-                    kept = ?done.kept,
-                    rules_changed = ?done.rules_changed,
-                    restarted = ?done.restarted,
-                    added = ?done.added,
-                    removed = ?done.removed,
-                    "configuration reloaded and applied"
-                );
-            }
-            Err(errors) => {
-                metrics.count_reload(ReloadResult::Rejected);
-                metrics.config_last_reload_ok.set(0);
-                for e in &errors {
-                    tracing::error!(config = %path.display(), "reload rejected: {e}");
-                }
-                tracing::error!(
-                    config = %path.display(),
-                    errors = errors.len(),
-                    "the configuration was not reloaded; the running one stays in effect"
-                );
-            }
-        }
+        let config = path.as_path();
+        let result = self.try_reload().await;
+        let finished = match &result {
+            Ok(None) => ReloadFinished::Unchanged { config },
+            Ok(Some(done)) => ReloadFinished::Applied { config, done },
+            Err(errors) => ReloadFinished::Rejected { config, errors },
+        };
+        finished.emit(&self.shared.metrics);
     }
 
     /// `Ok(None)`: valid, but no model changed (the running configuration is replaced all
@@ -257,5 +232,50 @@ impl Watcher {
         let info = &self.shared.metrics.config_info;
         info.reset();
         info.with_label_values(&[config_digest(&self.config).as_str()]).set(1);
+    }
+}
+
+/// A configuration reload finished one way or the other.
+pub enum ReloadFinished<'a> {
+    /// Valid, but no model changed.
+    Unchanged { config: &'a Path },
+    Applied { config: &'a Path, done: &'a Reloaded },
+    /// Invalid or unfit: every finding, and the running configuration stays.
+    Rejected { config: &'a Path, errors: &'a [String] },
+}
+
+impl InternalEvent for ReloadFinished<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let (result, ok) = match &self {
+            ReloadFinished::Unchanged { .. } => (ReloadResult::Unchanged, 1),
+            ReloadFinished::Applied { .. } => (ReloadResult::Applied, 1),
+            ReloadFinished::Rejected { .. } => (ReloadResult::Rejected, 0),
+        };
+        metrics.count_reload(result);
+        metrics.config_last_reload_ok.set(ok);
+        match self {
+            ReloadFinished::Unchanged { config } => {
+                tracing::info!(config = %config.display(), "configuration reloaded: no model changed");
+            }
+            ReloadFinished::Applied { config, done } => tracing::info!(
+                config = %config.display(),
+                kept = ?done.kept,
+                rules_changed = ?done.rules_changed,
+                restarted = ?done.restarted,
+                added = ?done.added,
+                removed = ?done.removed,
+                "configuration reloaded and applied"
+            ),
+            ReloadFinished::Rejected { config, errors } => {
+                for e in errors {
+                    tracing::error!(config = %config.display(), "reload rejected: {e}");
+                }
+                tracing::error!(
+                    config = %config.display(),
+                    errors = errors.len(),
+                    "the configuration was not reloaded; the running one stays in effect"
+                );
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::config::{Notify, SecretError, Smtp, SmtpTls, read_secret};
 use crate::engine::alert::Notice;
-use crate::runtime::metrics::NotificationOutcome;
+use crate::runtime::internal_events::{DigestDelivered, DigestFailed, InternalEvent, NotificationQueued};
 use crate::runtime::status::Shared;
 use email::MessageError;
 pub use outbox::Outbox;
@@ -156,16 +156,11 @@ impl Queue {
     /// Writes `batch` to the outbox. A failure is logged and counted: the alert state still
     /// moves on (evaluation never stops for the mail path).
     pub fn push(&self, batch: &Batch) {
-        match self.outbox.enqueue(batch) {
-            Ok(_) => {
-                self.shared.metrics.count_notification(NotificationOutcome::Queued);
-                let _ = self.wake.send(());
-            }
-            Err(e) => {
-                self.shared.metrics.notification_failures.with_label_values(&["outbox"]).inc();
-                tracing::error!(model = %batch.model, "cannot queue an alert notification: {e:#}");
-            }
+        let result = self.outbox.enqueue(batch).map(|_| ());
+        if result.is_ok() {
+            let _ = self.wake.send(());
         }
+        NotificationQueued { model: &batch.model, result }.emit(&self.shared.metrics);
     }
 }
 
@@ -310,19 +305,12 @@ impl Worker {
                     self.retry.remove(&key);
                     self.last_sent.insert(key, Instant::now());
                 }
-                Err((reason, e)) => {
-                    self.shared.metrics.notification_failures.with_label_values(&[reason]).inc();
-                    self.shared.metrics.count_notification(NotificationOutcome::Failed);
+                Err((reason, error)) => {
                     let delay = self
                         .retry
                         .get(&key)
                         .map_or(self.config.retry_initial, |r| (r.delay * 2).min(self.config.retry_max));
-                    tracing::warn!(
-                        model = %key.0,
-                        reason,
-                        retry_in = ?delay,
-                        "alert digest not delivered, kept in the outbox: {e:#}"
-                    );
+                    DigestFailed { model: &key.0, reason, retry_in: delay, error }.emit(&self.shared.metrics);
                     let at = Instant::now() + delay;
                     self.retry.insert(key, Retry { at, delay });
                     next = Some(next.map_or(at, |n| n.min(at)));
@@ -367,8 +355,7 @@ impl Worker {
         if let Err(e) = self.outbox.remove(&paths) {
             tracing::error!("{e:#}");
         }
-        self.shared.metrics.count_notification(NotificationOutcome::Sent);
-        tracing::info!(model = %model, alerts = notices.len(), subject = %digest.subject, "alert digest delivered");
+        DigestDelivered { model, alerts: notices.len(), subject: &digest.subject }.emit(&self.shared.metrics);
         Ok(())
     }
 }

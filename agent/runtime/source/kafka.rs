@@ -40,6 +40,7 @@ use crate::engine::decode::Rejected;
 use crate::runtime::input::{Assigned, Input};
 use crate::runtime::status::Shared;
 use crate::runtime::throttle::{MINUTE, Throttle};
+use crate::runtime::internal_events::{DeadLettered, InternalEvent};
 
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
@@ -463,8 +464,8 @@ impl DeadLetterProducer {
             .insert(Header { key: "driftwatch-message", value: Some(rejected.message.as_str()) })
             .insert(Header { key: "driftwatch-source-topic", value: Some(source) });
         let record = BaseRecord::<(), [u8]>::to(&self.topic).payload(payload).headers(headers);
-        let result = if self.producer.send(record).is_ok() { "sent" } else { "failed" };
-        self.shared.metrics.dead_letters.with_label_values(&[result]).inc();
+        let sent = self.producer.send(record).is_ok();
+        DeadLettered { source_topic: source, sent }.emit(&self.shared.metrics);
     }
 
     pub fn flush(&self, timeout: Duration) {
