@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use crate::engine::text::did_you_mean;
 use crate::engine::window::WindowSpec;
 
 mod alerts;
+mod document;
 mod quality;
 mod segments;
 pub use alerts::{DEFAULT_OUTBOX, Notify, RuleSource, Smtp, SmtpTls};
@@ -48,8 +49,6 @@ pub struct AgentConfig {
     pub notify: Option<alerts::NotifyConfig>,
 }
 
-const AGENT_KEYS: &[&str] = &["agent", "source", "model", "notify"];
-
 /// `[agent]`: process-wide settings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,8 +64,6 @@ pub struct AgentSection {
     /// SIGHUP reloads).
     pub watch_interval: Option<Spanned<String>>,
 }
-
-const AGENT_SECTION_KEYS: &[&str] = &["listen", "shutdown_timeout", "rule_files", "watch_interval"];
 
 /// `[source]`: a Kafka consumer group or a replay of NDJSON events.
 #[derive(Debug, Deserialize)]
@@ -119,12 +116,6 @@ pub struct SourceConfig {
     pub max_event_bytes: Option<Spanned<i64>>,
 }
 
-const SOURCE_KEYS: &[&str] = &[
-    "kind", "brokers", "group_id", "client_id", "instance_id", "security_protocol", "sasl_mechanism", "sasl_username",
-    "sasl_password_env", "sasl_password_file", "ssl_ca", "ssl_cert", "ssl_key", "dead_letter_topic", "properties",
-    "path", "speed", "batch_rows", "linger", "max_event_bytes",
-];
-
 /// `[model.events]`: where an event keeps its fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,8 +132,6 @@ pub struct EventsConfig {
     /// Path of the event id (default "event_id"): duplicates and the ground-truth join.
     pub event_id: Option<Spanned<String>>,
 }
-
-const EVENTS_KEYS: &[&str] = &["model_id", "timestamp", "timestamp_format", "features", "event_id"];
 
 /// `[model.window]`: event-time windows.
 #[derive(Debug, Deserialize)]
@@ -161,8 +150,6 @@ pub struct WindowConfig {
     /// Events a window normally holds: its `volume` quality is events / expected_events.
     pub expected_events: Option<Spanned<i64>>,
 }
-
-const WINDOW_KEYS: &[&str] = &["size", "slide", "allowed_lateness", "idle_timeout", "min_events", "expected_events"];
 
 /// One monitored model.
 #[derive(Debug, Deserialize)]
@@ -241,8 +228,6 @@ pub struct PerformanceConfig {
     pub task: Option<Spanned<String>>,
 }
 
-const PERFORMANCE_KEYS: &[&str] = &["score", "label", "threshold", "task"];
-
 /// `[model.performance]` after validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelPerformance {
@@ -253,12 +238,6 @@ pub struct ModelPerformance {
     pub pos: Pos,
     pub label_pos: Pos,
 }
-
-const MODEL_KEYS: &[&str] = &[
-    "id", "baseline", "filter", "tests", "thresholds", "bins", "drift_share", "fdr", "ks_method", "exclude",
-    "max_samples", "max_categories", "feature", "topics", "events", "window", "rule", "performance", "quality",
-    "labels", "derived", "segment",
-];
 
 /// One monitored feature.
 #[derive(Debug, Deserialize)]
@@ -291,11 +270,6 @@ pub struct FeatureConfig {
     pub min_length: Option<Spanned<i64>>,
     pub max_length: Option<Spanned<i64>>,
 }
-
-const FEATURE_KEYS: &[&str] = &[
-    "name", "type", "tests", "thresholds", "bins", "field", "min", "max", "allowed", "pattern", "min_length",
-    "max_length",
-];
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -555,29 +529,15 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     // Phase 1: syntax.
     let (table, syntax) = DeTable::parse_recoverable(text);
     for e in &syntax {
-        r.at(e.span().unwrap_or(0..0), first_line(e.message()));
+        r.at(e.span().unwrap_or(0..0), document::first_line(e.message()));
     }
     if !r.out.is_empty() {
         return (None, r.out);
     }
 
-    // Phase 2: unknown keys everywhere, then types. Unknown entries are blanked out (same
-    // length, newlines kept, so positions do not move) so that the remaining phases still run
-    // and report their findings in the same pass.
-    let mut unknown = Vec::new();
-    check_keys(&mut r, table.get_ref(), AGENT_KEYS, "", &mut unknown);
-    let cleaned = blank_out(text, &unknown);
-    let raw: AgentConfig = match toml::from_str(&cleaned) {
-        Ok(c) => c,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = type_message(e.message());
-            match key_at(table.get_ref(), &span, "") {
-                Some(key) => r.at(span, format!("{key}: {message}")),
-                None => r.at(span, message),
-            }
-            return (None, r.out);
-        }
+    // Phase 2: unknown keys everywhere, then types (see `document`).
+    let Some(raw) = document::read::<AgentConfig>(&mut r, table.get_ref(), text, "") else {
+        return (None, r.out);
     };
 
     // Phase 3: meaning.
@@ -837,125 +797,6 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         out.extend(found);
     }
     (Some(Config { path: path.into(), agent, source, models, notify }), out)
-}
-
-/// Replaces the given byte ranges with spaces, keeping newlines, so positions do not move.
-fn blank_out(text: &str, ranges: &[Range<usize>]) -> String {
-    let mut out = text.to_string();
-    for range in ranges {
-        let (start, end) = (range.start.min(text.len()), range.end.min(text.len()));
-        if !(text.is_char_boundary(start) && text.is_char_boundary(end)) {
-            continue;
-        }
-        let blank: String = text[start..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
-        // Multi-byte characters become one space each: pad to keep later byte offsets.
-        let pad = (end - start) - blank.len();
-        out.replace_range(start..end, &(blank + &" ".repeat(pad)));
-    }
-    out
-}
-
-/// serde's type messages in the words of a configuration file.
-fn type_message(message: &str) -> String {
-    first_line(message)
-        .replace("expected i64", "expected an integer")
-        .replace("expected f64", "expected a number")
-        .replace("expected a sequence", "expected a list such as [\"auto\"]")
-}
-
-/// Dotted name of the key whose value covers `span` (for type errors, which carry only a span).
-fn key_at(table: &DeTable, span: &Range<usize>, prefix: &str) -> Option<String> {
-    for (key, value) in table {
-        let name = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", &**key.get_ref()) };
-        // Array-of-tables spans cover only their headers, so look inside tables first.
-        let inner = match value.get_ref() {
-            DeValue::Table(t) => key_at(t, span, &name),
-            DeValue::Array(items) => items.iter().find_map(|v| match v.get_ref() {
-                DeValue::Table(t) => key_at(t, span, &name),
-                _ => None,
-            }),
-            _ => None,
-        };
-        if inner.is_some() {
-            return inner;
-        }
-        let vspan = value.span();
-        if vspan.start <= span.start && span.end <= vspan.end {
-            return Some(name);
-        }
-    }
-    None
-}
-
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
-}
-
-/// Reports unknown keys in a table (and, recursively, in the tables the schema knows).
-fn check_keys(r: &mut Reporter, table: &DeTable, allowed: &[&str], context: &str, unknown: &mut Vec<Range<usize>>) {
-    for (key, value) in table {
-        let name: &str = key.get_ref();
-        if !allowed.contains(&name) {
-            let where_ = if context.is_empty() { "at the top level".to_string() } else { format!("in {context}") };
-            if name == "password" && context == "[notify.smtp]" {
-                r.at(key.span(), "passwords never go in the configuration: name an environment variable (`password_env`) or a file (`password_file`)");
-            } else {
-                r.at(key.span(), format!("unknown key \"{name}\" {where_}{}", suggestion(name, allowed)));
-            }
-            unknown.push(key.span().start..value.span().end);
-            continue;
-        }
-        let nested = match (context, name) {
-            ("", "model") => Some((MODEL_KEYS, "[[model]]")),
-            ("[[model]]", "feature") => Some((FEATURE_KEYS, "[[model.feature]]")),
-            ("[[model]]", "events") => Some((EVENTS_KEYS, "[model.events]")),
-            ("[[model]]", "window") => Some((WINDOW_KEYS, "[model.window]")),
-            ("", "agent") => Some((AGENT_SECTION_KEYS, "[agent]")),
-            ("[[model]]", "rule") => Some((alerts::RULE_KEYS, "[[model.rule]]")),
-            ("[[model]]", "performance") => Some((PERFORMANCE_KEYS, "[model.performance]")),
-            ("[[model]]", "quality") => Some((quality::QUALITY_KEYS, "[model.quality]")),
-            ("[[model]]", "labels") => Some((quality::LABELS_KEYS, "[model.labels]")),
-            ("[[model]]", "derived") => Some((segments::DERIVED_KEYS, "[[model.derived]]")),
-            ("[[model]]", "segment") => Some((segments::SEGMENT_KEYS, "[[model.segment]]")),
-            ("rule file", "rule") => Some((alerts::RULE_KEYS, "[[rule]]")),
-            ("[[model.rule]]" | "[[rule]]", "effect_size") => Some((alerts::EFFECT_KEYS, "effect_size")),
-            ("[[model.rule]]" | "[[rule]]", "detector") => Some((alerts::DETECTOR_KEYS, "detector")),
-            ("[[model.rule]]" | "[[rule]]", "learn") => Some((alerts::LEARN_KEYS, "learn")),
-            ("", "notify") => Some((alerts::NOTIFY_KEYS, "[notify]")),
-            ("[notify]", "smtp") => Some((alerts::SMTP_KEYS, "[notify.smtp]")),
-            ("", "source") => Some((SOURCE_KEYS, "[source]")),
-            _ => None,
-        };
-        if let Some((keys, ctx)) = nested {
-            let tables: Vec<&DeTable> = match value.get_ref() {
-                DeValue::Array(items) => items
-                    .iter()
-                    .filter_map(|v| match v.get_ref() {
-                        DeValue::Table(t) => Some(t),
-                        _ => None,
-                    })
-                    .collect(),
-                DeValue::Table(t) => vec![t],
-                _ => Vec::new(),
-            };
-            for t in tables {
-                check_keys(r, t, keys, ctx, unknown);
-            }
-        }
-        if name == "thresholds"
-            && let DeValue::Table(t) = value.get_ref()
-        {
-            let tests: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
-            for (k, _) in t {
-                if TestKind::parse(k.get_ref()).is_none() {
-                    r.at(
-                        k.span(),
-                        format!("unknown test \"{}\" in thresholds{}", &**k.get_ref(), suggestion(k.get_ref(), &tests)),
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// A feature's declared `type`, if given and valid.
@@ -1474,8 +1315,5 @@ mod tests {
         assert!(m.quality.unknown_fields);
         assert_eq!(m.quality.duplicate_horizon, Some(Duration::from_secs(3600)));
         assert_eq!(m.quality.max_tracked_ids, 5000);
-        assert_eq!(MODEL_KEYS.len(), 22);
-        assert_eq!(FEATURE_KEYS.len(), 12);
-        assert_eq!(quality::QUALITY_KEYS.len(), 4);
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeTable;
 
-use super::{Diagnostic, Reporter, check_keys, duration_of, suggestion};
+use super::{Diagnostic, Reporter, duration_of, suggestion};
 use crate::engine::profile::FeatureKind;
 use crate::engine::rules::{DetectorSpec, EffectFloor, QualityCheck, Rule, Selector, Target};
 use crate::engine::stats::TestKind;
@@ -79,14 +79,6 @@ pub struct LearnConfig {
     pub sigmas: Option<Spanned<f64>>,
 }
 
-pub const LEARN_KEYS: &[&str] = &["chunks", "sigmas"];
-
-pub const RULE_KEYS: &[&str] = &[
-    "name", "model", "features", "test", "value", "quality", "dataset", "performance", "warn", "critical", "resolve",
-    "for", "cooldown", "renotify", "min_samples", "effect_size", "fdr", "labels", "annotations", "recipients",
-    "detector", "learn", "baseline_margin",
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
@@ -101,16 +93,12 @@ pub struct DetectorConfig {
     pub min_windows: Option<Spanned<i64>>,
 }
 
-pub const DETECTOR_KEYS: &[&str] = &["kind", "threshold", "delta", "min_windows"];
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EffectConfig {
     pub test: Spanned<String>,
     pub min: Spanned<f64>,
 }
-
-pub const EFFECT_KEYS: &[&str] = &["test", "min"];
 
 /// A rule file: `[[rule]]` tables.
 #[derive(Debug, Deserialize)]
@@ -146,9 +134,6 @@ pub struct NotifyConfig {
     pub smtp: Option<SmtpConfig>,
 }
 
-pub const NOTIFY_KEYS: &[&str] =
-    &["outbox", "from", "to", "group_wait", "group_interval", "dashboard_url", "retry_initial", "retry_max", "smtp"];
-
 /// `[notify.smtp]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,8 +151,6 @@ pub struct SmtpConfig {
     /// Connect and command timeout (default "10s").
     pub timeout: Option<Spanned<String>>,
 }
-
-pub const SMTP_KEYS: &[&str] = &["host", "port", "tls", "username", "password_env", "password_file", "ca", "timeout"];
 
 /// How the SMTP connection is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -784,46 +767,37 @@ pub(super) fn parse_rule_file(path: &Path, text: &str, models: &Catalogue, out: 
     let mut r = Reporter { file: path, text, out: Vec::new() };
     let (table, syntax) = DeTable::parse_recoverable(text);
     for e in &syntax {
-        r.at(e.span().unwrap_or(0..0), super::first_line(e.message()));
+        r.at(e.span().unwrap_or(0..0), super::document::first_line(e.message()));
     }
     let mut result = Vec::new();
-    if syntax.is_empty() {
-        let mut unknown = Vec::new();
-        check_keys(&mut r, table.get_ref(), &["rule"], "rule file", &mut unknown);
-        let cleaned = super::blank_out(text, &unknown);
-        match toml::from_str::<RuleFile>(&cleaned) {
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                r.at(span, super::type_message(e.message()));
-            }
-            Ok(file) => {
-                if file.rule.is_empty() {
-                    r.at(0..0, "no [[rule]] table in this rule file");
-                }
-                let ids: Vec<&str> = models.iter().map(|(id, _)| id.as_str()).collect();
-                for rc in &file.rule {
-                    let Some(model) = &rc.model else {
-                        r.at(
-                            rc.name.span(),
-                            format!("rule \"{}\" needs `model`, one of: {}", rc.name.get_ref(), ids.join(", ")),
-                        );
-                        continue;
-                    };
-                    let Some((_, features)) = models.iter().find(|(id, _)| id == model.get_ref()) else {
-                        r.at(
-                            model.span(),
-                            format!(
-                                "no model \"{}\" in the agent file{}",
-                                model.get_ref(),
-                                suggestion(model.get_ref(), &ids)
-                            ),
-                        );
-                        continue;
-                    };
-                    let (rule, names) = rule_of(&mut r, rc, features);
-                    result.push((model.get_ref().clone(), rule, names));
-                }
-            }
+    if syntax.is_empty()
+        && let Some(file) = super::document::read::<RuleFile>(&mut r, table.get_ref(), text, "rule file")
+    {
+        if file.rule.is_empty() {
+            r.at(0..0, "no [[rule]] table in this rule file");
+        }
+        let ids: Vec<&str> = models.iter().map(|(id, _)| id.as_str()).collect();
+        for rc in &file.rule {
+            let Some(model) = &rc.model else {
+                r.at(
+                    rc.name.span(),
+                    format!("rule \"{}\" needs `model`, one of: {}", rc.name.get_ref(), ids.join(", ")),
+                );
+                continue;
+            };
+            let Some((_, features)) = models.iter().find(|(id, _)| id == model.get_ref()) else {
+                r.at(
+                    model.span(),
+                    format!(
+                        "no model \"{}\" in the agent file{}",
+                        model.get_ref(),
+                        suggestion(model.get_ref(), &ids)
+                    ),
+                );
+                continue;
+            };
+            let (rule, names) = rule_of(&mut r, rc, features);
+            result.push((model.get_ref().clone(), rule, names));
         }
     }
     out.extend(r.out);

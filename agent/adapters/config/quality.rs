@@ -25,8 +25,6 @@ pub struct QualityConfig {
     pub max_tracked_ids: Option<Spanned<i64>>,
 }
 
-pub const QUALITY_KEYS: &[&str] = &["required", "unknown_fields", "duplicate_horizon", "max_tracked_ids"];
-
 /// Default of `duplicate_horizon`.
 pub const DEFAULT_DUPLICATE_HORIZON: Duration = Duration::from_secs(600);
 /// Default of `max_tracked_ids`.
@@ -187,8 +185,6 @@ pub struct LabelsConfig {
     /// Predictions (and early labels) waiting at most (default 1 000 000).
     pub max_pending: Option<Spanned<i64>>,
 }
-
-pub const LABELS_KEYS: &[&str] = &["topics", "field", "horizon", "max_pending"];
 
 /// `[model.labels]` after validation.
 #[derive(Clone, Debug, PartialEq)]

@@ -23,8 +23,6 @@ pub struct DerivedConfig {
     pub kind: Option<Spanned<String>>,
 }
 
-pub const DERIVED_KEYS: &[&str] = &["name", "sql", "type"];
-
 /// `[[model.segment]]`: one dimension of slices.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +38,6 @@ pub struct SegmentConfig {
     #[serde(rename = "where")]
     pub predicate: Option<Spanned<String>>,
 }
-
-pub const SEGMENT_KEYS: &[&str] = &["name", "column", "max_values", "where"];
 
 /// A derived feature after validation.
 #[derive(Clone, Debug, PartialEq)]
