@@ -51,4 +51,4 @@ pub use engine::{
     alert, chunk, decode, detect, evaluate, frontier, labels, performance, plan, profile, recent, report, rng, rules,
     stats, text, window,
 };
-pub use runtime::{check, checkpoint, demo, html, metrics, pipeline, run, setup, status};
+pub use runtime::{check, checkpoint, demo, html, metrics, pipeline, run, setup, status, validate};

@@ -19,6 +19,7 @@ use driftwatch::plan::Plan;
 use driftwatch::plan::{PerformanceSpec, Task};
 use driftwatch::profile::FeatureKind;
 use driftwatch::stats::{KsMethod, TestChoice, TestKind};
+use driftwatch::validate;
 
 #[derive(Parser)]
 #[command(
@@ -272,11 +273,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Check(args) => run_check(args).await,
         Command::Validate { config, no_baselines } => {
-            let (cfg, mut problems) = config::validate_file(&config);
-            if let (Some(cfg), false) = (&cfg, no_baselines) {
-                problems.extend(config::check_baselines(cfg).await);
-                config::sort_diagnostics(&mut problems, &config);
-            }
+            let (cfg, problems) = validate::validate(&config, !no_baselines).await;
             if !problems.is_empty() {
                 for p in &problems {
                     eprintln!("{p}");

@@ -18,3 +18,4 @@ pub mod setup;
 pub mod source;
 pub mod status;
 pub mod throttle;
+pub mod validate;

@@ -340,7 +340,11 @@ impl Pipeline {
             self.decoders.get(t).is_some_and(|old| {
                 old.labels == labels
                     && old.models.len() == readers.len()
-                    && old.models.iter().zip(readers).all(|(k, id)| self.models[k].id == *id && !fresh.contains(id.as_str()))
+                    && old
+                        .models
+                        .iter()
+                        .zip(readers)
+                        .all(|(k, id)| self.models[k].id == *id && !fresh.contains(id.as_str()))
             })
         };
         let every_topic = topics.iter().map(|r| (r, false)).chain(label_topics.iter().map(|r| (r, true)));
@@ -352,7 +356,8 @@ impl Pipeline {
             }
             let mut f = Vec::new();
             for id in readers {
-                let (prediction, truth) = fields.get(id.as_str()).ok_or_else(|| PipelineError::NotRunning(id.clone()))?;
+                let (prediction, truth) =
+                    fields.get(id.as_str()).ok_or_else(|| PipelineError::NotRunning(id.clone()))?;
                 f.push(match (labels, truth) {
                     (false, _) => prediction.clone(),
                     (true, Some(truth)) => truth.clone(),

@@ -238,10 +238,18 @@ impl Watcher {
 /// A configuration reload finished one way or the other.
 pub enum ReloadFinished<'a> {
     /// Valid, but no model changed.
-    Unchanged { config: &'a Path },
-    Applied { config: &'a Path, done: &'a Reloaded },
+    Unchanged {
+        config: &'a Path,
+    },
+    Applied {
+        config: &'a Path,
+        done: &'a Reloaded,
+    },
     /// Invalid or unfit: every finding, and the running configuration stays.
-    Rejected { config: &'a Path, errors: &'a [String] },
+    Rejected {
+        config: &'a Path,
+        errors: &'a [String],
+    },
 }
 
 impl InternalEvent for ReloadFinished<'_> {

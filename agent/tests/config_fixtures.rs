@@ -4,14 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use driftwatch::config;
+use driftwatch::validate;
 
 async fn diagnostics(path: &Path) -> Vec<String> {
-    let (cfg, mut problems) = config::validate_file(path);
-    if let Some(cfg) = cfg {
-        problems.extend(config::check_baselines(&cfg).await);
-        config::sort_diagnostics(&mut problems, path);
-    }
+    let (_, problems) = validate::validate(path, true).await;
     problems.iter().map(ToString::to_string).collect()
 }
 

@@ -381,7 +381,8 @@ fn labelled_pipeline(
     let shared = Arc::new(Shared::new(driftwatch::metrics::Metrics::new().expect("metrics"), Status::default()));
     let readers = vec![setups[0].model.id.clone()];
     let mut pipeline =
-        driftwatch::pipeline::Pipeline::new(setups, std::slice::from_ref(&readers), 1 << 20, shared.clone()).expect("pipeline");
+        driftwatch::pipeline::Pipeline::new(setups, std::slice::from_ref(&readers), 1 << 20, shared.clone())
+            .expect("pipeline");
     pipeline.read_labels(&readers, 1 << 20).expect("labels");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();

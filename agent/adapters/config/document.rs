@@ -158,8 +158,11 @@ fn check_threshold_names(r: &mut Reporter, table: &DeTable) {
                 let tests: Vec<&str> = TestKind::ALL.iter().map(|t| t.name()).collect();
                 for (k, _) in t {
                     if TestKind::parse(k.get_ref()).is_none() {
-                        let message =
-                            format!("unknown test \"{}\" in thresholds{}", &**k.get_ref(), suggestion(k.get_ref(), &tests));
+                        let message = format!(
+                            "unknown test \"{}\" in thresholds{}",
+                            &**k.get_ref(),
+                            suggestion(k.get_ref(), &tests)
+                        );
                         r.at(k.span(), message);
                     }
                 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{FeatureConfig, Reporter, duration_of, positive_of};
+use super::model::FeatureConfig;
+use super::{Reporter, duration_of, positive_of};
 use crate::engine::profile::{Declared, FeatureKind};
 
 /// `[model.quality]`: what makes an event malformed or repeated.
@@ -215,7 +216,7 @@ pub(super) fn labels_of(r: &mut Reporter, l: &LabelsConfig, has_performance: boo
             r.at(f.span(), "the path must not be empty");
             crate::engine::decode::FieldPath::parse("label")
         }
-        Some(f) => super::path_of(r, f),
+        Some(f) => super::model::path_of(r, f),
         None => crate::engine::decode::FieldPath::parse("label"),
     };
     ModelLabels {

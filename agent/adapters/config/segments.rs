@@ -75,7 +75,7 @@ pub(super) fn derived_of(r: &mut Reporter, list: &[DerivedConfig], features: &[S
         if d.sql.get_ref().trim().is_empty() {
             r.at(d.sql.span(), "sql is empty: write an expression such as \"income / (open_accounts + 1)\"");
         }
-        let kind = super::kind_of(r, d.kind.as_ref());
+        let kind = super::model::kind_of(r, d.kind.as_ref());
         out.push(DerivedFeature { name: name.clone(), sql: d.sql.get_ref().clone(), kind, pos: r.pos(d.name.span()) });
     }
     out

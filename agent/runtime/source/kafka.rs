@@ -38,9 +38,9 @@ use crate::adapters::config::Kafka;
 use crate::engine::chunk::{Chunk, SourceState};
 use crate::engine::decode::Rejected;
 use crate::runtime::input::{Assigned, Input};
+use crate::runtime::internal_events::{DeadLettered, InternalEvent};
 use crate::runtime::status::Shared;
 use crate::runtime::throttle::{MINUTE, Throttle};
-use crate::runtime::internal_events::{DeadLettered, InternalEvent};
 
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
 pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
