@@ -22,14 +22,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::adapters::config::{Config, SourceKind};
+use crate::adapters::config::{Config, Kafka, SourceKind};
 use crate::engine::chunk::SourceState;
 use crate::runtime::checkpoint::Store;
 use crate::runtime::http::{self, BindError};
 use crate::runtime::input::{self, Input, ReloadRequest};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::notify::{Notifier, NotifyError};
-use crate::runtime::pipeline::{Observer, Pipeline, PipelineError};
+use crate::runtime::pipeline::{ModelSetup, Observer, Pipeline, PipelineError};
 use crate::runtime::reload::Watcher;
 use crate::runtime::setup::{Feed, SetupError, TopicTable, load_models};
 use crate::runtime::source::kafka::{Commits, DeadLetterProducer, KafkaError, KafkaSource};
@@ -114,34 +114,8 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     }
     let topics = table.topics.clone();
 
-    let metrics = Metrics::new()?;
-    metrics.config_info.with_label_values(&[crate::runtime::reload::config_digest(config).as_str()]).set(1);
-    let mut status = Status {
-        version: env!("CARGO_PKG_VERSION"),
-        source: feed.as_str().to_string(),
-        started_at: crate::engine::text::rfc3339(chrono::Utc::now().timestamp_millis()),
-        models: Vec::new(),
-    };
-    for s in &setups {
-        status.models.push(crate::runtime::pipeline::announce(s, &metrics));
-    }
-    let shared = Arc::new(Shared::new(metrics, status));
-    shared.baselines_loaded.store(true, Ordering::Relaxed);
-    if feed != Feed::Kafka {
-        shared.partitions_assigned.store(true, Ordering::Relaxed);
-    }
-
-    let listen = options.listen.unwrap_or(config.agent.listen);
-    let listener = http::bind(listen).await?;
-    tracing::info!("serving /metrics, /healthz, /readyz and /api/v1/status on http://{}", listener.local_addr()?);
-    let (http_stop, http_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(shared.clone()))
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .into_future(),
-    );
+    let shared = shared_state(config, feed, &setups)?;
+    let (http_stop, server) = serve(options.listen.unwrap_or(config.agent.listen), &shared).await?;
 
     let unfit = |e| RunError::Pipeline(config.path.clone(), e);
     let mut pipeline = Pipeline::new(setups, &table.readers, max_event_bytes, shared.clone()).map_err(unfit)?;
@@ -159,45 +133,12 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
         _ => None,
     };
     // (Before the alert states are restored: see `Pipeline::set_notify`.)
-    // A Kafka source checkpoints beside the outbox (the agent's state directory), one file
-    // per broker list and group.
-    let store = kafka.as_ref().map(|k| {
-        let dir = options.outbox.clone().unwrap_or_else(|| config.notify.outbox.clone());
-        let get = |key: &str| k.properties.get(key).map_or("", String::as_str);
-        let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
-        Store::new(&dir, &format!("{}/{group}", get("bootstrap.servers")))
-    });
+    let store = kafka.as_ref().map(|k| checkpoint_store(k, options.outbox.as_ref().unwrap_or(&config.notify.outbox)));
     pipeline.resume(store.as_ref().and_then(Store::load), &topics);
     if let Some(store) = &store {
         tracing::info!(file = %store.path().display(), "checkpoints of open windows and offsets");
     }
-    // Alerts: the outbox and its delivery thread, when any model has rules.
-    let mut notify = config.notify.clone();
-    if let Some(dir) = &options.outbox {
-        notify.outbox = dir.clone();
-    }
-    let notifier = Arc::new(Mutex::new(if config.models.iter().any(|m| !m.rules.is_empty()) {
-        let (notifier, queue) = Notifier::start(&notify, shared.clone())?;
-        let rules: usize = config.models.iter().map(|m| m.rules.len()).sum();
-        match &notify.smtp {
-            Some(smtp) => tracing::info!(
-                rules,
-                outbox = %notifier.outbox.display(),
-                "alert digests go to {}:{} (queued in the outbox first)",
-                smtp.host,
-                smtp.port
-            ),
-            None => tracing::info!(
-                rules,
-                outbox = %notifier.outbox.display(),
-                "no [notify.smtp]: alert digests are written to the outbox as .eml files"
-            ),
-        }
-        pipeline.set_notify(queue);
-        Some(notifier)
-    } else {
-        None
-    }));
+    let notifier = Arc::new(Mutex::new(start_notifier(config, options.outbox.as_ref(), &shared, &mut pipeline)?));
     let dead_letter = match &kafka {
         Some(k) => match &k.dead_letter_topic {
             Some(t) => Some(Arc::new(DeadLetterProducer::new(k, t.clone(), topics.clone(), shared.clone())?)),
@@ -209,31 +150,8 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
         let dl = dl.clone();
         pipeline.set_dead_letter(Box::new(move |topic, payload, rejected| dl.send(topic, payload, rejected)));
     }
-
-    // Stop signals: SIGTERM, SIGINT, --duration.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_flag = Arc::new(AtomicBool::new(false));
-    let stopped_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    {
-        let (stop_tx, stop_flag, stopped_at) = (stop_tx.clone(), stop_flag.clone(), stopped_at.clone());
-        let duration = options.duration;
-        let caller = options.stop.take();
-        tokio::spawn(async move {
-            let why = match caller {
-                Some(stop) => {
-                    stop.await;
-                    "asked to stop"
-                }
-                None => wait_for_stop(duration).await,
-            };
-            tracing::info!("{why}: stopping (the source stops, open windows are evaluated, offsets committed)");
-            if let Ok(mut t) = stopped_at.lock() {
-                *t = Some(Instant::now());
-            }
-            stop_flag.store(true, Ordering::Relaxed);
-            let _ = stop_tx.send(true);
-        });
-    }
+    let stop = Stop::spawn(options.stop.take(), options.duration);
+    let (stop_rx, stop_flag) = (stop.rx.clone(), stop.flag.clone());
 
     // The pipeline thread.
     let (tx, rx) = mpsc::channel::<Input>(input::CAPACITY);
@@ -248,6 +166,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     } else {
         SourceState::settled()
     }));
+    // Idle timeouts are checked four times within the shortest.
     let tick = config
         .models
         .iter()
@@ -306,13 +225,9 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
                 kafka_source = Some(consumer);
             }
             SourceKind::Replay(r) => {
-                let opts = ReplayOptions {
-                    path: r.path.clone(),
-                    speed: r.speed,
-                    time_field: config.models.first().map(|m| m.events.timestamp.clone()).unwrap_or_default(),
-                    batch_rows,
-                    max_event_bytes,
-                };
+                let time_field = config.models.first().map(|m| m.events.timestamp.clone()).unwrap_or_default();
+                let opts =
+                    ReplayOptions { path: r.path.clone(), speed: r.speed, time_field, batch_rows, max_event_bytes };
                 let flag = stop_flag.clone();
                 let lines = tokio::task::spawn_blocking(move || replay::run(opts, tx, flag))
                     .await?
@@ -327,10 +242,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     drop(end);
 
     // Drain: the pipeline closes its windows once the channel is empty and closed.
-    let deadline = {
-        let since = stopped_at.lock().ok().and_then(|t| *t).unwrap_or_else(Instant::now);
-        since + config.agent.shutdown_timeout
-    };
+    let deadline = stop.since() + config.agent.shutdown_timeout;
     match tokio::time::timeout_at(deadline.into(), done_rx).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return Err(RunError::PipelineStopped),
@@ -352,6 +264,124 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     let _ = http_stop.send(());
     let _ = server.await;
     Ok(())
+}
+
+/// The agent's shared state at start: its metrics and the status document, each model
+/// announced with its baseline.
+fn shared_state(config: &Config, feed: Feed, setups: &[ModelSetup]) -> Result<Arc<Shared>, prometheus::Error> {
+    let metrics = Metrics::new()?;
+    metrics.config_info.with_label_values(&[crate::runtime::reload::config_digest(config).as_str()]).set(1);
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        source: feed.as_str().to_string(),
+        started_at: crate::engine::text::rfc3339(chrono::Utc::now().timestamp_millis()),
+        models: setups.iter().map(|s| crate::runtime::pipeline::announce(s, &metrics)).collect(),
+    };
+    let shared = Arc::new(Shared::new(metrics, status));
+    shared.baselines_loaded.store(true, Ordering::Relaxed);
+    if feed != Feed::Kafka {
+        shared.partitions_assigned.store(true, Ordering::Relaxed);
+    }
+    Ok(shared)
+}
+
+/// The HTTP server on `listen`, until its sender is used (or dropped).
+async fn serve(
+    listen: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>), BindError> {
+    let listener = http::bind(listen).await?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    tracing::info!("serving /metrics, /healthz, /readyz and /api/v1/status on http://{bound}");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    Ok((stop, server))
+}
+
+/// A Kafka source checkpoints in the agent's state directory (the outbox's), one file per
+/// broker list and consumer group.
+fn checkpoint_store(kafka: &Kafka, dir: &std::path::Path) -> Store {
+    let get = |key: &str| kafka.properties.get(key).map_or("", String::as_str);
+    let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
+    Store::new(dir, &format!("{}/{group}", get("bootstrap.servers")))
+}
+
+/// Alerts: the outbox and its delivery thread, when any model has rules; the pipeline queues
+/// its notices there. `outbox` replaces `[notify] outbox`.
+fn start_notifier(
+    config: &Config,
+    outbox: Option<&PathBuf>,
+    shared: &Arc<Shared>,
+    pipeline: &mut Pipeline,
+) -> Result<Option<Notifier>, NotifyError> {
+    if config.models.iter().all(|m| m.rules.is_empty()) {
+        return Ok(None);
+    }
+    let mut notify = config.notify.clone();
+    if let Some(dir) = outbox {
+        notify.outbox = dir.clone();
+    }
+    let (notifier, queue) = Notifier::start(&notify, shared.clone())?;
+    let rules: usize = config.models.iter().map(|m| m.rules.len()).sum();
+    match &notify.smtp {
+        Some(smtp) => tracing::info!(
+            rules,
+            outbox = %notifier.outbox.display(),
+            "alert digests go to {}:{} (queued in the outbox first)",
+            smtp.host,
+            smtp.port
+        ),
+        None => tracing::info!(
+            rules,
+            outbox = %notifier.outbox.display(),
+            "no [notify.smtp]: alert digests are written to the outbox as .eml files"
+        ),
+    }
+    pipeline.set_notify(queue);
+    Ok(Some(notifier))
+}
+
+/// The stop of a run: SIGTERM, SIGINT, `--duration` or the caller's future. Once it comes,
+/// `rx` turns true, `flag` is set (for sources on blocking threads) and `since` says when.
+struct Stop {
+    rx: watch::Receiver<bool>,
+    flag: Arc<AtomicBool>,
+    at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Stop {
+    fn spawn(caller: Option<Pin<Box<dyn Future<Output = ()> + Send>>>, duration: Option<Duration>) -> Stop {
+        let (tx, rx) = watch::channel(false);
+        let stop = Stop { rx, flag: Arc::new(AtomicBool::new(false)), at: Arc::new(Mutex::new(None)) };
+        let (flag, at) = (stop.flag.clone(), stop.at.clone());
+        tokio::spawn(async move {
+            let why = match caller {
+                Some(stop) => {
+                    stop.await;
+                    "asked to stop"
+                }
+                None => wait_for_stop(duration).await,
+            };
+            tracing::info!("{why}: stopping (the source stops, open windows are evaluated, offsets committed)");
+            if let Ok(mut t) = at.lock() {
+                *t = Some(Instant::now());
+            }
+            flag.store(true, Ordering::Relaxed);
+            let _ = tx.send(true);
+        });
+        stop
+    }
+
+    /// When the stop came (now, if the source ended by itself).
+    fn since(&self) -> Instant {
+        self.at.lock().ok().and_then(|t| *t).unwrap_or_else(Instant::now)
+    }
 }
 
 async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
