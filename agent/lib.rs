@@ -28,13 +28,16 @@
 //!   [`labels`] (ground truth joined to predictions), [`recent`] (duplicate ids), [`rng`],
 //!   [`text`].
 //! * `adapters/` — files into the core's types: [`config`] (the agent TOML, validated with
-//!   `file:line:col` errors), [`baseline`] (DataFusion reads, the baseline artefact),
+//!   `file:line:col` errors; one file per part: `model`, `source`, `notify`, `alerts`,
+//!   `quality`, `segments`, and `document`, which finds unknown keys from the serde structs
+//!   themselves), [`baseline`] (DataFusion reads, the baseline artefact),
 //!   `reference` (baselines and fits as the agent and `check` load them), [`derive`]
 //!   (derived features and segment predicates as DataFusion expressions).
 //! * `runtime/` — the shell: `source` (Kafka, replay), `input` (the pipeline thread's one
 //!   channel), [`pipeline`] (decode → window → evaluate → publish, one thread), [`setup`],
-//!   `reload`, [`checkpoint`], [`metrics`], [`status`], `http`, [`html`], `notify` (outbox,
-//!   digests, SMTP), [`run`], [`demo`] and [`check`] (the commands).
+//!   `reload`, [`checkpoint`], [`metrics`] and `internal_events` (each occurrence logged and
+//!   counted by one type), [`status`], `http`, [`html`], `notify` (outbox, digests, SMTP),
+//!   [`run`], [`demo`], [`check`] and [`validate`] (the commands).
 //!
 //! The public API below is what the binary, the integration tests and the benches use.
 

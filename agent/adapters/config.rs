@@ -4,10 +4,16 @@
 //! Validation runs in phases and reports every error it finds at once, each as
 //! `file:line:col: message`, with a suggestion where one exists:
 //! 1. TOML syntax (all syntax errors the parser can recover from);
-//! 2. structure: unknown keys anywhere (`did you mean "drift_share"?`), then field types;
+//! 2. structure: unknown keys anywhere (`did you mean "drift_share"?`, found from the serde
+//!    structs by `document`), then field types;
 //! 3. meaning: test names, threshold ranges, bins, duplicate model ids and features;
-//! 4. optionally, against the baselines themselves: the files open, the SQL filter is a
-//!    valid query, and every named feature is a column (`did you mean "income"?`).
+//! 4. optionally, against the baselines themselves (`runtime::validate`, which reads them
+//!    through DataFusion): the files open, the SQL filter is a valid query, and every named
+//!    feature is a column (`did you mean "income"?`).
+//!
+//! Each part of the file is read beside its stage: `model` (`[[model]]`), `source`,
+//! `notify`, `alerts` (rules and rule files), `quality`, `segments`; this module holds the
+//! top level, `[agent]` and the phases.
 
 use std::collections::HashSet;
 use std::fmt;

@@ -162,11 +162,24 @@ fn against_tls_endpoint(dir: &std::path::Path, certs: &crate::alerts::Certs, ca:
         .spawn()
         .expect("agent");
     let agent = Reaper(agent);
-    std::thread::sleep(Duration::from_secs(4));
+    let read = || {
+        let received = String::from_utf8_lossy(&std::fs::read(dir.join("s_server.out")).unwrap_or_default()).into_owned();
+        (received, std::fs::read_to_string(dir.join("tls.log")).unwrap_or_default())
+    };
+    // Until the request arrives through TLS or the agent refuses the endpoint; the caller's
+    // assertions say which of the two (or neither, after 20 s) it was.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut received, mut log) = read();
+    while !received.contains("driftwatch")
+        && !log.contains("certificate verify failed")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        (received, log) = read();
+    }
     drop(agent);
     drop(server);
-    let received = String::from_utf8_lossy(&std::fs::read(dir.join("s_server.out")).unwrap_or_default()).into_owned();
-    (received, std::fs::read_to_string(dir.join("tls.log")).unwrap_or_default())
+    read()
 }
 
 #[test]
