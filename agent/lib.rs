@@ -44,6 +44,9 @@
 // Outside data never meets a panic: clippy (not a hand count) keeps `unwrap`/`expect` to tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(unsafe_code)]
+// `pub` means the public API below; whatever no outside caller can reach is `pub(crate)`, so
+// the dead-code lint sees it.
+#![deny(unreachable_pub)]
 
 mod adapters;
 mod engine;

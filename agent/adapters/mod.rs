@@ -6,4 +6,4 @@
 pub mod baseline;
 pub mod config;
 pub mod derive;
-pub mod reference;
+pub(crate) mod reference;

@@ -203,14 +203,14 @@ async fn read_outputs(
 
 /// The reference's rows through the plan's query (filter and derived features), in memory:
 /// for the start-up fits that need rows, not summaries.
-pub async fn reference_rows(reference: &Path, plan: &Plan) -> Result<Vec<RecordBatch>, CheckError> {
+pub(crate) async fn reference_rows(reference: &Path, plan: &Plan) -> Result<Vec<RecordBatch>, CheckError> {
     Ok(read_rows(reference, plan.reference_sql().as_deref()).await?)
 }
 
 /// Fits the drift → impact model on the reference's rows (`batches`, from
 /// [`reference_rows`]): each row's chance of being predicted right, from its calibrated
 /// score, per bin of every feature of `spec`. Rows without a finite score are left out.
-pub fn fit_impact(
+pub(crate) fn fit_impact(
     reference: &Path,
     batches: &[RecordBatch],
     spec: &ProfileSpec,
@@ -269,7 +269,7 @@ pub fn fit_impact(
 /// chunks; the band of each feature (quality rules) or of the model (performance rules, from
 /// the labels and scores `performance` names) is the mean ± sigmas·σ of the chunks' values.
 /// `baseline_margin`: `warn` is the metric on the whole baseline made worse by the margin.
-pub async fn learn_bands(
+pub(crate) async fn learn_bands(
     rules: &mut [crate::engine::rules::Rule],
     reference: &Path,
     batches: &[RecordBatch],
@@ -376,7 +376,11 @@ pub async fn learn_bands(
 }
 
 /// Fits CBPE on the reference's labels and scores (through the SQL filter).
-pub async fn fit_cbpe(reference: &Path, filter: Option<&str>, spec: &PerformanceSpec) -> Result<Cbpe, CheckError> {
+pub(crate) async fn fit_cbpe(
+    reference: &Path,
+    filter: Option<&str>,
+    spec: &PerformanceSpec,
+) -> Result<Cbpe, CheckError> {
     let r = read_outputs(reference, filter, spec, true).await?;
     if r.labels.is_empty() {
         return Err(CheckError::Data(BaselineError::Read {
@@ -389,7 +393,7 @@ pub async fn fit_cbpe(reference: &Path, filter: Option<&str>, spec: &Performance
 
 /// The `performance` object: realised metrics when the current data has the label column,
 /// CBPE estimates (fitted on the reference's labels and scores) when it has not.
-pub async fn performance(
+pub(crate) async fn performance(
     reference: &Path,
     current: &Path,
     filter: Option<&str>,
@@ -428,7 +432,7 @@ pub async fn performance(
 /// Loads a baseline as the agent keeps it: an artefact as stored (its bins checked against
 /// an explicit `--bins`, its features narrowed to the plan's selection), or a data file
 /// profiled through the plan's SQL filter with bins fixed at its quantiles.
-pub async fn load_baseline(path: &Path, plan: &Plan) -> Result<Baseline, CheckError> {
+pub(crate) async fn load_baseline(path: &Path, plan: &Plan) -> Result<Baseline, CheckError> {
     let format = Format::detect(path)?;
     if format == Format::Artefact {
         let baseline = Baseline::read_artefact(path)?;

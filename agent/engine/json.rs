@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 /// A JSON value at a watched path, as the event gave it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Cell {
+pub(crate) enum Cell {
     Missing,
     Null,
     Int(i64),
@@ -31,14 +31,14 @@ pub enum Cell {
     Complex,
 }
 
-pub enum Entry {
+pub(crate) enum Entry {
     Slot(usize),
     Object(Node),
 }
 
 /// One level of the trie of watched paths.
 #[derive(Default)]
-pub struct Node {
+pub(crate) struct Node {
     /// Children in the order they were added.
     keys: Vec<Box<[u8]>>,
     entries: Vec<Entry>,
@@ -57,7 +57,7 @@ pub struct Node {
 /// A field path the trie cannot watch (the configuration names one key both as a value
 /// and as an object).
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     #[error("empty field path")]
     Empty,
     #[error("\"{0}\" is used both as a value and as an object")]
@@ -68,7 +68,7 @@ pub enum PathError {
 
 /// Why a payload is not an event (the `not_json` rejection's message).
 #[derive(Debug, thiserror::Error)]
-pub enum ScanError {
+pub(crate) enum ScanError {
     #[error("not JSON: invalid UTF-8 at byte {0}")]
     Utf8(usize),
     #[error("not JSON: {0}")]
@@ -81,7 +81,7 @@ pub enum ScanError {
 
 impl Node {
     /// Adds a path; returns its slot (shared with an identical path added before).
-    pub fn insert(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
+    pub(crate) fn insert(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
         let (first, rest) = path.split_first().ok_or(PathError::Empty)?;
         let i = match self.index.get(first.as_bytes()) {
             Some(&i) => i,
@@ -108,13 +108,13 @@ impl Node {
 
     /// Watches the object at `path` (already holding watched fields) for keys that are not
     /// watched; returns the slot that says whether there was one.
-    pub fn watch_unknown(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
+    pub(crate) fn watch_unknown(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
         Ok(*self.flag_slot(path, next_slot, |n| &mut n.unknown)?)
     }
 
     /// Watches the object at `path` (already holding watched fields) for being of another
     /// type than an object or null; returns the slot that says so.
-    pub fn watch_shape(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
+    pub(crate) fn watch_shape(&mut self, path: &[String], next_slot: &mut usize) -> Result<usize, PathError> {
         Ok(*self.flag_slot(path, next_slot, |n| &mut n.shape)?)
     }
 
@@ -140,7 +140,7 @@ impl Node {
 
     /// The entry for a key (the serde_json reference's lookup).
     #[cfg(test)]
-    pub fn get(&self, key: &str) -> Option<&Entry> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
         self.index.get(key.as_bytes()).map(|&i| &self.entries[i])
     }
 
@@ -161,7 +161,7 @@ impl Node {
 }
 
 /// Scans one payload into `cells` (reset first) and `texts`; on failure, says why.
-pub fn scan(payload: &[u8], root: &mut Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), ScanError> {
+pub(crate) fn scan(payload: &[u8], root: &mut Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), ScanError> {
     cells.fill(Cell::Missing);
     // RFC 8259 §8.1: JSON exchanged between systems is UTF-8. Checked once, up front, for the
     // whole payload (serde_json checks only the strings it reads).
@@ -654,7 +654,12 @@ mod serde_reference {
     use super::{Cell, Entry, Node};
 
     /// The same extraction through serde_json: the reference for [`scan`].
-    pub fn scan_serde(payload: &[u8], root: &Node, cells: &mut [Cell], texts: &mut [String]) -> Result<(), String> {
+    pub(super) fn scan_serde(
+        payload: &[u8],
+        root: &Node,
+        cells: &mut [Cell],
+        texts: &mut [String],
+    ) -> Result<(), String> {
         cells.fill(Cell::Missing);
         let mut de = serde_json::Deserializer::from_slice(payload);
         RowSeed { node: root, cells, texts }.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| e.to_string())

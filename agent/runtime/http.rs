@@ -17,7 +17,7 @@ use axum::routing::get;
 use crate::runtime::status::Shared;
 
 /// The routes.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -36,7 +36,7 @@ pub struct BindError {
     source: std::io::Error,
 }
 
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 

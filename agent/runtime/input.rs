@@ -12,7 +12,7 @@ use crate::runtime::setup::TopicTable;
 
 /// An assignment: (topic index, partition, the group's committed offset when it has one)
 /// for every partition held now.
-pub type Assigned = Vec<(u16, i32, Option<i64>)>;
+pub(crate) type Assigned = Vec<(u16, i32, Option<i64>)>;
 
 pub enum Input {
     /// Records to decode.
@@ -26,7 +26,7 @@ pub enum Input {
 }
 
 /// How many inputs may wait for the pipeline before senders wait (backpressure).
-pub const CAPACITY: usize = 4;
+pub(crate) const CAPACITY: usize = 4;
 
 /// A validated, loaded configuration for the pipeline thread to apply.
 pub struct ReloadRequest {

@@ -15,13 +15,13 @@ use crate::engine::text::rfc3339;
 use crate::runtime::metrics::{EventOutcome, Metrics, NotificationOutcome};
 
 /// Something that happened inside the agent: said once in the log, counted once.
-pub trait InternalEvent {
+pub(crate) trait InternalEvent {
     fn emit(self, metrics: &Metrics);
 }
 
 /// A bad event was dropped (decoding, schema, size); `first` says whether this model and
 /// reason are warned about (the first time) or only logged at debug.
-pub struct EventRejected<'a> {
+pub(crate) struct EventRejected<'a> {
     pub model: &'a str,
     pub reason: Reason,
     pub message: &'a str,
@@ -46,7 +46,7 @@ impl InternalEvent for EventRejected<'_> {
 }
 
 /// An alert notification was written to the outbox, or could not be.
-pub struct NotificationQueued<'a, E: Display> {
+pub(crate) struct NotificationQueued<'a, E: Display> {
     pub model: &'a str,
     pub result: Result<(), E>,
 }
@@ -67,7 +67,7 @@ impl<E: Display> InternalEvent for NotificationQueued<'_, E> {
 }
 
 /// A digest of alert notifications reached the SMTP server.
-pub struct DigestDelivered<'a> {
+pub(crate) struct DigestDelivered<'a> {
     pub model: &'a str,
     pub alerts: usize,
     pub subject: &'a str,
@@ -82,7 +82,7 @@ impl InternalEvent for DigestDelivered<'_> {
 
 /// A digest was not delivered; it stays in the outbox and is tried again after `retry_in`.
 /// `reason` is one of [`FAILURE_REASONS`](crate::runtime::metrics::FAILURE_REASONS).
-pub struct DigestFailed<'a, E: Display> {
+pub(crate) struct DigestFailed<'a, E: Display> {
     pub model: &'a str,
     pub reason: &'static str,
     pub retry_in: Duration,
@@ -105,7 +105,7 @@ impl<E: Display> InternalEvent for DigestFailed<'_, E> {
 
 /// A rejected event was handed to the dead-letter topic's producer, or the producer's queue
 /// refused it (full: the event is counted as failed, never waited for).
-pub struct DeadLettered<'a> {
+pub(crate) struct DeadLettered<'a> {
     pub source_topic: &'a str,
     pub sent: bool,
 }
@@ -121,7 +121,7 @@ impl InternalEvent for DeadLettered<'_> {
 
 /// A window closed and was evaluated: its timing, size and report are exported and it is
 /// said in one log line.
-pub struct WindowClosed<'a> {
+pub(crate) struct WindowClosed<'a> {
     pub evaluation: &'a Evaluation,
 }
 
@@ -155,7 +155,7 @@ impl InternalEvent for WindowClosed<'_> {
 }
 
 /// An alert of a model changed state (it fired, escalated, resolved…).
-pub struct AlertTransition<'a> {
+pub(crate) struct AlertTransition<'a> {
     pub model: &'a str,
     pub notice: &'a Notice,
 }

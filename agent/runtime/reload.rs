@@ -29,7 +29,7 @@ use crate::runtime::setup::{Feed, TopicTable};
 use crate::runtime::status::Shared;
 
 /// Watches the running configuration and hands reloads to the pipeline thread.
-pub struct Watcher {
+pub(crate) struct Watcher {
     pub config: Config,
     pub feed: Feed,
     pub table: TopicTable,
@@ -44,7 +44,7 @@ pub struct Watcher {
 
 /// The SHA-256 of a configuration's files: the file itself, then its rule files in order
 /// (the `sha256` of `driftwatch_config_info`).
-pub fn config_digest(config: &Config) -> String {
+pub(crate) fn config_digest(config: &Config) -> String {
     let mut hash = Sha256::new();
     for path in std::iter::once(&config.path).chain(&config.agent.rule_files) {
         hash.update(std::fs::read(path).unwrap_or_default());
@@ -99,7 +99,7 @@ fn shape(m: &Model, with_rules: bool) -> String {
 
 impl Watcher {
     /// Runs until `stop`: reloads on SIGHUP and, every `watch_interval`, when the files changed.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut seen = fingerprint(&self.config);
         let interval = self.config.agent.watch_interval;
         #[cfg(unix)]
@@ -236,7 +236,7 @@ impl Watcher {
 }
 
 /// A configuration reload finished one way or the other.
-pub enum ReloadFinished<'a> {
+pub(crate) enum ReloadFinished<'a> {
     /// Valid, but no model changed.
     Unchanged {
         config: &'a Path,

@@ -7,21 +7,21 @@ use std::time::{Duration, Instant};
 
 /// At most one line per `period` for the same subject `K`.
 #[derive(Debug)]
-pub struct Throttle<K> {
+pub(crate) struct Throttle<K> {
     period: Duration,
     last: Option<(K, Instant)>,
 }
 
 /// Once a minute: the period of every throttled line of the agent.
-pub const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 
 impl<K: PartialEq> Throttle<K> {
-    pub fn new(period: Duration) -> Throttle<K> {
+    pub(crate) fn new(period: Duration) -> Throttle<K> {
         Throttle { period, last: None }
     }
 
     /// Whether a line about `subject` is due at `now`; when it is, it counts as said.
-    pub fn due(&mut self, subject: K, now: Instant) -> bool {
+    pub(crate) fn due(&mut self, subject: K, now: Instant) -> bool {
         let due =
             self.last.as_ref().is_none_or(|(k, at)| *k != subject || now.saturating_duration_since(*at) >= self.period);
         if due {

@@ -163,7 +163,8 @@ fn against_tls_endpoint(dir: &std::path::Path, certs: &crate::alerts::Certs, ca:
         .expect("agent");
     let agent = Reaper(agent);
     let read = || {
-        let received = String::from_utf8_lossy(&std::fs::read(dir.join("s_server.out")).unwrap_or_default()).into_owned();
+        let received =
+            String::from_utf8_lossy(&std::fs::read(dir.join("s_server.out")).unwrap_or_default()).into_owned();
         (received, std::fs::read_to_string(dir.join("tls.log")).unwrap_or_default())
     };
     // Until the request arrives through TLS or the agent refuses the endpoint; the caller's

@@ -27,9 +27,9 @@ pub struct QualityConfig {
 }
 
 /// Default of `duplicate_horizon`.
-pub const DEFAULT_DUPLICATE_HORIZON: Duration = Duration::from_secs(600);
+pub(super) const DEFAULT_DUPLICATE_HORIZON: Duration = Duration::from_secs(600);
 /// Default of `max_tracked_ids`.
-pub const DEFAULT_MAX_TRACKED_IDS: usize = 1_000_000;
+pub(super) const DEFAULT_MAX_TRACKED_IDS: usize = 1_000_000;
 
 /// `[model.quality]` after validation.
 #[derive(Clone, Debug, PartialEq)]

@@ -18,7 +18,7 @@ use crate::engine::text::rfc3339;
 use crate::runtime::html::escape as html;
 
 /// A digest ready to send.
-pub struct Digest {
+pub(crate) struct Digest {
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -26,7 +26,7 @@ pub struct Digest {
 }
 
 /// Control characters (CR, LF, tabs, …) become spaces: safe in headers and one-line fields.
-pub fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
@@ -44,7 +44,7 @@ fn url_encode(s: &str) -> String {
 }
 
 /// The dashboard link of a notice: `{model}`, `{feature}`, `{rule}`, `{from}`, `{to}` filled in.
-pub fn link(template: &str, n: &Notice) -> String {
+pub(crate) fn link(template: &str, n: &Notice) -> String {
     template
         .replace("{model}", &url_encode(&n.model))
         .replace("{feature}", &url_encode(&n.feature))
@@ -112,7 +112,7 @@ const SUBJECT_ALERTS: usize = 3;
 /// each alert stands now (its last transition), not how many transitions the digest holds:
 /// an alert that flapped during an outage is one alert, firing or resolved, with the
 /// transitions folded into it counted.
-pub fn digest(model: &str, notices: &[Notice], recipients: Vec<String>, dashboard: Option<&str>) -> Digest {
+pub(crate) fn digest(model: &str, notices: &[Notice], recipients: Vec<String>, dashboard: Option<&str>) -> Digest {
     let alerts = current(notices);
     let firing: Vec<&Notice> =
         alerts.iter().map(|(n, _)| *n).filter(|n| n.transition != Transition::Resolved).collect();
@@ -255,7 +255,7 @@ fn impact(list: &[crate::engine::impact::Impact]) -> String {
 }
 
 /// The digest as an email message.
-pub fn message(d: &Digest, from: &str) -> Result<Message, MessageError> {
+pub(crate) fn message(d: &Digest, from: &str) -> Result<Message, MessageError> {
     let address = |role, text: &str| {
         text.parse::<Mailbox>().map_err(|source| MessageError::Address { role, text: text.to_string(), source })
     };

@@ -7,8 +7,8 @@
 //! exponential backoff and counted by reason. Delivery runs on its own thread and never
 //! blocks evaluation or ingestion.
 
-pub mod email;
-pub mod outbox;
+pub(crate) mod email;
+pub(crate) mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ use crate::engine::alert::Notice;
 use crate::runtime::internal_events::{DigestDelivered, DigestFailed, InternalEvent, NotificationQueued};
 use crate::runtime::status::Shared;
 use email::MessageError;
-pub use outbox::Outbox;
+pub(crate) use outbox::Outbox;
 use outbox::OutboxError;
 
 /// What the pipeline queues: the notices of one model and window for one recipient list.
@@ -42,7 +42,7 @@ pub struct Batch {
 }
 
 /// Why a delivery failed (the `reason` label of `driftwatch_notification_failures_total`).
-pub fn failure_reason(e: &lettre::transport::smtp::Error) -> &'static str {
+pub(crate) fn failure_reason(e: &lettre::transport::smtp::Error) -> &'static str {
     // A failed STARTTLS or SMTPS handshake reaches us as a connection error.
     let text = e.to_string().to_ascii_lowercase();
     if e.is_tls() || text.contains("certificate") || text.contains("ssl routines") || text.contains("handshake") {
@@ -182,7 +182,7 @@ impl Queue {
 }
 
 /// Handle of the notifier thread.
-pub struct Notifier {
+pub(crate) struct Notifier {
     /// The outbox directory (absolute).
     pub outbox: PathBuf,
     stop: Option<mpsc::Sender<()>>,
@@ -192,7 +192,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Opens the outbox and starts the notifier thread; returns it with the pipeline's queue.
-    pub fn start(config: &Notify, shared: Arc<Shared>) -> Result<(Notifier, Queue), NotifyError> {
+    pub(crate) fn start(config: &Notify, shared: Arc<Shared>) -> Result<(Notifier, Queue), NotifyError> {
         let outbox = Arc::new(Outbox::open(&config.outbox)?);
         let delivery = Delivery::new(config.smtp.as_ref())?;
         shared.metrics.register_notifications();
@@ -218,7 +218,7 @@ impl Notifier {
 
     /// Sends what is queued once more, without waiting for grouping, then stops. Whatever is
     /// not delivered stays in the outbox for the next start.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         if let Ok(mut s) = self.stopping.lock() {
             *s = true;
         }

@@ -16,7 +16,7 @@ use crate::engine::alert::SavedAlert;
 
 /// File of the alert states in the outbox directory, so a restart neither repeats a firing
 /// nor forgets to resolve.
-pub const ALERT_STATE: &str = "alert-state.json";
+pub(crate) const ALERT_STATE: &str = "alert-state.json";
 
 /// What went wrong with a file of the outbox (check the directory's space and permissions).
 #[derive(Debug, thiserror::Error)]
@@ -39,21 +39,21 @@ fn json(what: &'static str, path: &Path) -> impl FnOnce(serde_json::Error) -> Ou
 }
 
 /// The outbox directory.
-pub struct Outbox {
+pub(crate) struct Outbox {
     dir: PathBuf,
     queue: PathBuf,
     seq: AtomicU64,
 }
 
 /// A queued batch and the file that holds it.
-pub struct Queued {
+pub(crate) struct Queued {
     pub path: PathBuf,
     pub batch: Batch,
 }
 
 impl Outbox {
     /// Opens (creating) `dir` and its `queue/`.
-    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+    pub(crate) fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let queue = dir.join("queue");
         fs::create_dir_all(&queue).map_err(io("cannot create the outbox directory", &queue))?;
@@ -66,12 +66,12 @@ impl Outbox {
         Ok(Outbox { dir, queue, seq: AtomicU64::new(0) })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Writes a batch durably; returns its file.
-    pub fn enqueue(&self, batch: &Batch) -> Result<PathBuf, OutboxError> {
+    pub(crate) fn enqueue(&self, batch: &Batch) -> Result<PathBuf, OutboxError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{:013}-{:06}-{}.json", batch.created_ms, seq, std::process::id());
         let path = self.queue.join(&name);
@@ -84,7 +84,7 @@ impl Outbox {
     }
 
     /// Every queued batch, oldest first. Unreadable files are reported and left in place.
-    pub fn queued(&self) -> Vec<Queued> {
+    pub(crate) fn queued(&self) -> Vec<Queued> {
         let mut out = Vec::new();
         let Ok(entries) = fs::read_dir(&self.queue) else {
             return out;
@@ -107,7 +107,7 @@ impl Outbox {
     }
 
     /// Removes delivered batches.
-    pub fn remove(&self, paths: &[&Path]) -> Result<(), OutboxError> {
+    pub(crate) fn remove(&self, paths: &[&Path]) -> Result<(), OutboxError> {
         for p in paths {
             fs::remove_file(p).map_err(io("cannot remove from the outbox:", p))?;
         }
@@ -115,14 +115,14 @@ impl Outbox {
     }
 
     /// Saves the alert states of every model (replacing the previous file atomically).
-    pub fn save_alerts(&self, alerts: &BTreeMap<String, Vec<SavedAlert>>) -> Result<(), OutboxError> {
+    pub(crate) fn save_alerts(&self, alerts: &BTreeMap<String, Vec<SavedAlert>>) -> Result<(), OutboxError> {
         let path = self.dir.join(ALERT_STATE);
         let bytes = serde_json::to_vec_pretty(alerts).map_err(json("cannot encode", &path))?;
         replace_durably(&path, &bytes).map_err(io("cannot write", &path))
     }
 
     /// The alert states saved by an earlier run (empty when there are none).
-    pub fn load_alerts(&self) -> Result<BTreeMap<String, Vec<SavedAlert>>, OutboxError> {
+    pub(crate) fn load_alerts(&self) -> Result<BTreeMap<String, Vec<SavedAlert>>, OutboxError> {
         let path = self.dir.join(ALERT_STATE);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(json("cannot read", &path)),
@@ -132,7 +132,7 @@ impl Outbox {
     }
 
     /// Writes a rendered message as `<name>.eml` in the outbox directory (no SMTP server).
-    pub fn write_eml(&self, name: &str, message: &[u8]) -> Result<PathBuf, OutboxError> {
+    pub(crate) fn write_eml(&self, name: &str, message: &[u8]) -> Result<PathBuf, OutboxError> {
         let path = self.dir.join(format!("{name}.eml"));
         let tmp = self.dir.join(format!("{name}.eml.tmp"));
         write_durably(&tmp, message)?;
@@ -144,7 +144,7 @@ impl Outbox {
 
 /// Replaces `path` with `bytes` atomically and durably: a temporary file, fsynced, renamed
 /// over it, and the directory fsynced (the file holds the old bytes or the new, never part).
-pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut name = path.file_name().unwrap_or_default().to_os_string();

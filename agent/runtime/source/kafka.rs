@@ -43,7 +43,7 @@ use crate::runtime::status::Shared;
 use crate::runtime::throttle::{MINUTE, Throttle};
 
 /// Offsets the pipeline allows to be stored: (topic index, partition) → next offset.
-pub type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
+pub(crate) type Commits = Arc<Mutex<BTreeMap<(u16, i32), i64>>>;
 
 /// The latest assignment, from the rebalance callback (which cannot wait) until the read
 /// loop sends it on, in order with the records. The flag lets the loop ask after every
@@ -76,7 +76,7 @@ impl Assignment {
 
 /// Environment variable naming this agent's static group member (`group.instance.id`)
 /// when the configuration does not.
-pub const INSTANCE_ID_ENV: &str = "DRIFTWATCH_INSTANCE_ID";
+pub(crate) const INSTANCE_ID_ENV: &str = "DRIFTWATCH_INSTANCE_ID";
 
 /// The librdkafka configuration for a consumer (or, without the group settings, a producer).
 /// The broker client could not be set up (check the `[source]` settings and secrets).
@@ -93,7 +93,7 @@ fn client(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Kafk
     move |source| KafkaError::Client { what, source }
 }
 
-pub fn client_config(kafka: &Kafka, consumer: bool) -> Result<ClientConfig, KafkaError> {
+pub(crate) fn client_config(kafka: &Kafka, consumer: bool) -> Result<ClientConfig, KafkaError> {
     let mut cfg = ClientConfig::new();
     for (k, v) in &kafka.properties {
         if !consumer && matches!(k.as_str(), "group.id") {
@@ -282,7 +282,7 @@ impl ConsumerContext for Context {
 }
 
 /// A running consumer.
-pub struct KafkaSource {
+pub(crate) struct KafkaSource {
     consumer: StreamConsumer<Context>,
     topics: Vec<String>,
     /// What was committed last (asynchronous commits go out only on a change).
@@ -291,7 +291,7 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Creates the consumer and subscribes to `topics` (index = topic index in records).
-    pub fn new(
+    pub(crate) fn new(
         kafka: &Kafka,
         topics: Vec<String>,
         commits: Commits,
@@ -312,7 +312,7 @@ impl KafkaSource {
     /// Reads until `stop` turns true, sending chunks of up to `batch_rows` events (or what
     /// arrived within `linger`; payloads cut at `max_event_bytes + 1`), and committing
     /// allowed offsets as they move.
-    pub async fn read(
+    pub(crate) async fn read(
         &self,
         tx: mpsc::Sender<Input>,
         mut stop: watch::Receiver<bool>,
@@ -412,7 +412,7 @@ impl KafkaSource {
     }
 
     /// Commits the frontier synchronously (shutdown); says what it committed.
-    pub fn commit(&self) -> Result<String, KafkaError> {
+    pub(crate) fn commit(&self) -> Result<String, KafkaError> {
         let tpl = self.allowed();
         let text = tpl
             .elements()
@@ -435,7 +435,7 @@ fn same_offsets(a: &TopicPartitionList, b: &TopicPartitionList) -> bool {
 }
 
 /// Forwards rejected events to a dead-letter topic, with the reason in headers.
-pub struct DeadLetterProducer {
+pub(crate) struct DeadLetterProducer {
     producer: ThreadedProducer<DefaultProducerContext>,
     topic: String,
     source_topics: Vec<String>,
@@ -443,7 +443,7 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
-    pub fn new(
+    pub(crate) fn new(
         kafka: &Kafka,
         topic: String,
         source_topics: Vec<String>,
@@ -457,7 +457,7 @@ impl DeadLetterProducer {
         Ok(DeadLetterProducer { producer, topic, source_topics, shared })
     }
 
-    pub fn send(&self, topic: u16, payload: &[u8], rejected: &Rejected) {
+    pub(crate) fn send(&self, topic: u16, payload: &[u8], rejected: &Rejected) {
         let source = self.source_topics.get(topic as usize).map_or("", String::as_str);
         let headers = OwnedHeaders::new()
             .insert(Header { key: "driftwatch-reason", value: Some(rejected.reason.as_str()) })
@@ -468,7 +468,7 @@ impl DeadLetterProducer {
         DeadLettered { source_topic: source, sent }.emit(&self.shared.metrics);
     }
 
-    pub fn flush(&self, timeout: Duration) {
+    pub(crate) fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!("dead-letter producer flush: {e}");
         }

@@ -6,5 +6,5 @@
 //! * [`kafka`]: a consumer group (offsets stored late, see `frontier`).
 //! * [`replay`]: NDJSON from a file or standard input, as fast as possible or paced.
 
-pub mod kafka;
-pub mod replay;
+pub(crate) mod kafka;
+pub(crate) mod replay;

@@ -26,7 +26,7 @@ use crate::runtime::input::Input;
 
 /// What to replay and how.
 #[derive(Clone, Debug)]
-pub struct ReplayOptions {
+pub(crate) struct ReplayOptions {
     /// `None` reads standard input.
     pub path: Option<PathBuf>,
     pub speed: f64,
@@ -39,7 +39,7 @@ pub struct ReplayOptions {
 
 /// Reads every event and sends it on; returns the number of lines read. Runs on a blocking
 /// thread; stops early when `stop` is set or the pipeline has gone.
-pub fn run(options: ReplayOptions, tx: mpsc::Sender<Input>, stop: Arc<AtomicBool>) -> std::io::Result<u64> {
+pub(crate) fn run(options: ReplayOptions, tx: mpsc::Sender<Input>, stop: Arc<AtomicBool>) -> std::io::Result<u64> {
     let (input, interactive): (Box<dyn Read>, bool) = match &options.path {
         Some(p) => (
             Box::new(
