@@ -189,8 +189,12 @@ fn a_broker_outage_longer_than_the_idle_timeout_loses_no_event() {
                 a.windows("credit-risk").iter().any(|w| w.0 == m - 1).then_some(())
             });
         }
-        // Down for twice the idle timeout (3 s) with minute m half read.
-        std::thread::sleep(Duration::from_millis(500));
+        // Down for twice the idle timeout (3 s) once the agent has read minute m's first half.
+        let read = (300 * m + 150) as f64;
+        agent.wait(Duration::from_secs(30), "the first half of the minute read", |a| {
+            let accepted = metric(&a.metrics(), r#"driftwatch_events_total{model="credit-risk",outcome="accepted"}"#);
+            accepted.filter(|&n| n >= read).map(|_| ())
+        });
         broker.stop_for(Duration::from_secs(6));
         produce_half(&broker, m, false);
     }
