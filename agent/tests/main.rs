@@ -4,6 +4,7 @@ mod agent;
 mod alerts;
 mod architecture;
 mod cli;
+mod cluster;
 mod config_fixtures;
 mod dashboards;
 mod deploy;
