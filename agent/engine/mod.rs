@@ -12,6 +12,7 @@ pub mod frontier;
 pub(crate) mod impact;
 pub(crate) mod json;
 pub mod labels;
+pub mod partial;
 pub mod performance;
 pub mod plan;
 pub mod profile;

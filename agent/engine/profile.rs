@@ -188,8 +188,10 @@ pub enum ProfileError {
     ColumnType { column: String, found: DataType, kind: &'static str },
 }
 
-/// Uniform sample of the finite values of one numerical feature.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Uniform sample of the finite values of one numerical feature. Two samples are equal when
+/// they saw as many values and keep the same ones in the same order (the generator's state
+/// and the sorted flag are bookkeeping, not content, and are not serialised).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Sample {
     /// Values offered to the sample (finite values seen).
     pub seen: u64,
@@ -198,6 +200,12 @@ pub struct Sample {
     sorted: bool,
     #[serde(skip)]
     rng: u64,
+}
+
+impl PartialEq for Sample {
+    fn eq(&self, other: &Sample) -> bool {
+        self.seen == other.seen && self.values == other.values
+    }
 }
 
 impl Sample {

@@ -1,0 +1,198 @@
+//! Partials: what ingest ships to a model's owner through the cluster topic
+//! (docs/cluster.md). A [`Record`] is either the sealed pane of one source partition — its
+//! profile and its segment slices' — or a heartbeat carrying the partition's progress.
+//!
+//! On the wire: `"DWP"`, one version byte, then the record in postcard, compressed with
+//! zstd. Decoding checks the magic and the version and never panics on damaged bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::profile::Profile;
+
+/// The wire format's version; a record of another version is refused (and counted).
+pub const VERSION: u8 = 1;
+const MAGIC: &[u8; 3] = b"DWP";
+/// zstd level: partials are small and produced once a pane, so favour size a little.
+const LEVEL: i32 = 3;
+
+/// One source partition of a model's topics.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// The sealed pane `[pane, pane + width)` of one source partition: every event of the model
+/// that partition carried in it (none arrives later: they would be late).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PanePartial {
+    pub model: String,
+    pub source: Source,
+    /// Pane start, epoch milliseconds.
+    pub pane: i64,
+    /// The newest event time the partition had sent the model when the pane was sealed.
+    pub newest: i64,
+    pub profile: Profile,
+    /// One profile per segment slice, in the model's slice order.
+    pub slices: Vec<Profile>,
+}
+
+/// A source partition's progress for a model: its newest event time (`None`: nothing yet).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub model: String,
+    pub source: Source,
+    pub newest: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    Pane(PanePartial),
+    Heartbeat(Heartbeat),
+}
+
+impl Record {
+    pub fn model(&self) -> &str {
+        match self {
+            Record::Pane(p) => &p.model,
+            Record::Heartbeat(h) => &h.model,
+        }
+    }
+}
+
+/// A record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PartialError {
+    #[error("not a driftwatch partial (no \"DWP\" header)")]
+    NotAPartial,
+    #[error("partial format version {0}, this agent reads version {VERSION}: run one version in a cluster")]
+    Version(u8),
+    #[error("damaged partial: {0}")]
+    Compression(std::io::Error),
+    #[error("damaged partial: {0}")]
+    Encoding(#[from] postcard::Error),
+}
+
+/// The record's bytes on the wire.
+pub fn encode(record: &Record) -> Result<Vec<u8>, PartialError> {
+    let plain = postcard::to_stdvec(record)?;
+    let packed = zstd::bulk::compress(&plain, LEVEL).map_err(PartialError::Compression)?;
+    let mut out = Vec::with_capacity(MAGIC.len() + 1 + packed.len());
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&packed);
+    Ok(out)
+}
+
+/// At most this many bytes once decompressed (a pane is bounded by `max_samples` values per
+/// feature; this guards against a damaged length, not against real partials).
+const MAX_DECODED: usize = 256 << 20;
+
+/// Reads a record back from its bytes on the wire.
+pub fn decode(bytes: &[u8]) -> Result<Record, PartialError> {
+    let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or(PartialError::NotAPartial)?;
+    let (&version, packed) = rest.split_first().ok_or(PartialError::NotAPartial)?;
+    if version != VERSION {
+        return Err(PartialError::Version(version));
+    }
+    let plain =
+        zstd::stream::decode_all(std::io::Read::take(packed, MAX_DECODED as u64)).map_err(PartialError::Compression)?;
+    Ok(postcard::from_bytes(&plain)?)
+}
+
+/// The cluster topic's partition of a model: FNV-1a of its id, so every agent (whatever its
+/// Kafka client) sends a model's partials to the same partition.
+pub fn partition_of(model: &str, partitions: i32) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in model.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % partitions.max(1) as u64) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::profile::{FeatureKind, FeatureSpec, ProfileSpec};
+    use arrow::array::{Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn profile(rows: usize) -> (ProfileSpec, Profile) {
+        let spec = ProfileSpec {
+            features: vec![
+                FeatureSpec::new("income", FeatureKind::Numerical, vec![0.0, 10.0, 100.0]),
+                FeatureSpec::new("country", FeatureKind::Categorical, Vec::new()),
+            ],
+            bins: 2,
+            max_samples: crate::engine::profile::DEFAULT_MAX_SAMPLES,
+            max_categories: crate::engine::profile::DEFAULT_MAX_CATEGORIES,
+        };
+        let schema = Schema::new(vec![
+            Field::new("income", DataType::Float64, true),
+            Field::new("country", DataType::Utf8, true),
+        ]);
+        let income: Vec<f64> = (0..rows).map(|i| (i * 7 % 113) as f64 + 0.25).collect();
+        let country: Vec<&str> = (0..rows).map(|i| ["DE", "FR", "ES"][i % 3]).collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Float64Array::from(income)), Arc::new(StringArray::from(country))],
+        )
+        .expect("batch");
+        let mut p = Profile::new(&spec);
+        p.observe(&spec, &batch).expect("observe");
+        (spec, p)
+    }
+
+    fn pane(rows: usize) -> Record {
+        let (_, p) = profile(rows);
+        Record::Pane(PanePartial {
+            model: "credit-risk".into(),
+            source: Source { topic: "predictions".into(), partition: 2 },
+            pane: 1_700_000_040_000,
+            newest: 1_700_000_101_000,
+            slices: vec![p.clone()],
+            profile: p,
+        })
+    }
+
+    #[test]
+    fn a_record_reads_back_as_it_was_written() {
+        for record in [
+            pane(1000),
+            Record::Heartbeat(Heartbeat {
+                model: "m".into(),
+                source: Source { topic: "t".into(), partition: 0 },
+                newest: None,
+            }),
+        ] {
+            let bytes = encode(&record).expect("encode");
+            assert_eq!(decode(&bytes).expect("decode"), record);
+        }
+    }
+
+    #[test]
+    fn damaged_or_foreign_bytes_are_refused_with_a_reason() {
+        let bytes = encode(&pane(10)).expect("encode");
+        assert!(matches!(decode(b"{\"model\":1}"), Err(PartialError::NotAPartial)));
+        let mut other = bytes.clone();
+        other[3] = 9;
+        assert!(matches!(decode(&other), Err(PartialError::Version(9))));
+        for cut in [4, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0xff;
+        assert!(decode(&flipped).is_err());
+    }
+
+    #[test]
+    fn a_model_always_goes_to_the_same_partition() {
+        assert_eq!(partition_of("credit-risk", 6), partition_of("credit-risk", 6));
+        let spread: std::collections::BTreeSet<i32> = (0..60).map(|i| partition_of(&format!("m{i}"), 6)).collect();
+        assert_eq!(spread.len(), 6, "sixty models use every partition");
+        assert_eq!(partition_of("x", 0), 0);
+    }
+}
