@@ -54,7 +54,7 @@ mod runtime;
 
 pub use adapters::{baseline, config, derive};
 pub use engine::{
-    alert, chunk, decode, detect, evaluate, frontier, labels, partial, performance, plan, profile, recent, report, rng,
-    rules, stats, text, window,
+    alert, chunk, decode, detect, evaluate, frontier, ingest, labels, owner, partial, performance, plan, profile,
+    recent, report, rng, rules, stats, text, window,
 };
 pub use runtime::{check, checkpoint, demo, html, metrics, pipeline, run, setup, status, validate};

@@ -30,14 +30,15 @@ pub struct PanePartial {
     pub source: Source,
     /// Pane start, epoch milliseconds.
     pub pane: i64,
-    /// The newest event time the partition had sent the model when the pane was sealed.
-    pub newest: i64,
     pub profile: Profile,
     /// One profile per segment slice, in the model's slice order.
     pub slices: Vec<Profile>,
 }
 
 /// A source partition's progress for a model: its newest event time (`None`: nothing yet).
+/// Only heartbeats move the owner's watermark, and ingest sends one after the panes it
+/// sealed: a pane partial carries no progress, since the panes sealed in one step may
+/// arrive interleaved with other partitions' records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub model: String,
@@ -151,7 +152,6 @@ mod tests {
             model: "credit-risk".into(),
             source: Source { topic: "predictions".into(), partition: 2 },
             pane: 1_700_000_040_000,
-            newest: 1_700_000_101_000,
             slices: vec![p.clone()],
             profile: p,
         })

@@ -114,15 +114,75 @@ pub struct Windows {
     size: i64,
     slide: i64,
     pane: i64,
-    lateness: i64,
     panes: BTreeMap<i64, Pane>,
     /// Start of the earliest window not yet closed (`None` before any window closed).
     cursor: Option<i64>,
-    /// Per partition: newest event time (`None`: assigned, nothing yet), and when (wall
-    /// clock) it was assigned or last sent an event.
-    partitions: BTreeMap<u32, (Option<i64>, Instant)>,
-    idle: Duration,
+    partitions: Progress<u32>,
     slices: Option<Slices>,
+}
+
+/// How far the partitions feeding a stage have come in event time, and the watermark that
+/// allows (see the module doc). The windows of one agent key it by interned partition, a
+/// cluster owner by source partition.
+#[derive(Clone, Debug)]
+pub struct Progress<K> {
+    /// Per partition: newest event time (`None`: assigned, nothing yet), and when (wall
+    /// clock) it was assigned or last heard of.
+    sources: BTreeMap<K, (Option<i64>, Instant)>,
+    idle: Duration,
+    lateness: i64,
+}
+
+impl<K: Ord> Progress<K> {
+    pub fn new(window: &WindowSpec) -> Progress<K> {
+        Progress {
+            sources: BTreeMap::new(),
+            idle: window.idle_timeout,
+            lateness: i64::try_from(window.allowed_lateness.as_millis()).unwrap_or(0),
+        }
+    }
+
+    /// A partition that may send events was assigned at `now`.
+    pub fn expect(&mut self, key: K, now: Instant) {
+        self.sources.entry(key).or_insert((None, now));
+    }
+
+    /// The partition's newest event time is at least `newest`, as of `now`.
+    pub fn saw(&mut self, key: K, newest: Option<i64>, now: Instant) {
+        let entry = self.sources.entry(key).or_insert((newest, now));
+        *entry = (entry.0.max(newest), now);
+    }
+
+    /// The partition is not silent at `now` though it sent nothing (its source is behind or
+    /// unreachable): it stays active and keeps holding the watermark.
+    pub fn touch(&mut self, key: &K, now: Instant) {
+        if let Some((_, seen)) = self.sources.get_mut(key) {
+            *seen = now;
+        }
+    }
+
+    /// The partition no longer holds the watermark.
+    pub fn forget(&mut self, key: &K) {
+        self.sources.remove(key);
+    }
+
+    /// The watermark at `now`: the lowest newest event time over the active partitions
+    /// (an active one that has sent nothing holds it back), or the newest anywhere when all
+    /// are quiet, minus the allowed lateness; `None` while held back or before any event.
+    pub fn watermark(&self, now: Instant) -> Option<i64> {
+        let active: Vec<Option<i64>> = self
+            .sources
+            .values()
+            .filter(|(_, seen)| now.saturating_duration_since(*seen) < self.idle)
+            .map(|(t, _)| *t)
+            .collect();
+        let newest = if active.is_empty() {
+            self.sources.values().filter_map(|(t, _)| *t).max()?
+        } else {
+            active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()?
+        };
+        Some(newest.saturating_sub(self.lateness))
+    }
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -146,11 +206,9 @@ impl Windows {
             size,
             slide,
             pane: gcd(size, slide),
-            lateness: i64::try_from(window.allowed_lateness.as_millis()).unwrap_or(0),
             panes: BTreeMap::new(),
             cursor: None,
-            partitions: BTreeMap::new(),
-            idle: window.idle_timeout,
+            partitions: Progress::new(window),
             slices: None,
         }
     }
@@ -189,8 +247,7 @@ impl Windows {
             }
         }
         for (partition, t) in newest {
-            let entry = self.partitions.entry(partition).or_insert((Some(t), now));
-            *entry = (Some(entry.0.map_or(t, |m| m.max(t))), now);
+            self.partitions.saw(partition, Some(t), now);
         }
         let whole = by_pane.len() == 1 && late.is_empty();
         for (start, indices) in by_pane {
@@ -281,15 +338,13 @@ impl Windows {
 
     /// A partition this model may get events from was assigned at `now`.
     pub fn expect_partition(&mut self, partition: u32, now: Instant) {
-        self.partitions.entry(partition).or_insert((None, now));
+        self.partitions.expect(partition, now);
     }
 
     /// The partition is not silent at `now` though it sent nothing (its source is behind or
     /// unreachable): it stays active and keeps holding the watermark.
     pub fn touch(&mut self, partition: u32, now: Instant) {
-        if let Some((_, seen)) = self.partitions.get_mut(&partition) {
-            *seen = now;
-        }
+        self.partitions.touch(&partition, now);
     }
 
     /// Takes back the cursor of a checkpoint: windows starting before `cursor` have closed
@@ -301,26 +356,13 @@ impl Windows {
 
     /// A partition was revoked: it no longer holds the watermark.
     pub fn forget_partition(&mut self, partition: u32) {
-        self.partitions.remove(&partition);
+        self.partitions.forget(&partition);
     }
 
     /// The watermark at `now` (see the module doc); `None` while it is held back or before
     /// any event.
     pub fn watermark(&self, now: Instant) -> Option<i64> {
-        let active: Vec<Option<i64>> = self
-            .partitions
-            .values()
-            .filter(|(_, seen)| now.saturating_duration_since(*seen) < self.idle)
-            .map(|(t, _)| *t)
-            .collect();
-        let newest = if active.is_empty() {
-            // Every partition is quiet: the newest time anywhere.
-            self.partitions.values().filter_map(|(t, _)| *t).max()?
-        } else {
-            // An active partition that has sent nothing yet holds the watermark.
-            active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()?
-        };
-        Some(newest.saturating_sub(self.lateness))
+        self.partitions.watermark(now)
     }
 
     /// Closes the windows the watermark has passed.

@@ -67,3 +67,336 @@ fn an_idempotent_compressed_stream_is_read_back_whole_and_in_order() {
     }
     assert_eq!(got, payloads, "read back whole and in order");
 }
+
+/// The two halves of the cluster in process: ingest per source partition, partials on the
+/// wire, one owner. Windows must not depend on how many agents read the partitions, on the
+/// order partials arrive in, or on an ingest taken over mid-stream; and they must hold the
+/// same events and summaries as one agent's windows.
+mod halves {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use arrow::array::{Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use driftwatch::decode::{Decoded, Position};
+    use driftwatch::frontier::CommitFrontier;
+    use driftwatch::ingest::Ingest;
+    use driftwatch::owner::Owner;
+    use driftwatch::partial::{self, Record, Source};
+    use driftwatch::profile::{FeatureKind, FeatureSpec, Profile, ProfileSpec};
+    use driftwatch::rng::splitmix;
+    use driftwatch::window::{ClosedWindow, WindowSpec, Windows};
+
+    /// A whole minute (so panes and windows start on it).
+    const T0: i64 = 1_700_000_040_000;
+    const PARTITIONS: u32 = 6;
+
+    /// One event: partition, offset, time, income, country.
+    #[derive(Clone, Debug)]
+    struct Event {
+        partition: u32,
+        offset: i64,
+        time: i64,
+        income: f64,
+        country: &'static str,
+    }
+
+    fn spec(max_samples: usize) -> ProfileSpec {
+        ProfileSpec {
+            features: vec![
+                FeatureSpec::new("income", FeatureKind::Numerical, vec![20.0, 50.0, 80.0]),
+                FeatureSpec::new("country", FeatureKind::Categorical, Vec::new()),
+            ],
+            bins: 4,
+            max_samples,
+            max_categories: 20,
+        }
+    }
+
+    fn window() -> WindowSpec {
+        WindowSpec {
+            size: Duration::from_secs(60),
+            slide: Duration::from_secs(30),
+            allowed_lateness: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
+            ..WindowSpec::default()
+        }
+    }
+
+    /// Ten minutes of events over six partitions; drift in income from minute 6; times
+    /// within a partition out of order by up to 4.9 s (inside the lateness).
+    fn events() -> Vec<Event> {
+        let mut rng = 42u64;
+        let mut out = Vec::new();
+        for partition in 0..PARTITIONS {
+            for k in 0..600 {
+                let offset = k;
+                let base = T0 + k * 1000 + i64::from(partition) * 17;
+                let jitter = (splitmix(&mut rng) % 4900) as i64;
+                let time = (base - jitter).max(T0);
+                let shift = if k >= 360 { 30.0 } else { 0.0 };
+                let income = (splitmix(&mut rng) % 6000) as f64 / 100.0 + shift;
+                let country = ["DE", "FR", "ES", "IT"][(splitmix(&mut rng) % 4) as usize];
+                out.push(Event { partition, offset, time, income, country });
+            }
+        }
+        out
+    }
+
+    fn decoded(events: &[&Event]) -> Decoded {
+        let schema = Schema::new(vec![
+            Field::new("income", DataType::Float64, true),
+            Field::new("country", DataType::Utf8, true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Float64Array::from(events.iter().map(|e| e.income).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(events.iter().map(|e| e.country).collect::<Vec<_>>())),
+            ],
+        )
+        .expect("batch");
+        let times = events.iter().map(|e| e.time).collect();
+        let positions = events.iter().map(|e| Position { partition: e.partition, offset: e.offset }).collect();
+        Decoded::plain(batch, times, positions)
+    }
+
+    /// Events as an agent reads them: chunks of `chunk` records, partitions interleaved.
+    fn interleaved<'a>(events: &'a [Event], parts: &[u32], chunk: usize) -> Vec<Vec<&'a Event>> {
+        let mut by_part: BTreeMap<u32, Vec<&Event>> = BTreeMap::new();
+        for e in events.iter().filter(|e| parts.contains(&e.partition)) {
+            by_part.entry(e.partition).or_default().push(e);
+        }
+        let mut cursors: BTreeMap<u32, usize> = by_part.keys().map(|&p| (p, 0)).collect();
+        let mut out = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            for (p, list) in &by_part {
+                let c = cursors.get_mut(p).expect("cursor");
+                let take = (list.len() - *c).min(chunk / by_part.len().max(1) + 1);
+                batch.extend(&list[*c..*c + take]);
+                *c += take;
+            }
+            if batch.is_empty() {
+                return out;
+            }
+            out.push(batch);
+        }
+    }
+
+    fn source(p: u32) -> Source {
+        Source { topic: "predictions".into(), partition: p as i32 }
+    }
+
+    /// One agent, as today: every partition in one set of windows.
+    fn one_agent(events: &[Event], max_samples: usize) -> Vec<ClosedWindow> {
+        let now = Instant::now();
+        let mut windows = Windows::new(&window(), spec(max_samples));
+        let mut frontier = CommitFrontier::default();
+        for p in 0..PARTITIONS {
+            windows.expect_partition(p, now);
+        }
+        let mut closed = Vec::new();
+        for chunk in interleaved(events, &(0..PARTITIONS).collect::<Vec<_>>(), 64) {
+            let late = windows.insert(&decoded(&chunk), &mut frontier, now).expect("insert");
+            assert!(late.is_empty(), "no event is late in this stream");
+            closed.extend(windows.advance(&mut frontier, now));
+        }
+        closed.extend(windows.flush(&mut frontier));
+        closed
+    }
+
+    /// Ingest of some partitions: the records it sends, in order.
+    fn ingest(events: &[Event], parts: &[u32], max_samples: usize, chunk: usize) -> Vec<Vec<u8>> {
+        let now = Instant::now();
+        let owner_pane = Owner::new(&window(), spec(max_samples), Vec::new()).pane_width();
+        let mut ingest = Ingest::new("credit-risk", &window(), owner_pane, spec(max_samples));
+        let mut frontier = CommitFrontier::default();
+        for &p in parts {
+            ingest.assign(p, source(p), now);
+        }
+        let mut sent = Vec::new();
+        for batch in interleaved(events, parts, chunk) {
+            let late = ingest.insert(decoded(&batch), &mut frontier, now).expect("insert");
+            assert!(late.is_empty(), "no event is late in this stream");
+            for e in &batch {
+                frontier.seen(e.partition, e.offset);
+            }
+            for pane in ingest.seal(&mut frontier, now) {
+                sent.push(partial::encode(&Record::Pane(pane)).expect("encode"));
+            }
+            for beat in ingest.heartbeats() {
+                sent.push(partial::encode(&Record::Heartbeat(beat)).expect("encode"));
+            }
+        }
+        // The end of the stream: every partition falls silent and seals what it holds.
+        for pane in ingest.seal(&mut frontier, now + window().idle_timeout) {
+            sent.push(partial::encode(&Record::Pane(pane)).expect("encode"));
+        }
+        sent
+    }
+
+    /// The owner, given the records in this order.
+    fn owner(records: &[Vec<u8>], max_samples: usize) -> (Vec<ClosedWindow>, BTreeMap<&'static str, usize>) {
+        let now = Instant::now();
+        let mut owner = Owner::new(&window(), spec(max_samples), Vec::new());
+        for p in 0..PARTITIONS {
+            owner.expect(source(p), now);
+        }
+        let mut counts = BTreeMap::new();
+        let mut closed = Vec::new();
+        for (offset, bytes) in records.iter().enumerate() {
+            match partial::decode(bytes).expect("decode") {
+                Record::Pane(p) => {
+                    let taken = owner.take(p, offset as i64);
+                    *counts.entry(format!("{taken:?}").leak() as &'static str).or_insert(0) += 1;
+                }
+                Record::Heartbeat(h) => owner.heartbeat(&h, now),
+            }
+            closed.extend(owner.advance(now));
+        }
+        closed.extend(owner.flush());
+        (closed, counts)
+    }
+
+    /// The streams merged at random, each keeping its own order.
+    fn interleave(streams: Vec<Vec<Vec<u8>>>, seed: u64) -> Vec<Vec<u8>> {
+        let mut rng = seed;
+        let mut streams: Vec<std::collections::VecDeque<Vec<u8>>> = streams.into_iter().map(Into::into).collect();
+        let mut out = Vec::new();
+        loop {
+            let open: Vec<usize> = (0..streams.len()).filter(|&i| !streams[i].is_empty()).collect();
+            if open.is_empty() {
+                return out;
+            }
+            let pick = open[(splitmix(&mut rng) % open.len() as u64) as usize];
+            out.extend(streams[pick].pop_front());
+        }
+    }
+
+    /// One partition's ingest over `events` that then dies: what it sent, and the offset it
+    /// could commit (every pane below it sealed and sent).
+    fn ingest_with_commit(events: &[Event], p: u32) -> (Vec<Vec<u8>>, i64) {
+        let now = Instant::now();
+        let owner_pane = Owner::new(&window(), spec(100_000), Vec::new()).pane_width();
+        let mut ingest = Ingest::new("credit-risk", &window(), owner_pane, spec(100_000));
+        let mut frontier = CommitFrontier::default();
+        ingest.assign(p, source(p), now);
+        let mut sent = Vec::new();
+        for batch in events.chunks(64) {
+            let batch: Vec<&Event> = batch.iter().collect();
+            let late = ingest.insert(decoded(&batch), &mut frontier, now).expect("insert");
+            assert!(late.is_empty());
+            for e in &batch {
+                frontier.seen(e.partition, e.offset);
+            }
+            for pane in ingest.seal(&mut frontier, now) {
+                sent.push(partial::encode(&Record::Pane(pane)).expect("encode"));
+            }
+            for beat in ingest.heartbeats() {
+                sent.push(partial::encode(&Record::Heartbeat(beat)).expect("encode"));
+            }
+        }
+        (sent, frontier.committable(p).expect("seen"))
+    }
+
+    /// Same events and summaries (sums up to rounding, samples as multisets).
+    fn assert_same(a: &[ClosedWindow], b: &[ClosedWindow], what: &str) {
+        let spans = |w: &[ClosedWindow]| w.iter().map(|w| (w.start, w.end, w.events())).collect::<Vec<_>>();
+        assert_eq!(spans(a), spans(b), "{what}: windows and their events");
+        for (x, y) in a.iter().zip(b) {
+            same_profile(&x.profile, &y.profile, what);
+        }
+    }
+
+    fn same_profile(x: &Profile, y: &Profile, what: &str) {
+        for (f, g) in x.features.iter().zip(&y.features) {
+            assert_eq!(
+                (f.rows, f.nulls, &f.histogram, &f.categories),
+                (g.rows, g.nulls, &g.histogram, &g.categories),
+                "{what}"
+            );
+            assert_eq!((f.min, f.max), (g.min, g.max), "{what}");
+            assert!((f.sum - g.sum).abs() <= 1e-9 * f.sum.abs().max(1.0), "{what}: sum");
+            let (mut s, mut t) = (f.sample.clone(), g.sample.clone());
+            assert_eq!(s.seen, t.seen, "{what}: sample size");
+            assert_eq!(s.sorted(), t.sorted(), "{what}: sample values");
+        }
+    }
+
+    #[test]
+    fn windows_do_not_depend_on_agents_arrival_order_or_a_takeover() {
+        let events = events();
+        let single = one_agent(&events, 100_000);
+        assert_eq!(single.len(), 21, "ten minutes of one-minute windows sliding by 30 s");
+
+        // One, two and three agents (partitions dealt round-robin), their records
+        // interleaved in several ways (each agent's own order kept, as a topic partition
+        // keeps it): the same windows as one agent.
+        for agents in 1..=3u32 {
+            let streams: Vec<Vec<Vec<u8>>> = (0..agents)
+                .map(|a| {
+                    let parts: Vec<u32> = (0..PARTITIONS).filter(|p| p % agents == a).collect();
+                    ingest(&events, &parts, 100_000, 50 + 30 * a as usize)
+                })
+                .collect();
+            for seed in [1, 7, 99] {
+                let (closed, counts) = owner(&interleave(streams.clone(), seed), 100_000);
+                assert_same(&single, &closed, &format!("{agents} agent(s), order {seed}"));
+                assert_eq!(counts.get("Kept").copied(), Some(6 * 20), "{counts:?}");
+            }
+        }
+    }
+
+    /// Partition 2's ingest dies mid-stream, at a point where events it read after the
+    /// offset it could commit include some of a pane it had already sealed; another ingest
+    /// takes the partition over from that offset and sends that pane again, incomplete. The
+    /// owner keeps the first partial of each pane: no window changes.
+    #[test]
+    fn an_ingest_taken_over_mid_stream_changes_no_window() {
+        let events = events();
+        let single = one_agent(&events, 100_000);
+        let others: Vec<u32> = (0..PARTITIONS).filter(|&p| p != 2).collect();
+        let rest = ingest(&events, &others, 100_000, 64);
+        let two: Vec<&Event> = events.iter().filter(|e| e.partition == 2).collect();
+        let pane = 30_000;
+        // The first crash point whose re-read overlaps a sealed pane.
+        let (before, committed) = (200..500)
+            .find_map(|k| {
+                let read: Vec<Event> = two[..k].iter().map(|e| (*e).clone()).collect();
+                let (sent, committed) = ingest_with_commit(&read, 2);
+                let sealed_until = read.iter().map(|e| e.time).max()? - 5_000;
+                let overlap =
+                    read[committed as usize..].iter().any(|e| e.time.div_euclid(pane) * pane + pane <= sealed_until);
+                overlap.then_some((sent, committed))
+            })
+            .expect("a crash point where the takeover reads part of a sealed pane again");
+        let again: Vec<Event> = events.iter().filter(|e| e.partition == 2 && e.offset >= committed).cloned().collect();
+        let after = ingest(&again, &[2], 100_000, 64);
+        let mut two = before;
+        two.extend(after);
+        for seed in [3, 5] {
+            let (closed, counts) = owner(&interleave(vec![rest.clone(), two.clone()], seed), 100_000);
+            assert_same(&single, &closed, &format!("takeover, order {seed}"));
+            assert!(counts.get("Repeated").copied().unwrap_or(0) >= 1, "a pane was sent again: {counts:?}");
+        }
+    }
+
+    /// With samples beyond `max_samples` (reservoirs), windows are still the same value for
+    /// value whatever the arrival order: partials merge in a fixed order.
+    #[test]
+    fn reservoir_windows_repeat_value_for_value() {
+        let events = events();
+        let streams: Vec<Vec<Vec<u8>>> = (0..2).map(|a| ingest(&events, &[a, a + 2, a + 4], 50, 40)).collect();
+        let (reference, _) = owner(&interleave(streams.clone(), 1), 50);
+        for seed in [2, 3, 4] {
+            let (closed, _) = owner(&interleave(streams.clone(), seed), 50);
+            assert_eq!(closed.len(), reference.len());
+            for (x, y) in reference.iter().zip(&closed) {
+                assert_eq!(x.profile, y.profile, "window {} with order {seed}", x.start);
+            }
+        }
+        assert!(reference.iter().all(|w| w.profile.features[0].sample.values.len() == 50));
+    }
+}

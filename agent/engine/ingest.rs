@@ -1,0 +1,130 @@
+//! The ingest half of a cluster (docs/cluster.md) for one model: each source partition keeps
+//! its own panes, sealed by that partition's own watermark (its newest event time minus
+//! `allowed_lateness`), and each sealed pane becomes a [`PanePartial`] for the model's owner.
+//!
+//! An event whose pane its partition has sealed is late. Whether it is depends only on the
+//! order of events within its partition, never on how partitions interleave or how many
+//! agents read them. A partition silent for `idle_timeout` seals what it holds. The panes are
+//! [`Windows`] one pane wide, so decoding, quality counts, slices and the commit frontier's
+//! holds work exactly as for one agent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::decode::Decoded;
+use crate::engine::frontier::CommitFrontier;
+use crate::engine::partial::{Heartbeat, PanePartial, Source};
+use crate::engine::profile::{ProfileError, ProfileSpec};
+use crate::engine::window::{Split, WindowSpec, Windows};
+
+/// One source partition's panes.
+struct Partition {
+    source: Source,
+    panes: Windows,
+    newest: Option<i64>,
+    last_event: Instant,
+}
+
+/// The ingest state of one model.
+pub struct Ingest {
+    model: String,
+    /// One pane wide, with the model's lateness and idle timeout.
+    pane: WindowSpec,
+    spec: ProfileSpec,
+    slices: Option<(Arc<dyn Split>, Vec<ProfileSpec>)>,
+    partitions: BTreeMap<u32, Partition>,
+}
+
+impl Ingest {
+    /// `pane_width` comes from the owner's windows (gcd of size and slide, milliseconds).
+    pub fn new(model: &str, window: &WindowSpec, pane_width: i64, spec: ProfileSpec) -> Ingest {
+        let width = Duration::from_millis(u64::try_from(pane_width.max(1)).unwrap_or(1));
+        let pane = WindowSpec { size: width, slide: width, ..window.clone() };
+        Ingest { model: model.to_string(), pane, spec, slices: None, partitions: BTreeMap::new() }
+    }
+
+    /// Also profiles each segment slice (see [`Windows::with_slices`]).
+    pub fn with_slices(mut self, slicer: Arc<dyn Split>, specs: Vec<ProfileSpec>) -> Ingest {
+        self.slices = Some((slicer, specs));
+        self
+    }
+
+    /// Source partition `part` (interned, as in [`Decoded`] positions) is read from now on.
+    pub fn assign(&mut self, part: u32, source: Source, now: Instant) {
+        let (spec, pane, slices) = (&self.spec, &self.pane, &self.slices);
+        self.partitions.entry(part).or_insert_with(|| {
+            let mut panes = Windows::new(pane, spec.clone());
+            if let Some((slicer, specs)) = slices {
+                panes = panes.with_slices(slicer.clone(), specs.clone());
+            }
+            panes.expect_partition(part, now);
+            Partition { source, panes, newest: None, last_event: now }
+        });
+    }
+
+    /// The partition went to another agent: its unsealed panes are dropped (their offsets
+    /// were not committed, so the next holder reads them again).
+    pub fn revoke(&mut self, part: u32, frontier: &mut CommitFrontier) {
+        if let Some(mut p) = self.partitions.remove(&part) {
+            // Flushed only to release their holds; what they held is not sent.
+            drop(p.panes.flush(frontier));
+        }
+    }
+
+    /// Adds decoded rows (any mix of assigned partitions); returns the indices of late rows.
+    /// Rows of a partition not assigned are late too (they cannot be sealed by anyone here).
+    pub fn insert(
+        &mut self,
+        rows: Decoded,
+        frontier: &mut CommitFrontier,
+        now: Instant,
+    ) -> Result<Vec<usize>, ProfileError> {
+        let mut late = Vec::new();
+        let parts = rows.split_by_partition().map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
+        for (part, decoded, map) in parts {
+            let Some(p) = self.partitions.get_mut(&part) else {
+                late.extend(map.iter().map(|&i| i as usize));
+                continue;
+            };
+            if let Some(&t) = decoded.times.iter().max() {
+                p.newest = Some(p.newest.map_or(t, |n| n.max(t)));
+                p.last_event = now;
+            }
+            for i in p.panes.insert(&decoded, frontier, now)? {
+                late.push(map[i] as usize);
+            }
+        }
+        late.sort_unstable();
+        Ok(late)
+    }
+
+    /// Seals the panes each partition's watermark has passed, and every pane of a partition
+    /// silent for `idle_timeout`.
+    pub fn seal(&mut self, frontier: &mut CommitFrontier, now: Instant) -> Vec<PanePartial> {
+        let mut out = Vec::new();
+        for p in self.partitions.values_mut() {
+            let idle = now.saturating_duration_since(p.last_event) >= self.pane.idle_timeout;
+            let sealed = if idle { p.panes.flush(frontier) } else { p.panes.advance(frontier, now) };
+            for pane in sealed {
+                out.push(PanePartial {
+                    model: self.model.clone(),
+                    source: p.source.clone(),
+                    pane: pane.start,
+                    profile: pane.profile,
+                    slices: pane.slices,
+                });
+            }
+        }
+        out
+    }
+
+    /// Each assigned partition's progress, for the owner: sent after the panes [`Ingest::seal`]
+    /// gave, never before them.
+    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+        self.partitions
+            .values()
+            .map(|p| Heartbeat { model: self.model.clone(), source: p.source.clone(), newest: p.newest })
+            .collect()
+    }
+}
