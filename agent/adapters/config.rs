@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::engine::text::did_you_mean;
 
 mod alerts;
+mod cluster;
 mod document;
 mod model;
 mod notify;
@@ -36,6 +37,7 @@ mod quality;
 mod segments;
 mod source;
 pub use alerts::RuleSource;
+pub use cluster::{Cluster, DEFAULT_PARTITIONS, DEFAULT_TOPIC};
 use model::ModelConfig;
 pub use model::{Events, Feature, Model, ModelPerformance};
 pub use notify::{DEFAULT_OUTBOX, Notify, Smtp, SmtpTls};
@@ -56,6 +58,8 @@ pub struct AgentConfig {
     pub model: Vec<ModelConfig>,
     /// Where alert digests go.
     pub notify: Option<notify::NotifyConfig>,
+    /// Agents sharing models' windows through Kafka.
+    pub cluster: Option<Spanned<cluster::ClusterConfig>>,
 }
 
 /// `[agent]`: process-wide settings.
@@ -158,6 +162,8 @@ pub struct Config {
     pub source: Option<Source>,
     pub models: Vec<Model>,
     pub notify: Notify,
+    /// `None`: one agent judges what it reads (no `[cluster]`).
+    pub cluster: Option<Cluster>,
 }
 
 /// `[agent]` after validation.
@@ -263,6 +269,12 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
             r.at(span, "with a kafka source every model needs `topics = [\"...\"]`");
         }
     }
+    let cluster = raw.cluster.as_ref().map(|c| {
+        if !matches!(&source, Some(Source { kind: SourceKind::Kafka(_), .. })) {
+            r.at(c.span(), "[cluster] shares windows through Kafka: it needs a [source] of kind = \"kafka\"");
+        }
+        cluster::cluster_of(&mut r, c.get_ref())
+    });
     r.out.sort_by_key(|d| (d.line, d.col));
     let mut out = r.out;
     // Rule files: each validated on its own text, its rules joined to their models.
@@ -292,7 +304,7 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         found.sort_by_key(|d| (d.line, d.col));
         out.extend(found);
     }
-    (Some(Config { path: path.into(), agent, source, models, notify }), out)
+    (Some(Config { path: path.into(), agent, source, models, notify, cluster }), out)
 }
 
 /// A secret the configuration names could not be read (set the variable, mount the file).
@@ -392,6 +404,23 @@ fn positive_of(r: &mut Reporter, v: &Option<Spanned<i64>>, name: &str, default: 
 mod tests {
     use super::*;
     use crate::engine::stats::{KsMethod, TestKind};
+
+    #[test]
+    fn cluster_takes_defaults_and_needs_a_kafka_source() {
+        let model = "[[model]]\nid = \"m\"\nbaseline = \"b.csv\"\ntopics = [\"t\"]\n";
+        let kafka = "[source]\nkind = \"kafka\"\nbrokers = \"k:9092\"\ngroup_id = \"g\"\n";
+        let cfg = parse(Path::new("t.toml"), &format!("{kafka}[cluster]\n{model}")).expect("valid");
+        assert_eq!(cfg.cluster, Some(Cluster { topic: DEFAULT_TOPIC.into(), partitions: DEFAULT_PARTITIONS }));
+        let (_, found) = parse_partial(Path::new("t.toml"), &format!("[cluster]\npartitions = 0\n{model}"));
+        let messages: Vec<&str> = found.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "[cluster] shares windows through Kafka: it needs a [source] of kind = \"kafka\"",
+                "partitions must be between 1 and 10000, got 0"
+            ]
+        );
+    }
 
     #[test]
     fn suggestions_find_close_names() {
