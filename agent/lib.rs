@@ -57,4 +57,4 @@ pub use engine::{
     alert, chunk, decode, detect, evaluate, frontier, ingest, labels, owner, partial, performance, plan, profile,
     recent, report, rng, rules, stats, text, window,
 };
-pub use runtime::{check, checkpoint, demo, html, metrics, pipeline, run, setup, status, validate};
+pub use runtime::{check, checkpoint, cluster, demo, html, metrics, pipeline, run, setup, status, validate};

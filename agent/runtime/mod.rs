@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod checkpoint;
+pub mod cluster;
 pub mod demo;
 pub mod html;
 pub(crate) mod http;

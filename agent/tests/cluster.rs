@@ -400,3 +400,73 @@ mod halves {
         assert!(reference.iter().all(|w| w.profile.features[0].sample.values.len() == 50));
     }
 }
+
+/// The cluster topic is created once with the configured partitions, and every record the
+/// producer queues is acknowledged and lands, readable, in its model's partition.
+#[test]
+fn the_cluster_topic_is_created_and_each_models_records_reach_its_partition() {
+    use driftwatch::cluster::{PartialProducer, ensure_topic};
+    use driftwatch::config::{Cluster, Kafka};
+    use driftwatch::partial::{self, Heartbeat, Record, Source};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    let broker = Broker::start("memory");
+    let kafka =
+        Kafka { properties: BTreeMap::from([("bootstrap.servers".to_string(), broker.addr())]), ..Kafka::default() };
+    let cluster = Cluster { topic: "partials".into(), partitions: 4 };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    assert_eq!(runtime.block_on(ensure_topic(&kafka, &cluster)).expect("created"), 4);
+    let again = Cluster { partitions: 9, ..cluster.clone() };
+    assert_eq!(
+        runtime.block_on(ensure_topic(&kafka, &again)).expect("exists"),
+        4,
+        "an existing topic keeps its partitions"
+    );
+
+    let acked: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let sink = acked.clone();
+    let producer =
+        PartialProducer::new(&kafka, &cluster, 4, Box::new(move |id, ok| sink.lock().expect("lock").push((id, ok))))
+            .expect("producer");
+    let models = ["credit-risk", "fraud", "churn"];
+    let mut sent = BTreeMap::new();
+    for i in 0..30u64 {
+        let model = models[i as usize % 3];
+        let record = Record::Heartbeat(Heartbeat {
+            model: model.into(),
+            source: Source { topic: "predictions".into(), partition: i as i32 % 6 },
+            newest: Some(i as i64),
+        });
+        producer.send(i, &record).expect("queued");
+        sent.insert(i, record);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+    let mut acks = acked.lock().expect("lock").clone();
+    acks.sort();
+    assert_eq!(acks, (0..30).map(|i| (i, true)).collect::<Vec<_>>(), "every record acknowledged once");
+
+    let reader = consumer(&broker.addr(), "reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition_offset("partials", p, Offset::Beginning).expect("tpl");
+    }
+    reader.assign(&tpl).expect("assign");
+    let mut got: Vec<(i32, Record)> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 30 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
+            got.push((m.partition(), partial::decode(m.payload().unwrap_or_default()).expect("decodes")));
+        }
+    }
+    assert_eq!(got.len(), 30);
+    for (p, record) in &got {
+        assert_eq!(*p, partial::partition_of(record.model(), 4), "{} in its partition", record.model());
+    }
+    // Each model's records arrive in the order they were sent.
+    for model in models {
+        let read: Vec<&Record> = got.iter().map(|(_, r)| r).filter(|r| r.model() == model).collect();
+        let wrote: Vec<&Record> = sent.values().filter(|r| r.model() == model).collect();
+        assert_eq!(read, wrote, "{model}");
+    }
+}
