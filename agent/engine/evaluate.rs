@@ -283,7 +283,7 @@ mod tests {
     }
 
     fn window(start: i64, n: usize, shift: f64) -> ClosedWindow {
-        ClosedWindow { start, end: start + 60_000, profile: profile(n, shift), slices: Vec::new() }
+        ClosedWindow { start, end: start + 60_000, profile: profile(n, shift), slices: Vec::new(), holds: Vec::new() }
     }
 
     #[test]

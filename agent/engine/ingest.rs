@@ -26,6 +26,13 @@ struct Partition {
     last_event: Instant,
 }
 
+/// A sealed pane, and the frontier holds it keeps until the broker acknowledges it (give
+/// them to [`CommitFrontier::release`] then).
+pub struct Sealed {
+    pub partial: PanePartial,
+    pub holds: Vec<(u32, i64)>,
+}
+
 /// The ingest state of one model.
 pub struct Ingest {
     model: String,
@@ -100,20 +107,25 @@ impl Ingest {
     }
 
     /// Seals the panes each partition's watermark has passed, and every pane of a partition
-    /// silent for `idle_timeout`.
-    pub fn seal(&mut self, frontier: &mut CommitFrontier, now: Instant) -> Vec<PanePartial> {
+    /// silent for `idle_timeout`. Each sealed pane keeps holding its lowest offset in the
+    /// frontier until its partial is acknowledged.
+    pub fn seal(&mut self, frontier: &mut CommitFrontier, now: Instant) -> Vec<Sealed> {
         let mut out = Vec::new();
         for p in self.partitions.values_mut() {
             let idle = now.saturating_duration_since(p.last_event) >= self.pane.idle_timeout;
             let sealed = if idle { p.panes.flush(frontier) } else { p.panes.advance(frontier, now) };
             for pane in sealed {
-                out.push(PanePartial {
+                for &(part, offset) in &pane.holds {
+                    frontier.hold(part, offset);
+                }
+                let partial = PanePartial {
                     model: self.model.clone(),
                     source: p.source.clone(),
                     pane: pane.start,
                     profile: pane.profile,
                     slices: pane.slices,
-                });
+                };
+                out.push(Sealed { partial, holds: pane.holds });
             }
         }
         out

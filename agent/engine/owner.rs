@@ -181,7 +181,7 @@ impl Owner {
                 self.panes.remove(&p);
             }
             if let Some((profile, slices)) = merged {
-                closed.push(ClosedWindow { start, end, profile, slices });
+                closed.push(ClosedWindow { start, end, profile, slices, holds: Vec::new() });
             }
         }
         closed

@@ -74,6 +74,10 @@ pub struct ClosedWindow {
     pub profile: Profile,
     /// One profile per segment slice (see [`Windows::with_slices`]).
     pub slices: Vec<Profile>,
+    /// The frontier holds (partition, lowest offset) of the panes this window was the last
+    /// to use, released as it closed (a cluster's ingest holds them again until its partial
+    /// is acknowledged).
+    pub holds: Vec<(u32, i64)>,
 }
 
 impl ClosedWindow {
@@ -394,6 +398,7 @@ impl Windows {
             let cursor = start + self.slide;
             self.cursor = Some(cursor);
             let mut profile: Option<(Profile, Vec<Profile>)> = None;
+            let mut holds = Vec::new();
             let specs = self.slices.as_ref().map_or(&[][..], |s| &s.specs[..]);
             let merge = |into: &mut (Profile, Vec<Profile>), pane: &Pane| {
                 into.0.merge(&pane.profile, &self.spec);
@@ -409,6 +414,7 @@ impl Windows {
                 for &(part, offset) in &pane.holds {
                     frontier.release(part, offset);
                 }
+                holds.extend_from_slice(&pane.holds);
                 match &mut profile {
                     None => profile = Some((pane.profile, pane.slices)),
                     Some(p) => merge(p, &pane),
@@ -421,7 +427,7 @@ impl Windows {
                 }
             }
             if let Some((profile, slices)) = profile {
-                closed.push(ClosedWindow { start, end, profile, slices });
+                closed.push(ClosedWindow { start, end, profile, slices, holds });
             }
         }
         closed

@@ -223,16 +223,16 @@ mod halves {
             for e in &batch {
                 frontier.seen(e.partition, e.offset);
             }
-            for pane in ingest.seal(&mut frontier, now) {
-                sent.push(partial::encode(&Record::Pane(pane)).expect("encode"));
+            for sealed in ingest.seal(&mut frontier, now) {
+                sent.push(partial::encode(&Record::Pane(sealed.partial)).expect("encode"));
             }
             for beat in ingest.heartbeats() {
                 sent.push(partial::encode(&Record::Heartbeat(beat)).expect("encode"));
             }
         }
         // The end of the stream: every partition falls silent and seals what it holds.
-        for pane in ingest.seal(&mut frontier, now + window().idle_timeout) {
-            sent.push(partial::encode(&Record::Pane(pane)).expect("encode"));
+        for sealed in ingest.seal(&mut frontier, now + window().idle_timeout) {
+            sent.push(partial::encode(&Record::Pane(sealed.partial)).expect("encode"));
         }
         sent
     }
@@ -291,8 +291,12 @@ mod halves {
             for e in &batch {
                 frontier.seen(e.partition, e.offset);
             }
-            for pane in ingest.seal(&mut frontier, now) {
-                sent.push(partial::encode(&Record::Pane(pane)).expect("encode"));
+            // Delivered at once: each partial's holds are released as it is sent.
+            for sealed in ingest.seal(&mut frontier, now) {
+                for (part, offset) in sealed.holds {
+                    frontier.release(part, offset);
+                }
+                sent.push(partial::encode(&Record::Pane(sealed.partial)).expect("encode"));
             }
             for beat in ingest.heartbeats() {
                 sent.push(partial::encode(&Record::Heartbeat(beat)).expect("encode"));
