@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::alert::SavedAlert;
 use crate::engine::profile::Profile;
 
 /// The wire format's version; a record of another version is refused (and counted).
@@ -46,10 +47,23 @@ pub struct Heartbeat {
     pub newest: Option<i64>,
 }
 
+/// What a model's owner must hand on: written to the model's own partition after it closes
+/// windows, read by a successor that takes the partition over (docs/cluster.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub model: String,
+    /// Start of the earliest window not yet closed.
+    pub cursor: Option<i64>,
+    /// End of the last window evaluated.
+    pub evaluated_until: Option<i64>,
+    pub alerts: Vec<SavedAlert>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     Pane(PanePartial),
     Heartbeat(Heartbeat),
+    Snapshot(Snapshot),
 }
 
 impl Record {
@@ -57,6 +71,7 @@ impl Record {
         match self {
             Record::Pane(p) => &p.model,
             Record::Heartbeat(h) => &h.model,
+            Record::Snapshot(s) => &s.model,
         }
     }
 }
@@ -165,6 +180,16 @@ mod tests {
                 model: "m".into(),
                 source: Source { topic: "t".into(), partition: 0 },
                 newest: None,
+            }),
+            Record::Snapshot(Snapshot {
+                model: "m".into(),
+                cursor: Some(60_000),
+                evaluated_until: Some(120_000),
+                alerts: vec![SavedAlert {
+                    rule: "income-drift".into(),
+                    feature: "income".into(),
+                    state: crate::engine::alert::AlertState::default(),
+                }],
             }),
         ] {
             let bytes = encode(&record).expect("encode");

@@ -101,6 +101,10 @@ impl PartialProducer {
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
+            // One record a produce request: Tansu 0.6 gives a multi-record batch wrong end
+            // offsets (its high watermark counts the batch as one record), and the owners'
+            // backlog is read up to that end.
+            .set("batch.num.messages", "1")
             // Delivery is retried for as long as the broker may be away; a record is
             // failed (and its offsets stay uncommitted) only after this.
             .set("message.timeout.ms", "300000");
@@ -135,3 +139,171 @@ impl PartialProducer {
 
 /// Shared so the pipeline thread and shutdown can both reach it.
 pub type SharedProducer = Arc<PartialProducer>;
+
+/// What the owners' group hands the pipeline, in order.
+#[derive(Debug)]
+pub enum OwnerInput {
+    /// The cluster-topic partitions this agent holds now, each with its end offset at the
+    /// assignment: the records below it are the backlog a successor reads before it
+    /// evaluates anything (docs/cluster.md).
+    Owned(Vec<(i32, i64)>),
+    /// Records read, in order within each partition.
+    Records(Vec<OwnerRecord>),
+}
+
+/// One record of the cluster topic, decoded (or why it could not be).
+#[derive(Debug)]
+pub struct OwnerRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub record: Result<Record, PartialError>,
+}
+
+/// Cluster-topic offsets the pipeline allows the owners' group to commit: partition → next
+/// offset to read.
+pub type OwnerCommits = Arc<std::sync::Mutex<std::collections::BTreeMap<i32, i64>>>;
+
+/// The owners' group's side of a rebalance, kept until the read loop sends it on.
+struct OwnerContext {
+    topic: String,
+    commits: OwnerCommits,
+    pending: std::sync::Mutex<Option<Vec<(i32, i64)>>>,
+}
+
+impl OwnerContext {
+    fn allowed(&self, only: &rdkafka::TopicPartitionList) -> rdkafka::TopicPartitionList {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        if let Ok(commits) = self.commits.lock() {
+            for (&p, &o) in commits.iter() {
+                if only.find_partition(&self.topic, p).is_some() {
+                    let _ = tpl.add_partition_offset(&self.topic, p, rdkafka::Offset::Offset(o));
+                }
+            }
+        }
+        tpl
+    }
+}
+
+impl ClientContext for OwnerContext {}
+
+impl rdkafka::consumer::ConsumerContext for OwnerContext {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::{CommitMode, Consumer, Rebalance};
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let tpl = self.allowed(revoked);
+            if tpl.count() > 0
+                && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+            {
+                tracing::warn!("commit of owned partitions on revoke failed: {e}");
+            }
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        _rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Consumer;
+        let current = consumer.assignment().unwrap_or_default();
+        let owned: Vec<(i32, i64)> = current
+            .elements()
+            .iter()
+            .map(|e| {
+                let end = consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                    .map_or(0, |(_, high)| high);
+                (e.partition(), end)
+            })
+            .collect();
+        tracing::info!(partitions = ?owned.iter().map(|(p, _)| p).collect::<Vec<_>>(), "cluster partitions owned");
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(owned);
+        }
+    }
+}
+
+/// A member of the owners' group (`<group.id>.owners`) on the cluster topic: the models whose
+/// partition it holds are its to judge.
+pub struct OwnerFeed {
+    consumer: rdkafka::consumer::StreamConsumer<OwnerContext>,
+}
+
+impl OwnerFeed {
+    pub fn new(kafka: &Kafka, cluster: &Cluster, commits: OwnerCommits) -> Result<Self, ClusterError> {
+        use rdkafka::consumer::Consumer;
+        let mut cfg = client_config(kafka, true)?;
+        let group = cfg.get("group.id").unwrap_or("driftwatch").to_string();
+        cfg.set("group.id", format!("{group}.owners"));
+        // Each member of the owners' group is its own static member too.
+        if let Some(id) = cfg.get("group.instance.id").map(str::to_string) {
+            cfg.set("group.instance.id", format!("{id}.owners"));
+        }
+        let context = OwnerContext { topic: cluster.topic.clone(), commits, pending: std::sync::Mutex::new(None) };
+        let consumer: rdkafka::consumer::StreamConsumer<OwnerContext> =
+            cfg.create_with_context(context).map_err(client("cannot create the owners' consumer"))?;
+        consumer.subscribe(&[&cluster.topic]).map_err(client("cannot subscribe to the cluster topic"))?;
+        Ok(OwnerFeed { consumer })
+    }
+
+    /// Reads until `stop` turns true: each new assignment, then the records after it, in
+    /// batches of what arrived within 50 ms; commits what the pipeline allows as it moves.
+    pub async fn read(&self, tx: tokio::sync::mpsc::Sender<OwnerInput>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        use rdkafka::Message;
+        use rdkafka::consumer::{CommitMode, Consumer};
+        let mut batch: Vec<OwnerRecord> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut committed: Option<Vec<(i32, i64)>> = None;
+        loop {
+            let owned = self.consumer.context().pending.lock().ok().and_then(|mut p| p.take());
+            if let Some(owned) = owned {
+                if !batch.is_empty() && tx.send(OwnerInput::Records(std::mem::take(&mut batch))).await.is_err() {
+                    return;
+                }
+                if tx.send(OwnerInput::Owned(owned)).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tick.tick() => {
+                    if !batch.is_empty() && tx.send(OwnerInput::Records(std::mem::take(&mut batch))).await.is_err() {
+                        return;
+                    }
+                    let assignment = self.consumer.assignment().unwrap_or_default();
+                    let tpl = self.consumer.context().allowed(&assignment);
+                    let now: Vec<(i32, i64)> = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+                        .collect();
+                    if tpl.count() > 0 && committed.as_ref() != Some(&now) {
+                        match self.consumer.commit(&tpl, CommitMode::Async) {
+                            Ok(()) => committed = Some(now),
+                            Err(e) => tracing::debug!("committing owned offsets: {e}"),
+                        }
+                    }
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(m) => batch.push(OwnerRecord {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        record: partial::decode(m.payload().unwrap_or_default()),
+                    }),
+                    Err(e) => {
+                        tracing::debug!("cluster topic: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(OwnerInput::Records(batch)).await;
+        }
+    }
+}

@@ -253,6 +253,7 @@ mod halves {
                     *counts.entry(format!("{taken:?}").leak() as &'static str).or_insert(0) += 1;
                 }
                 Record::Heartbeat(h) => owner.heartbeat(&h, now),
+                Record::Snapshot(_) => {}
             }
             closed.extend(owner.advance(now));
         }
@@ -473,4 +474,85 @@ fn the_cluster_topic_is_created_and_each_models_records_reach_its_partition() {
         let wrote: Vec<&Record> = sent.values().filter(|r| r.model() == model).collect();
         assert_eq!(read, wrote, "{model}");
     }
+}
+
+/// Members of the owners' group split the cluster topic's partitions between them: the
+/// first member owns every partition (with its backlog's end) and reads every record; once a
+/// second joins, each owns a part and together they own each partition once.
+#[test]
+fn owners_share_the_cluster_topics_partitions() {
+    use driftwatch::cluster::{OwnerFeed, OwnerInput, PartialProducer, ensure_topic};
+    use driftwatch::config::{Cluster, Kafka};
+    use driftwatch::partial::{Heartbeat, Record, Source};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let broker = Broker::start("memory");
+    let kafka = Kafka {
+        properties: BTreeMap::from([
+            ("bootstrap.servers".to_string(), broker.addr()),
+            ("group.id".to_string(), "agents".to_string()),
+        ]),
+        ..Kafka::default()
+    };
+    let cluster = Cluster { topic: "partials".into(), partitions: 4 };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(ensure_topic(&kafka, &cluster)).expect("topic");
+    let producer = PartialProducer::new(&kafka, &cluster, 4, Box::new(|_, _| {})).expect("producer");
+    for i in 0..20u64 {
+        let beat = Heartbeat {
+            model: format!("m{i}"),
+            source: Source { topic: "predictions".into(), partition: 0 },
+            newest: Some(i as i64),
+        };
+        producer.send(i, &Record::Heartbeat(beat)).expect("queued");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let member = |name: &str| {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let _inside = runtime.enter();
+        let feed = OwnerFeed::new(&kafka, &cluster, Default::default()).expect("feed");
+        let stop = stop.clone();
+        let name = name.to_string();
+        runtime.spawn(async move {
+            feed.read(tx, stop).await;
+            drop(name);
+        });
+        rx
+    };
+    // Reads a member's inputs until `done` holds: its latest ownership, and records read.
+    let follow = |rx: &mut tokio::sync::mpsc::Receiver<OwnerInput>,
+                  owned: &mut Vec<(i32, i64)>,
+                  read: &mut usize,
+                  done: &dyn Fn(&[(i32, i64)], usize) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done(owned, *read) {
+            assert!(std::time::Instant::now() < deadline, "owned {owned:?}, read {read}");
+            match runtime.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await }) {
+                Ok(Some(OwnerInput::Owned(o))) => *owned = o,
+                Ok(Some(OwnerInput::Records(r))) => {
+                    assert!(r.iter().all(|r| r.record.is_ok()), "every record decodes");
+                    *read += r.len();
+                }
+                Ok(None) => panic!("the feed stopped"),
+                Err(_) => {}
+            }
+        }
+    };
+    let mut a = member("a");
+    let (mut owned_a, mut read_a) = (Vec::new(), 0);
+    follow(&mut a, &mut owned_a, &mut read_a, &|o, n| o.len() == 4 && n == 20);
+    let ends: i64 = owned_a.iter().map(|(_, end)| end).sum();
+    assert_eq!(ends, 20, "each partition's backlog end at the assignment: {owned_a:?}");
+
+    let mut b = member("b");
+    let (mut owned_b, mut read_b) = (Vec::new(), 0);
+    follow(&mut b, &mut owned_b, &mut read_b, &|o, _| !o.is_empty());
+    follow(&mut a, &mut owned_a, &mut read_a, &|o, _| o.len() < 4);
+    let pa: BTreeSet<i32> = owned_a.iter().map(|(p, _)| *p).collect();
+    let pb: BTreeSet<i32> = owned_b.iter().map(|(p, _)| *p).collect();
+    assert!(pa.is_disjoint(&pb), "{pa:?} and {pb:?}");
+    assert_eq!(pa.union(&pb).copied().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    let _ = stop_tx.send(true);
 }
