@@ -508,6 +508,8 @@ fn owners_share_the_cluster_topics_partitions() {
     }
     producer.flush(Duration::from_secs(30)).expect("flushed");
 
+    /// When a member has owned and read enough: (its partitions with their ends, records read).
+    type Done = dyn Fn(&[(i32, i64)], usize) -> bool;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let member = |name: &str| {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -525,7 +527,7 @@ fn owners_share_the_cluster_topics_partitions() {
     let follow = |rx: &mut tokio::sync::mpsc::Receiver<OwnerInput>,
                   owned: &mut Vec<(i32, i64)>,
                   read: &mut usize,
-                  done: &dyn Fn(&[(i32, i64)], usize) -> bool| {
+                  done: &Done| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !done(owned, *read) {
             assert!(std::time::Instant::now() < deadline, "owned {owned:?}, read {read}");
