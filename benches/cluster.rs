@@ -11,7 +11,9 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use driftwatch::owner::Owner;
 use driftwatch::partial::{self, Heartbeat, PanePartial, Record, Source};
-use driftwatch::profile::{DEFAULT_MAX_CATEGORIES, DEFAULT_MAX_SAMPLES, FeatureKind, FeatureSpec, Profile, ProfileSpec};
+use driftwatch::profile::{
+    DEFAULT_MAX_CATEGORIES, DEFAULT_MAX_SAMPLES, FeatureKind, FeatureSpec, Profile, ProfileSpec,
+};
 use driftwatch::rng::splitmix;
 use driftwatch::window::WindowSpec;
 
@@ -56,7 +58,9 @@ fn main() {
         idle_timeout: Duration::from_secs(3600),
         ..WindowSpec::default()
     };
-    println!("driftwatch cluster: {NUMERICAL} numerical + {CATEGORICAL} categorical features, {SOURCES} source partitions");
+    println!(
+        "driftwatch cluster: {NUMERICAL} numerical + {CATEGORICAL} categorical features, {SOURCES} source partitions"
+    );
     for events_per_window in [6_000usize, 60_000, 600_000] {
         let rows = events_per_window / SOURCES as usize;
         let panes: Vec<PanePartial> = (0..SOURCES)

@@ -5,6 +5,8 @@
 //! On the wire: `"DWP"`, one version byte, then the record in postcard, compressed with
 //! zstd. Decoding checks the magic and the version and never panics on damaged bytes.
 
+use std::collections::{BTreeMap, VecDeque};
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::alert::SavedAlert;
@@ -116,15 +118,112 @@ pub fn decode(bytes: &[u8]) -> Result<Record, PartialError> {
     Ok(postcard::from_bytes(&plain)?)
 }
 
-/// The cluster topic's partition of a model: FNV-1a of its id, so every agent (whatever its
-/// Kafka client) sends a model's partials to the same partition.
-pub fn partition_of(model: &str, partitions: i32) -> i32 {
+/// The largest record sent as one Kafka message: a broker takes 1 MiB by default
+/// (`message.max.bytes`), so larger records go as several frames.
+pub const MAX_FRAME: usize = 900 * 1024;
+const FRAME_MAGIC: &[u8; 3] = b"DWF";
+const FRAME_HEADER: usize = 3 + 1 + 8 + 4 + 4;
+
+/// The Kafka messages that carry an encoded record: itself when it fits in [`MAX_FRAME`],
+/// otherwise frames `"DWF" | version | id | index | count | slice`, where `id` names the
+/// record (a hash of its bytes). Send them in order to one partition.
+pub fn frames(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    if bytes.len() <= MAX_FRAME {
+        return vec![bytes];
+    }
+    let id = fnv(&bytes);
+    let chunks: Vec<&[u8]> = bytes.chunks(MAX_FRAME - FRAME_HEADER).collect();
+    let count = chunks.len() as u32;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut frame = Vec::with_capacity(FRAME_HEADER + chunk.len());
+            frame.extend_from_slice(FRAME_MAGIC);
+            frame.push(VERSION);
+            frame.extend_from_slice(&id.to_le_bytes());
+            frame.extend_from_slice(&(i as u32).to_le_bytes());
+            frame.extend_from_slice(&count.to_le_bytes());
+            frame.extend_from_slice(chunk);
+            frame
+        })
+        .collect()
+}
+
+/// A record some of whose frames have arrived.
+struct Partly {
+    first_offset: i64,
+    parts: Vec<Option<Vec<u8>>>,
+}
+
+/// Puts framed records back together, message by message, in one partition's order.
+/// Frames of a record whose sender died midway are dropped once [`Reassembler::LIMIT`]
+/// other records are in progress (a new sender sends the whole record again).
+#[derive(Default)]
+pub struct Reassembler {
+    partly: BTreeMap<u64, Partly>,
+    order: VecDeque<u64>,
+}
+
+impl Reassembler {
+    pub const LIMIT: usize = 16;
+
+    /// The message at `offset`: a whole record (with the offset of its first message) once
+    /// all of it is here, or `None` while frames are missing.
+    pub fn push(&mut self, offset: i64, bytes: &[u8]) -> Option<(i64, Result<Record, PartialError>)> {
+        let Some(rest) = bytes.strip_prefix(FRAME_MAGIC.as_slice()) else {
+            return Some((offset, decode(bytes)));
+        };
+        if rest.len() < FRAME_HEADER - 3 {
+            return Some((offset, Err(PartialError::NotAPartial)));
+        }
+        if rest[0] != VERSION {
+            return Some((offset, Err(PartialError::Version(rest[0]))));
+        }
+        let word = |at: usize, n: usize| rest[at..at + n].iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        let (id, index, count) = (word(1, 8), word(9, 4) as usize, word(13, 4) as usize);
+        if count == 0 || index >= count || count > 1 << 16 {
+            return Some((offset, Err(PartialError::NotAPartial)));
+        }
+        let entry = self.partly.entry(id).or_insert_with(|| {
+            self.order.push_back(id);
+            Partly { first_offset: offset, parts: vec![None; count] }
+        });
+        if entry.parts.len() != count {
+            return Some((offset, Err(PartialError::NotAPartial)));
+        }
+        if index == 0 {
+            entry.first_offset = offset;
+        }
+        entry.parts[index] = Some(rest[FRAME_HEADER - 3..].to_vec());
+        if entry.parts.iter().any(Option::is_none) {
+            while self.order.len() > Self::LIMIT {
+                if let Some(old) = self.order.pop_front() {
+                    self.partly.remove(&old);
+                }
+            }
+            return None;
+        }
+        let done = self.partly.remove(&id)?;
+        self.order.retain(|&x| x != id);
+        let whole: Vec<u8> = done.parts.into_iter().flatten().flatten().collect();
+        Some((done.first_offset, decode(&whole)))
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in model.bytes() {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (h % partitions.max(1) as u64) as i32
+    h
+}
+
+/// The cluster topic's partition of a model: FNV-1a of its id, so every agent (whatever its
+/// Kafka client) sends a model's partials to the same partition.
+pub fn partition_of(model: &str, partitions: i32) -> i32 {
+    (fnv(model.as_bytes()) % partitions.max(1) as u64) as i32
 }
 
 #[cfg(test)]
@@ -136,6 +235,23 @@ mod tests {
     use std::sync::Arc;
 
     fn profile(rows: usize) -> (ProfileSpec, Profile) {
+        profile_of(rows, |i| (i * 7 % 113) as f64 + 0.25)
+    }
+
+    /// A pane whose values do not compress (a large record).
+    fn noisy_pane(rows: usize) -> Record {
+        let mut rng = 7u64;
+        let (_, p) = profile_of(rows, |_| crate::engine::rng::splitmix(&mut rng) as f64 / 1e9);
+        Record::Pane(PanePartial {
+            model: "m".into(),
+            source: Source { topic: "t".into(), partition: 0 },
+            pane: 0,
+            slices: Vec::new(),
+            profile: p,
+        })
+    }
+
+    fn profile_of(rows: usize, mut value: impl FnMut(usize) -> f64) -> (ProfileSpec, Profile) {
         let spec = ProfileSpec {
             features: vec![
                 FeatureSpec::new("income", FeatureKind::Numerical, vec![0.0, 10.0, 100.0]),
@@ -149,7 +265,7 @@ mod tests {
             Field::new("income", DataType::Float64, true),
             Field::new("country", DataType::Utf8, true),
         ]);
-        let income: Vec<f64> = (0..rows).map(|i| (i * 7 % 113) as f64 + 0.25).collect();
+        let income: Vec<f64> = (0..rows).map(&mut value).collect();
         let country: Vec<&str> = (0..rows).map(|i| ["DE", "FR", "ES"][i % 3]).collect();
         let batch = RecordBatch::try_new(
             Arc::new(schema),
@@ -211,6 +327,32 @@ mod tests {
         let last = flipped.len() - 3;
         flipped[last] ^= 0xff;
         assert!(decode(&flipped).is_err());
+    }
+
+    #[test]
+    fn a_large_record_travels_in_frames_and_is_put_back_together() {
+        let record = noisy_pane(300_000);
+        let bytes = encode(&record).expect("encode");
+        let frames = frames(bytes.clone());
+        assert!(frames.len() > 1 && frames.iter().all(|f| f.len() <= MAX_FRAME), "{} bytes", bytes.len());
+        let small = encode(&pane(10)).expect("encode");
+        assert_eq!(super::frames(small.clone()), vec![small.clone()], "a small record is its own message");
+
+        let mut r = Reassembler::default();
+        // Another sender's half record (it died), then the whole record, then a small one.
+        assert!(r.push(5, &frames[0]).is_none());
+        let mut got = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            got.extend(r.push(10 + i as i64, f));
+        }
+        got.extend(r.push(99, &small));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, 10, "a record stands at its first frame");
+        assert_eq!(got[0].1.as_ref().expect("whole"), &record);
+        assert_eq!(got[1].0, 99);
+        let mut bad = frames[1].clone();
+        bad[3] = 7;
+        assert!(matches!(r.push(100, &bad), Some((100, Err(PartialError::Version(7))))));
     }
 
     #[test]

@@ -74,8 +74,13 @@ pub async fn ensure_topic(kafka: &Kafka, cluster: &Cluster) -> Result<i32, Clust
 /// Told, per record id, whether the broker acknowledged it.
 pub type OnAck = Box<dyn Fn(u64, bool) + Send + Sync>;
 
-/// Reports each delivery by the id the record was sent with.
-pub struct Acks(OnAck);
+/// Reports each record's delivery by the id it was sent with, once every frame of it is
+/// acknowledged (or one failed).
+pub struct Acks {
+    on_ack: OnAck,
+    /// Per record id: frames not yet reported, and whether all reported so far were ok.
+    waiting: std::sync::Mutex<std::collections::HashMap<u64, (usize, bool)>>,
+}
 
 impl ClientContext for Acks {}
 
@@ -83,7 +88,21 @@ impl ProducerContext for Acks {
     type DeliveryOpaque = Box<u64>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, id: Box<u64>) {
-        (self.0)(*id, result.is_ok());
+        let done = self.waiting.lock().ok().and_then(|mut waiting| {
+            let entry = waiting.get_mut(&id)?;
+            entry.0 = entry.0.saturating_sub(1);
+            entry.1 &= result.is_ok();
+            let (left, ok) = *entry;
+            if left == 0 {
+                waiting.remove(&id);
+                Some(ok)
+            } else {
+                None
+            }
+        });
+        if let Some(ok) = done {
+            (self.on_ack)(*id, ok);
+        }
     }
 }
 
@@ -108,7 +127,8 @@ impl PartialProducer {
             // Delivery is retried for as long as the broker may be away; a record is
             // failed (and its offsets stay uncommitted) only after this.
             .set("message.timeout.ms", "300000");
-        let producer = cfg.create_with_context(Acks(on_ack)).map_err(client("cannot create the cluster producer"))?;
+        let acks = Acks { on_ack, waiting: Default::default() };
+        let producer = cfg.create_with_context(acks).map_err(client("cannot create the cluster producer"))?;
         Ok(PartialProducer { producer, topic: cluster.topic.clone(), partitions })
     }
 
@@ -117,18 +137,32 @@ impl PartialProducer {
         partial::partition_of(model, self.partitions)
     }
 
-    /// Queues a record; its delivery is reported to `on_ack` with `id`.
+    /// Queues a record (in frames when it is large: [`partial::frames`]); its delivery is
+    /// reported to `on_ack` with `id` once every frame is acknowledged.
     pub fn send(&self, id: u64, record: &Record) -> Result<(), ClusterError> {
-        let bytes = partial::encode(record)?;
+        let frames = partial::frames(partial::encode(record)?);
         let model = record.model();
-        let out = BaseRecord::with_opaque_to(&self.topic, Box::new(id))
-            .key(model)
-            .partition(self.partition_of(model))
-            .payload(&bytes);
-        self.producer.send(out).map_err(|(e, _)| match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::QueueFull) => ClusterError::QueueFull,
-            _ => ClusterError::Client { what: "cannot queue a cluster record", source: e },
-        })
+        let partition = self.partition_of(model);
+        if let Ok(mut waiting) = self.producer.context().waiting.lock() {
+            waiting.insert(id, (frames.len(), true));
+        }
+        for frame in &frames {
+            let out =
+                BaseRecord::with_opaque_to(&self.topic, Box::new(id)).key(model).partition(partition).payload(frame);
+            if let Err((e, _)) = self.producer.send(out) {
+                // The frames queued so far still report; the record counts as failed.
+                if let Ok(mut waiting) = self.producer.context().waiting.lock()
+                    && let Some(entry) = waiting.get_mut(&id)
+                {
+                    entry.1 = false;
+                }
+                return Err(match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::QueueFull) => ClusterError::QueueFull,
+                    _ => ClusterError::Client { what: "cannot queue a cluster record", source: e },
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout` for every queued record's delivery.
@@ -259,6 +293,7 @@ impl OwnerFeed {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut committed: Option<Vec<(i32, i64)>> = None;
+        let mut frames: std::collections::BTreeMap<i32, partial::Reassembler> = std::collections::BTreeMap::new();
         loop {
             let owned = self.consumer.context().pending.lock().ok().and_then(|mut p| p.take());
             if let Some(owned) = owned {
@@ -290,11 +325,12 @@ impl OwnerFeed {
                     }
                 }
                 message = self.consumer.recv() => match message {
-                    Ok(m) => batch.push(OwnerRecord {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        record: partial::decode(m.payload().unwrap_or_default()),
-                    }),
+                    Ok(m) => {
+                        let whole = frames.entry(m.partition()).or_default().push(m.offset(), m.payload().unwrap_or_default());
+                        if let Some((offset, record)) = whole {
+                            batch.push(OwnerRecord { partition: m.partition(), offset, record });
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!("cluster topic: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;

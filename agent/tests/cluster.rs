@@ -485,6 +485,7 @@ fn owners_share_the_cluster_topics_partitions() {
     use driftwatch::config::{Cluster, Kafka};
     use driftwatch::partial::{Heartbeat, Record, Source};
     use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
 
     let broker = Broker::start("memory");
     let kafka = Kafka {
@@ -506,6 +507,33 @@ fn owners_share_the_cluster_topics_partitions() {
         };
         producer.send(i, &Record::Heartbeat(beat)).expect("queued");
     }
+    // And one record too large for a Kafka message: it travels in frames.
+    let big = {
+        use arrow::array::{Float64Array, RecordBatch};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use driftwatch::profile::{FeatureKind, FeatureSpec, Profile, ProfileSpec};
+        let spec = ProfileSpec {
+            features: vec![FeatureSpec::new("x", FeatureKind::Numerical, Vec::new())],
+            bins: 2,
+            max_samples: 1_000_000,
+            max_categories: 10,
+        };
+        let mut rng = 3u64;
+        let values: Vec<f64> = (0..300_000).map(|_| driftwatch::rng::splitmix(&mut rng) as f64 / 1e9).collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values))]).expect("batch");
+        let mut profile = Profile::new(&spec);
+        profile.observe(&spec, &batch).expect("observe");
+        driftwatch::partial::PanePartial {
+            model: "m0".into(),
+            source: Source { topic: "predictions".into(), partition: 0 },
+            pane: 0,
+            profile,
+            slices: Vec::new(),
+        }
+    };
+    assert!(driftwatch::partial::encode(&Record::Pane(big.clone())).expect("encode").len() > 2 << 20);
+    producer.send(99, &Record::Pane(big.clone())).expect("queued");
     producer.flush(Duration::from_secs(30)).expect("flushed");
 
     /// When a member has owned and read enough: (its partitions with their ends, records read).
@@ -534,7 +562,13 @@ fn owners_share_the_cluster_topics_partitions() {
             match runtime.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await }) {
                 Ok(Some(OwnerInput::Owned(o))) => *owned = o,
                 Ok(Some(OwnerInput::Records(r))) => {
-                    assert!(r.iter().all(|r| r.record.is_ok()), "every record decodes");
+                    for r in &r {
+                        match &r.record {
+                            Ok(Record::Pane(p)) => assert_eq!(p, &big, "the large record, whole"),
+                            Ok(_) => {}
+                            Err(e) => panic!("a record does not decode: {e}"),
+                        }
+                    }
                     *read += r.len();
                 }
                 Ok(None) => panic!("the feed stopped"),
@@ -544,9 +578,10 @@ fn owners_share_the_cluster_topics_partitions() {
     };
     let mut a = member("a");
     let (mut owned_a, mut read_a) = (Vec::new(), 0);
-    follow(&mut a, &mut owned_a, &mut read_a, &|o, n| o.len() == 4 && n == 20);
+    follow(&mut a, &mut owned_a, &mut read_a, &|o, n| o.len() == 4 && n == 21);
     let ends: i64 = owned_a.iter().map(|(_, end)| end).sum();
-    assert_eq!(ends, 20, "each partition's backlog end at the assignment: {owned_a:?}");
+    let frames = driftwatch::partial::frames(driftwatch::partial::encode(&Record::Pane(big.clone())).expect("encode"));
+    assert_eq!(ends, 20 + frames.len() as i64, "each partition's backlog end at the assignment: {owned_a:?}");
 
     let mut b = member("b");
     let (mut owned_b, mut read_b) = (Vec::new(), 0);
