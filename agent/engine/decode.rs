@@ -233,10 +233,8 @@ impl Decoded {
         }
     }
 
-    /// The rows of each partition apart, in order of first appearance, each with its own
-    /// issues and ids and with `map[i]`, its rows' indices here. Duplicates carry no
-    /// partition: they go with the first part.
-    pub fn split_by_partition(self) -> Result<Vec<(u32, Decoded, Vec<u32>)>, arrow::error::ArrowError> {
+    /// The rows of each partition, in order of first appearance.
+    pub fn partitions(&self) -> Vec<(u32, Vec<u32>)> {
         let mut order: Vec<(u32, Vec<u32>)> = Vec::new();
         for (i, p) in self.positions.iter().enumerate() {
             match order.iter_mut().find(|(q, _)| *q == p.partition) {
@@ -244,40 +242,31 @@ impl Decoded {
                 None => order.push((p.partition, vec![i as u32])),
             }
         }
-        if order.len() <= 1 {
-            let part = order.first().map_or(0, |(p, _)| *p);
-            let map = (0..self.times.len() as u32).collect();
-            return Ok(vec![(part, self, map)]);
-        }
-        let mut duplicates = self.duplicates;
-        let mut out = Vec::with_capacity(order.len());
-        for (part, rows) in order {
-            let batch = arrow::compute::take_record_batch(&self.batch, &arrow::array::UInt32Array::from(rows.clone()))?;
-            let local = |row: u32| rows.binary_search(&row).ok().map(|i| i as u32);
-            let issues = self
-                .issues
-                .iter()
-                .filter_map(|issue| match *issue {
-                    Issue::TypeError { row, feature } => local(row).map(|row| Issue::TypeError { row, feature }),
-                    Issue::Schema { row } => local(row).map(|row| Issue::Schema { row }),
-                })
-                .collect();
-            let decoded = Decoded {
-                batch,
-                times: rows.iter().map(|&i| self.times[i as usize]).collect(),
-                positions: rows.iter().map(|&i| self.positions[i as usize]).collect(),
-                issues,
-                duplicates: std::mem::take(&mut duplicates),
-                ids: if self.ids.is_empty() {
-                    Vec::new()
-                } else {
-                    rows.iter().map(|&i| self.ids[i as usize]).collect()
-                },
-                received_ms: self.received_ms,
-            };
-            out.push((part, decoded, rows));
-        }
-        Ok(out)
+        order
+    }
+
+    /// These rows (ascending) alone, with their issues and ids; duplicates carry no row and
+    /// go with `duplicates`.
+    pub fn select(&self, rows: &[u32], duplicates: bool) -> Result<Decoded, arrow::error::ArrowError> {
+        let batch = arrow::compute::take_record_batch(&self.batch, &arrow::array::UInt32Array::from(rows.to_vec()))?;
+        let local = |row: u32| rows.binary_search(&row).ok().map(|i| i as u32);
+        let issues = self
+            .issues
+            .iter()
+            .filter_map(|issue| match *issue {
+                Issue::TypeError { row, feature } => local(row).map(|row| Issue::TypeError { row, feature }),
+                Issue::Schema { row } => local(row).map(|row| Issue::Schema { row }),
+            })
+            .collect();
+        Ok(Decoded {
+            batch,
+            times: rows.iter().map(|&i| self.times[i as usize]).collect(),
+            positions: rows.iter().map(|&i| self.positions[i as usize]).collect(),
+            issues,
+            duplicates: if duplicates { self.duplicates.clone() } else { Vec::new() },
+            ids: if self.ids.is_empty() { Vec::new() } else { rows.iter().map(|&i| self.ids[i as usize]).collect() },
+            received_ms: self.received_ms,
+        })
     }
 }
 

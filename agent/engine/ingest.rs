@@ -83,22 +83,30 @@ impl Ingest {
     /// Rows of a partition not assigned are late too (they cannot be sealed by anyone here).
     pub fn insert(
         &mut self,
-        rows: Decoded,
+        rows: &Decoded,
         frontier: &mut CommitFrontier,
         now: Instant,
     ) -> Result<Vec<usize>, ProfileError> {
         let mut late = Vec::new();
-        let parts = rows.split_by_partition().map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
-        for (part, decoded, map) in parts {
+        let parts = rows.partitions();
+        let whole = parts.len() == 1;
+        for (k, (part, map)) in parts.into_iter().enumerate() {
             let Some(p) = self.partitions.get_mut(&part) else {
                 late.extend(map.iter().map(|&i| i as usize));
                 continue;
+            };
+            let taken;
+            let decoded = if whole {
+                rows
+            } else {
+                taken = rows.select(&map, k == 0).map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
+                &taken
             };
             if let Some(&t) = decoded.times.iter().max() {
                 p.newest = Some(p.newest.map_or(t, |n| n.max(t)));
                 p.last_event = now;
             }
-            for i in p.panes.insert(&decoded, frontier, now)? {
+            for i in p.panes.insert(decoded, frontier, now)? {
                 late.push(map[i] as usize);
             }
         }

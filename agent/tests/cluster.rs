@@ -218,7 +218,7 @@ mod halves {
         }
         let mut sent = Vec::new();
         for batch in interleaved(events, parts, chunk) {
-            let late = ingest.insert(decoded(&batch), &mut frontier, now).expect("insert");
+            let late = ingest.insert(&decoded(&batch), &mut frontier, now).expect("insert");
             assert!(late.is_empty(), "no event is late in this stream");
             for e in &batch {
                 frontier.seen(e.partition, e.offset);
@@ -287,7 +287,7 @@ mod halves {
         let mut sent = Vec::new();
         for batch in events.chunks(64) {
             let batch: Vec<&Event> = batch.iter().collect();
-            let late = ingest.insert(decoded(&batch), &mut frontier, now).expect("insert");
+            let late = ingest.insert(&decoded(&batch), &mut frontier, now).expect("insert");
             assert!(late.is_empty());
             for e in &batch {
                 frontier.seen(e.partition, e.offset);
