@@ -139,12 +139,17 @@ impl Ingest {
         out
     }
 
-    /// Each assigned partition's progress, for the owner: sent after the panes [`Ingest::seal`]
-    /// gave, never before them.
-    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+    /// Each assigned partition's progress at `now`, for the owner: sent after the panes
+    /// [`Ingest::seal`] gave, never before them.
+    pub fn heartbeats(&self, now: Instant) -> Vec<Heartbeat> {
         self.partitions
             .values()
-            .map(|p| Heartbeat { model: self.model.clone(), source: p.source.clone(), newest: p.newest })
+            .map(|p| Heartbeat {
+                model: self.model.clone(),
+                source: p.source.clone(),
+                newest: p.newest,
+                quiet: now.saturating_duration_since(p.last_event) >= self.pane.idle_timeout,
+            })
             .collect()
     }
 }

@@ -49,6 +49,7 @@ pub struct Owner {
     /// Start of the earliest window not yet closed (`None` before any window closed).
     cursor: Option<i64>,
     progress: Progress<Source>,
+    idle: std::time::Duration,
 }
 
 impl Owner {
@@ -65,6 +66,7 @@ impl Owner {
             panes: BTreeMap::new(),
             cursor: None,
             progress: Progress::new(window),
+            idle: window.idle_timeout,
         }
     }
 
@@ -113,7 +115,17 @@ impl Owner {
 
     /// A source partition's progress without a pane.
     pub fn heartbeat(&mut self, beat: &Heartbeat, now: Instant) {
-        self.progress.saw(beat.source.clone(), beat.newest, now);
+        if beat.quiet {
+            self.progress.heard(beat.source.clone(), beat.newest, now);
+        } else {
+            self.progress.saw(beat.source.clone(), beat.newest, now);
+        }
+    }
+
+    /// No source partition has been active for twice `idle_timeout` (each reports itself
+    /// quiet after one, having sealed what it held), so the open windows may close.
+    pub fn quiet(&self, now: Instant) -> bool {
+        self.progress.all_quiet(now, self.idle * 2)
     }
 
     /// The watermark at `now` (see [`Progress::watermark`]).
@@ -224,7 +236,12 @@ mod tests {
     }
 
     fn beat(p: i32, newest: i64) -> Heartbeat {
-        Heartbeat { model: "m".into(), source: Source { topic: "t".into(), partition: p }, newest: Some(newest) }
+        Heartbeat {
+            model: "m".into(),
+            source: Source { topic: "t".into(), partition: p },
+            newest: Some(newest),
+            quiet: false,
+        }
     }
 
     #[test]

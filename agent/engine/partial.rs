@@ -47,6 +47,9 @@ pub struct Heartbeat {
     pub model: String,
     pub source: Source,
     pub newest: Option<i64>,
+    /// The partition has sent the model nothing for `idle_timeout`: it no longer holds the
+    /// owner's watermark back (as a silent partition does not for one agent).
+    pub quiet: bool,
 }
 
 /// What a model's owner must hand on: written to the model's own partition after it closes
@@ -296,6 +299,7 @@ mod tests {
                 model: "m".into(),
                 source: Source { topic: "t".into(), partition: 0 },
                 newest: None,
+                quiet: true,
             }),
             Record::Snapshot(Snapshot {
                 model: "m".into(),

@@ -157,6 +157,20 @@ impl<K: Ord> Progress<K> {
         *entry = (entry.0.max(newest), now);
     }
 
+    /// The partition reports its newest event time: it counts as heard from at `now` only if
+    /// that moved on (a report that repeats itself is silence).
+    pub fn heard(&mut self, key: K, newest: Option<i64>, now: Instant) {
+        let entry = self.sources.entry(key).or_insert((None, now));
+        if newest > entry.0 {
+            *entry = (newest, now);
+        }
+    }
+
+    /// Every partition has been silent for at least `quiet` at `now`.
+    pub fn all_quiet(&self, now: Instant, quiet: Duration) -> bool {
+        self.sources.values().all(|(_, seen)| now.saturating_duration_since(*seen) >= quiet)
+    }
+
     /// The partition is not silent at `now` though it sent nothing (its source is behind or
     /// unreachable): it stays active and keeps holding the watermark.
     pub fn touch(&mut self, key: &K, now: Instant) {

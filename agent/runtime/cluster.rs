@@ -132,6 +132,16 @@ impl PartialProducer {
         Ok(PartialProducer { producer, topic: cluster.topic.clone(), partitions })
     }
 
+    /// How many partitions `topic` has (0 when the broker does not say).
+    pub fn partitions_of(&self, topic: &str) -> i32 {
+        self.producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .ok()
+            .and_then(|m| m.topics().first().map(|t| t.partitions().len() as i32))
+            .unwrap_or(0)
+    }
+
     /// The partition `model`'s records go to.
     pub fn partition_of(&self, model: &str) -> i32 {
         partial::partition_of(model, self.partitions)
@@ -273,6 +283,8 @@ impl OwnerFeed {
         let mut cfg = client_config(kafka, true)?;
         let group = cfg.get("group.id").unwrap_or("driftwatch").to_string();
         cfg.set("group.id", format!("{group}.owners"));
+        // The owners' consumer reports no statistics (the source's health is the source's).
+        cfg.set("statistics.interval.ms", "0");
         // Each member of the owners' group is its own static member too.
         if let Some(id) = cfg.get("group.instance.id").map(str::to_string) {
             cfg.set("group.instance.id", format!("{id}.owners"));

@@ -23,6 +23,10 @@ pub enum Input {
     Reload(ReloadRequest),
     /// The source has stopped for good: close up (replay, demo) or leave windows open (Kafka).
     End,
+    /// The broker acknowledged a cluster record (or gave up on it).
+    Acked(u64, bool),
+    /// The owners' group: partitions owned, or records of the cluster topic.
+    Owner(crate::runtime::cluster::OwnerInput),
 }
 
 /// How many inputs may wait for the pipeline before senders wait (backpressure).

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::adapters::config::{Config, Kafka, SourceKind};
+use crate::adapters::config::{Cluster, Config, Kafka, SourceKind};
+use crate::runtime::cluster::{ClusterError, OwnerCommits, OwnerFeed, PartialProducer, ensure_topic};
 use crate::engine::chunk::SourceState;
 use crate::runtime::checkpoint::Store;
 use crate::runtime::http::{self, BindError};
@@ -63,6 +64,8 @@ pub enum RunError {
     Notify(#[from] NotifyError),
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("reading the replay: {0}")]
     Replay(std::io::Error),
     #[error("{0}")]
@@ -132,6 +135,13 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
         },
         _ => None,
     };
+    let (tx, rx) = mpsc::channel::<Input>(input::CAPACITY);
+    // In a cluster: the topic, and the producer whose acknowledgements go to the pipeline
+    // (before `resume`: a cluster keeps no local checkpoint).
+    let cluster = match (&config.cluster, &kafka) {
+        (Some(c), Some(k)) => Some(start_cluster(c, k, &topics, &tx, &mut pipeline).await?),
+        _ => None,
+    };
     // (Before the alert states are restored: see `Pipeline::set_notify`.)
     let store = kafka.as_ref().map(|k| checkpoint_store(k, options.outbox.as_ref().unwrap_or(&config.notify.outbox)));
     pipeline.resume(store.as_ref().and_then(Store::load), &topics);
@@ -152,9 +162,23 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     }
     let stop = Stop::spawn(options.stop.take(), options.duration);
     let (stop_rx, stop_flag) = (stop.rx.clone(), stop.flag.clone());
+    // The owners' group of a cluster: which models are judged here, and their partials.
+    if let (Some((_, owner_commits)), Some(c), Some(k)) = (&cluster, &config.cluster, &kafka) {
+        let feed = OwnerFeed::new(k, c, owner_commits.clone())?;
+        let (owner_tx, mut owner_rx) = mpsc::channel(16);
+        let owner_stop = stop_rx.clone();
+        tokio::spawn(async move { feed.read(owner_tx, owner_stop).await });
+        let to_pipeline = tx.clone();
+        tokio::spawn(async move {
+            while let Some(input) = owner_rx.recv().await {
+                if to_pipeline.send(Input::Owner(input)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
 
     // The pipeline thread.
-    let (tx, rx) = mpsc::channel::<Input>(input::CAPACITY);
     let commits: Commits = Arc::new(Mutex::new(BTreeMap::new()));
     // Replay and demo have one partition from the start; Kafka reports its assignments.
     if feed != Feed::Kafka {
@@ -257,6 +281,14 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<(), RunErro
     if let Some(dl) = &dead_letter {
         dl.flush(deadline.saturating_duration_since(Instant::now()));
     }
+    if let Some((producer, _)) = cluster {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Off the runtime's threads: flushing may report deliveries, which block to send.
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(left)).await?;
+        if let Err(e) = flushed {
+            tracing::warn!("cluster records not all delivered at shutdown: {e}");
+        }
+    }
     if let Some(n) = notifier.lock().ok().and_then(|mut n| n.take()) {
         // One last delivery attempt; what fails stays in the outbox for the next start.
         tokio::task::spawn_blocking(move || n.stop()).await?;
@@ -310,6 +342,29 @@ fn checkpoint_store(kafka: &Kafka, dir: &std::path::Path) -> Store {
     let get = |key: &str| kafka.properties.get(key).map_or("", String::as_str);
     let group = if get("group.id").is_empty() { "driftwatch" } else { get("group.id") };
     Store::new(dir, &format!("{}/{group}", get("bootstrap.servers")))
+}
+
+/// A cluster's start: the topic (created when absent), the producer whose acknowledgements
+/// reach the pipeline as inputs, and the pipeline set to ingest and own.
+async fn start_cluster(
+    cluster: &Cluster,
+    kafka: &Kafka,
+    topics: &[String],
+    tx: &mpsc::Sender<Input>,
+    pipeline: &mut Pipeline,
+) -> Result<(Arc<PartialProducer>, OwnerCommits), ClusterError> {
+    let partitions = ensure_topic(kafka, cluster).await?;
+    let acks = tx.clone();
+    let on_ack = Box::new(move |id, ok| {
+        // On the producer's own thread (or a blocking one at shutdown), never the runtime's.
+        let _ = acks.blocking_send(Input::Acked(id, ok));
+    });
+    let producer = Arc::new(PartialProducer::new(kafka, cluster, partitions, on_ack)?);
+    let topic_partitions = topics.iter().map(|t| producer.partitions_of(t)).collect();
+    let commits = OwnerCommits::default();
+    pipeline.set_cluster(producer.clone(), topic_partitions, commits.clone());
+    tracing::info!(topic = %cluster.topic, partitions, "in a cluster: partials go to the cluster topic, owned models are judged here");
+    Ok((producer, commits))
 }
 
 /// Alerts: the outbox and its delivery thread, when any model has rules; the pipeline queues
@@ -441,6 +496,8 @@ fn drive(
             Ok(Some(Input::Chunk(chunk))) => pipeline.process(&chunk, Instant::now()),
             Ok(Some(Input::Assigned(assigned))) => pipeline.assign(&assigned, Instant::now()),
             Ok(Some(Input::Reload(request))) => reload(&mut pipeline, request),
+            Ok(Some(Input::Acked(id, ok))) => pipeline.acked(id, ok),
+            Ok(Some(Input::Owner(input))) => pipeline.owner_input(input, Instant::now()),
             Ok(Some(Input::End) | None) => break,
             Err(_) => {}
         }

@@ -226,7 +226,7 @@ mod halves {
             for sealed in ingest.seal(&mut frontier, now) {
                 sent.push(partial::encode(&Record::Pane(sealed.partial)).expect("encode"));
             }
-            for beat in ingest.heartbeats() {
+            for beat in ingest.heartbeats(now) {
                 sent.push(partial::encode(&Record::Heartbeat(beat)).expect("encode"));
             }
         }
@@ -299,7 +299,7 @@ mod halves {
                 }
                 sent.push(partial::encode(&Record::Pane(sealed.partial)).expect("encode"));
             }
-            for beat in ingest.heartbeats() {
+            for beat in ingest.heartbeats(now) {
                 sent.push(partial::encode(&Record::Heartbeat(beat)).expect("encode"));
             }
         }
@@ -442,6 +442,7 @@ fn the_cluster_topic_is_created_and_each_models_records_reach_its_partition() {
             model: model.into(),
             source: Source { topic: "predictions".into(), partition: i as i32 % 6 },
             newest: Some(i as i64),
+            quiet: false,
         });
         producer.send(i, &record).expect("queued");
         sent.insert(i, record);
@@ -504,6 +505,7 @@ fn owners_share_the_cluster_topics_partitions() {
             model: format!("m{i}"),
             source: Source { topic: "predictions".into(), partition: 0 },
             newest: Some(i as i64),
+            quiet: false,
         };
         producer.send(i, &Record::Heartbeat(beat)).expect("queued");
     }
@@ -592,4 +594,71 @@ fn owners_share_the_cluster_topics_partitions() {
     assert!(pa.is_disjoint(&pb), "{pa:?} and {pb:?}");
     assert_eq!(pa.union(&pb).copied().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     let _ = stop_tx.send(true);
+}
+
+/// Two agents in one group over a four-partition topic, one model whose events are spread
+/// over every partition: each minute is judged once in the whole cluster, by the model's
+/// owner, with every one of its events.
+#[test]
+fn two_agents_judge_each_window_once_with_every_event() {
+    use super::agent::free_port;
+    use super::kafka::{Agent, DRIFT, OK, agent_config, credit_model, nested, produce};
+
+    let broker = Broker::start("memory");
+    broker.create_topic("predictions", 4);
+    let model = format!("[cluster]\npartitions = 2\n\n{}", credit_model("credit-risk", "[\"predictions\"]", ""));
+    let dirs = [tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp")];
+    let agents: Vec<Agent> = dirs
+        .iter()
+        .map(|d| {
+            let http = free_port();
+            Agent::start(&agent_config(d.path(), &broker.addr(), http, "", &model), http)
+        })
+        .collect();
+    // Both agents are members of the owners' group and one of them owns the model.
+    let owners = |agents: &[Agent]| {
+        agents
+            .iter()
+            .map(|a| {
+                let log = a.log();
+                log.matches("model owned").count() as i64 - log.matches("model handed over").count() as i64
+            })
+            .collect::<Vec<_>>()
+    };
+    agents[1].wait(Duration::from_secs(60), "the second agent in the owners' group", |a| {
+        a.log().contains("cluster partitions owned").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while owners(&agents).iter().sum::<i64>() != 1 {
+        assert!(std::time::Instant::now() < deadline, "one owner: {:?}", owners(&agents));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let mut records = Vec::new();
+    for (minute, csv, rows) in [(0, OK, 0..300), (1, OK, 300..600), (2, DRIFT, 0..300)] {
+        for (i, e) in nested(csv, "credit-risk", rows, minute).into_iter().enumerate() {
+            records.push(("predictions", (i % 4) as i32, e));
+        }
+    }
+    produce(&broker.addr(), &records);
+
+    let owner = owners(&agents).iter().position(|&n| n == 1).expect("an owner");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let windows = loop {
+        let w = agents[owner].windows("credit-risk");
+        if w.len() >= 3 {
+            break w;
+        }
+        let logs: Vec<String> = agents.iter().map(Agent::log).collect();
+        assert!(std::time::Instant::now() < deadline, "three windows judged: {w:?}\n{}", logs.join("\n----\n"));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let logs: Vec<String> = agents.iter().map(Agent::log).collect();
+    let closed: Vec<&str> = logs.iter().flat_map(|l| l.lines()).filter(|l| l.contains("window closed")).collect();
+    assert_eq!(closed.len(), 3, "each window judged once in the cluster:\n{}", logs.join("\n----\n"));
+    assert!(closed.iter().all(|l| l.contains("events=300")), "every event in its window: {closed:#?}");
+    assert_eq!(windows.iter().map(|w| w.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(windows[2].2.len() >= 2 && windows[0].2.len() < 2, "drift found in minute 2 only: {windows:?}");
 }

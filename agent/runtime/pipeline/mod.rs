@@ -7,6 +7,8 @@
 //! them with the same `compare` as `driftwatch check`. The commit frontier then tells the
 //! source which offsets may be stored.
 
+mod cluster;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, AsArray};
@@ -100,6 +102,21 @@ struct ModelRuntime {
     derive_failed: bool,
     /// What the model reads from prediction events (to rebuild topic decoders on reload).
     fields: ModelFields,
+    /// The shape of its windows' profiles (whole, per slice) and its slicer, for a cluster's
+    /// ingest and owner.
+    shape: Shape,
+    /// In a cluster: the panes of the source partitions this agent reads.
+    ingest: Option<crate::engine::ingest::Ingest>,
+    /// In a cluster, while this agent owns the model: its windows.
+    owner: Option<crate::engine::owner::Owner>,
+}
+
+/// What a model's windows summarise: the profile spec, one per slice, and the slicer.
+#[derive(Clone)]
+struct Shape {
+    spec: ProfileSpec,
+    slices: Vec<ProfileSpec>,
+    slicer: Option<Arc<dyn crate::engine::window::Split>>,
 }
 
 /// Ground truth of a model (`[model.labels]`): the join, how its pairs become metrics and
@@ -201,6 +218,8 @@ pub struct Pipeline {
     topic_names: Vec<String>,
     /// A window closed since the last checkpoint.
     closed_since_checkpoint: bool,
+    /// In a cluster (`[cluster]`): the producer, the owned partitions, what is in flight.
+    cluster: Option<cluster::Link>,
 }
 
 /// A model of a reloaded configuration (see [`Pipeline::reload`]).
@@ -266,6 +285,7 @@ impl Pipeline {
             resumed: None,
             topic_names: Vec::new(),
             closed_since_checkpoint: false,
+            cluster: None,
         };
         for m in built {
             pipeline.start(m);
@@ -624,7 +644,11 @@ impl Pipeline {
                     shared.metrics.count_events(&m.id, EventOutcome::Duplicate, n);
                     shared.update_model(&m.id, |ms| ms.events.duplicate += n);
                 }
-                match m.windows.insert(&rows, &mut self.frontier, now) {
+                let inserted = match &mut m.ingest {
+                    Some(ingest) => ingest.insert(&rows, &mut self.frontier, now),
+                    None => m.windows.insert(&rows, &mut self.frontier, now),
+                };
+                match inserted {
                     Ok(late) => {
                         // Rows the last run used already: late ones were counted then (they
                         // are passed over), the others are back in their open windows.
@@ -682,6 +706,7 @@ impl Pipeline {
         for m in self.models.values_mut() {
             report_late(m, now, false);
         }
+        self.cluster_step(now);
         for k in self.keys() {
             let started = Instant::now();
             let Some(m) = self.models.get_mut(&k) else { continue };
@@ -700,6 +725,7 @@ impl Pipeline {
         for m in self.models.values_mut() {
             report_late(m, now, false);
         }
+        self.cluster_step(now);
         for k in self.keys() {
             let started = Instant::now();
             let Some(m) = self.models.get_mut(&k) else { continue };
@@ -804,6 +830,7 @@ impl Pipeline {
             }
         }
         let assigned: Vec<(u16, i32)> = assigned.iter().map(|&(t, p, _)| (t, p)).collect();
+        self.cluster_assign(&assigned, now);
         let assigned = &assigned[..];
         self.assigned = assigned.to_vec();
         let known: Vec<(u16, i32)> = self.partition_keys.clone();
@@ -832,7 +859,9 @@ impl Pipeline {
     /// take back their marks when they are assigned. `topics` names the topic indices.
     pub fn resume(&mut self, checkpoint: Option<Checkpoint>, topics: &[String]) {
         self.topic_names = topics.to_vec();
-        let Some(checkpoint) = checkpoint else { return };
+        // In a cluster, ingest needs no state of its own and owners restore from the
+        // cluster topic (docs/cluster.md).
+        let Some(checkpoint) = checkpoint.filter(|_| self.cluster.is_none()) else { return };
         for m in self.models.values_mut() {
             let Some(mark) = checkpoint.models.get(&m.id) else { continue };
             if mark.window != (millis(m.judge.spec.size), millis(m.judge.spec.slide)) {
@@ -1104,11 +1133,16 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
     for rule in &s.model.rules {
         shared.metrics.register_rule(&s.model.id, rule);
     }
-    let mut windows = Windows::new(&s.model.window, window_spec(&s.baseline.spec, &s.plan));
+    let spec = window_spec(&s.baseline.spec, &s.plan);
+    let mut windows = Windows::new(&s.model.window, spec.clone());
+    let mut shape = Shape { spec, slices: Vec::new(), slicer: None };
     if let Some(slicer) = slicer {
-        let specs =
+        let specs: Vec<ProfileSpec> =
             s.slices.iter().map(|x| window_spec(&x.baseline.as_ref().unwrap_or(&s.baseline).spec, &s.plan)).collect();
-        windows = windows.with_slices(Arc::new(slicer), specs);
+        let slicer: Arc<dyn crate::engine::window::Split> = Arc::new(slicer);
+        windows = windows.with_slices(slicer.clone(), specs.clone());
+        shape.slices = specs;
+        shape.slicer = Some(slicer);
     }
     let truth = GroundTruth::of(&s);
     if truth.is_some() {
@@ -1141,6 +1175,9 @@ fn runtime(s: ModelSetup, derive: Derive, slicer: Option<Slicer>, shared: &Share
         derive,
         derive_failed: false,
         last_event: None,
+        shape,
+        ingest: None,
+        owner: None,
     }
 }
 

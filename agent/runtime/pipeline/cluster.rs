@@ -1,0 +1,290 @@
+//! The pipeline in a cluster (docs/cluster.md): each model's rows go to its ingest, whose
+//! sealed panes are produced to the cluster topic (their source offsets held until the broker
+//! acknowledges them); the models whose cluster partition this agent holds are judged from
+//! the partials every agent sent, by their owner, with the same evaluation as one agent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{ModelKey, Pipeline};
+use crate::engine::ingest::Ingest;
+use crate::engine::owner::{Owner, Taken};
+use crate::engine::partial::{Record, Snapshot, Source};
+use crate::runtime::cluster::{ClusterError, OwnerCommits, OwnerInput, PartialProducer};
+
+/// Heartbeats go out at least this often while partitions are held (and after every seal).
+const BEAT: Duration = Duration::from_millis(500);
+
+/// What the pipeline keeps of the cluster.
+pub(crate) struct Link {
+    producer: Arc<PartialProducer>,
+    /// Per source topic index: its partition count (every partition is expected to report).
+    topic_partitions: Vec<i32>,
+    next_id: u64,
+    /// Records sent and not yet acknowledged, with the source offsets they hold.
+    inflight: HashMap<u64, (Record, Vec<(u32, i64)>)>,
+    /// Records the producer could not take yet (its queue was full), in order.
+    unsent: Vec<(Record, Vec<(u32, i64)>)>,
+    last_beat: Option<Instant>,
+    /// Cluster partitions owned: (backlog end at assignment, next offset to read).
+    owned: BTreeMap<i32, (i64, i64)>,
+    /// Per owned model: the offset of its newest snapshot read back.
+    snapshots: HashMap<String, i64>,
+    commits: OwnerCommits,
+}
+
+impl Link {
+    fn caught_up(&self, partition: i32) -> bool {
+        self.owned.get(&partition).is_some_and(|&(end, next)| next >= end)
+    }
+}
+
+impl Pipeline {
+    /// Runs the models in a cluster: `topic_partitions[t]` is source topic `t`'s partition
+    /// count. Every model gets an ingest; ownership comes with [`Pipeline::owner_input`].
+    pub(crate) fn set_cluster(&mut self, producer: Arc<PartialProducer>, topic_partitions: Vec<i32>, commits: OwnerCommits) {
+        for m in self.models.values_mut() {
+            let pane = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone()).pane_width();
+            let mut ingest = Ingest::new(&m.id, &m.judge.spec, pane, m.shape.spec.clone());
+            if let Some(slicer) = &m.shape.slicer {
+                ingest = ingest.with_slices(slicer.clone(), m.shape.slices.clone());
+            }
+            m.ingest = Some(ingest);
+        }
+        self.cluster = Some(Link {
+            producer,
+            topic_partitions,
+            next_id: 0,
+            inflight: HashMap::new(),
+            unsent: Vec::new(),
+            last_beat: None,
+            owned: BTreeMap::new(),
+            snapshots: HashMap::new(),
+            commits,
+        });
+    }
+
+    /// Source partitions assigned (`part` interned) or revoked, for the ingests.
+    pub(super) fn cluster_assign(&mut self, assigned: &[(u16, i32)], now: Instant) {
+        if self.cluster.is_none() {
+            return;
+        }
+        for &(topic, partition) in assigned {
+            let part = self.intern(topic, partition);
+            let Some(name) = self.topic_names.get(topic as usize).cloned() else { continue };
+            let Some(reader) = self.decoders.get(topic as usize).filter(|r| !r.labels) else { continue };
+            for k in reader.models.clone() {
+                if let Some(ingest) = self.models.get_mut(&k).and_then(|m| m.ingest.as_mut()) {
+                    ingest.assign(part, Source { topic: name.clone(), partition }, now);
+                }
+            }
+        }
+        let keys = self.partition_keys.clone();
+        for (i, key) in keys.iter().enumerate() {
+            if !assigned.contains(key) {
+                for m in self.models.values_mut() {
+                    if let Some(ingest) = &mut m.ingest {
+                        ingest.revoke(i as u32, &mut self.frontier);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a chunk or a tick: seals panes and sends them with heartbeats, then judges the
+    /// owned models whose watermark moved.
+    pub(super) fn cluster_step(&mut self, now: Instant) {
+        let Some(link) = &mut self.cluster else { return };
+        let mut out: Vec<(Record, Vec<(u32, i64)>)> = std::mem::take(&mut link.unsent);
+        for m in self.models.values_mut() {
+            if let Some(ingest) = &mut m.ingest {
+                for sealed in ingest.seal(&mut self.frontier, now) {
+                    tracing::debug!(model = %m.id, partition = sealed.partial.source.partition, pane = sealed.partial.pane, rows = sealed.partial.profile.rows(), "pane sealed");
+                    out.push((Record::Pane(sealed.partial), sealed.holds));
+                }
+            }
+        }
+        let beat = !out.is_empty() || link.last_beat.is_none_or(|t| now.saturating_duration_since(t) >= BEAT);
+        if beat {
+            link.last_beat = Some(now);
+            for m in self.models.values() {
+                for h in m.ingest.iter().flat_map(|i| i.heartbeats(now)) {
+                    out.push((Record::Heartbeat(h), Vec::new()));
+                }
+            }
+        }
+        for (record, holds) in out {
+            send(link, record, holds);
+        }
+        self.judge_owned(now);
+    }
+
+    /// The broker acknowledged record `id` (or gave up on it: then it is sent again).
+    pub(crate) fn acked(&mut self, id: u64, ok: bool) {
+        let Some(link) = &mut self.cluster else { return };
+        let Some((record, holds)) = link.inflight.remove(&id) else { return };
+        if ok {
+            for (part, offset) in holds {
+                self.frontier.release(part, offset);
+            }
+        } else {
+            tracing::warn!(model = record.model(), "a cluster record was not delivered; it is sent again");
+            send(link, record, holds);
+        }
+    }
+
+    /// What the owners' group says: the cluster partitions held now, or records read.
+    pub(crate) fn owner_input(&mut self, input: OwnerInput, now: Instant) {
+        let Some(link) = &mut self.cluster else { return };
+        match input {
+            OwnerInput::Owned(owned) => {
+                let before = std::mem::take(&mut link.owned);
+                for (p, end) in owned {
+                    let next = before.get(&p).map_or(0, |&(_, next)| next);
+                    link.owned.insert(p, (end, next));
+                }
+                let producer = link.producer.clone();
+                let topic_partitions = link.topic_partitions.clone();
+                let owned: Vec<i32> = link.owned.keys().copied().collect();
+                for k in self.keys() {
+                    let Some(m) = self.models.get_mut(&k) else { continue };
+                    let mine = owned.contains(&producer.partition_of(&m.id));
+                    match (mine, m.owner.is_some()) {
+                        (true, false) => {
+                            let mut owner = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone());
+                            let topics = self.decoders.iter().enumerate().filter(|(_, r)| !r.labels && r.models.contains(&k));
+                            for (t, _) in topics {
+                                let Some(name) = self.topic_names.get(t) else { continue };
+                                for partition in 0..topic_partitions.get(t).copied().unwrap_or(0) {
+                                    owner.expect(Source { topic: name.clone(), partition }, now);
+                                }
+                            }
+                            tracing::info!(model = %m.id, "model owned: its windows are judged here");
+                            m.owner = Some(owner);
+                        }
+                        (false, true) => {
+                            tracing::info!(model = %m.id, "model handed over: another agent judges its windows");
+                            m.owner = None;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            OwnerInput::Records(records) => {
+                for r in records {
+                    if let Some(entry) = link.owned.get_mut(&r.partition) {
+                        entry.1 = entry.1.max(r.offset + 1);
+                    }
+                    let record = match r.record {
+                        Ok(record) => record,
+                        Err(e) => {
+                            tracing::warn!(partition = r.partition, offset = r.offset, "cluster record skipped: {e}");
+                            continue;
+                        }
+                    };
+                    let caught_up = link.caught_up(r.partition);
+                    let Some(m) = self.models.values_mut().find(|m| m.id == record.model()) else { continue };
+                    let Some(owner) = &mut m.owner else { continue };
+                    match record {
+                        Record::Pane(p) => {
+                            let (source, pane) = (format!("{}/{}", p.source.topic, p.source.partition), p.pane);
+                            let taken = owner.take(p, r.offset);
+                            tracing::debug!(model = %m.id, %source, pane, offset = r.offset, ?taken, "partial");
+                            if let Taken::Unfit = taken {
+                                tracing::warn!(model = %m.id, "a partial of another configuration was skipped");
+                            }
+                        }
+                        Record::Heartbeat(h) => owner.heartbeat(&h, now),
+                        Record::Snapshot(s) => {
+                            link.snapshots.insert(s.model.clone(), r.offset);
+                            // A successor catching up takes the last owner's state; its own
+                            // snapshots read back change nothing.
+                            if !caught_up {
+                                if let Some(cursor) = s.cursor {
+                                    owner.resume(cursor);
+                                }
+                                m.judge.evaluated_until = m.judge.evaluated_until.max(s.evaluated_until);
+                                m.judge.alerts.restore(s.alerts);
+                            }
+                        }
+                    }
+                }
+                self.judge_owned(now);
+            }
+        }
+    }
+
+    /// Closes and evaluates the owned models' windows the watermark passed (once their
+    /// partition's backlog is read), snapshots them, and says what may be committed.
+    fn judge_owned(&mut self, now: Instant) {
+        let Some(link) = &self.cluster else { return };
+        let producer = link.producer.clone();
+        let ready: Vec<(ModelKey, bool)> = self
+            .models
+            .iter()
+            .filter(|(_, m)| m.owner.is_some())
+            .map(|(&k, m)| (k, link.caught_up(producer.partition_of(&m.id))))
+            .collect();
+        for (k, caught_up) in ready {
+            if !caught_up {
+                continue;
+            }
+            let started = Instant::now();
+            let Some(owner) = self.models.get_mut(&k).and_then(|m| m.owner.as_mut()) else { continue };
+            let closed = if owner.quiet(now) && owner.open_rows() > 0 { owner.flush() } else { owner.advance(now) };
+            if closed.is_empty() {
+                continue;
+            }
+            self.evaluate_all(k, closed, started);
+            let Some(m) = self.models.get(&k) else { continue };
+            let snapshot = Snapshot {
+                model: m.id.clone(),
+                cursor: m.owner.as_ref().and_then(Owner::cursor),
+                evaluated_until: m.judge.evaluated_until,
+                alerts: m.judge.alerts.snapshot(),
+            };
+            if let Some(link) = &mut self.cluster {
+                send(link, Record::Snapshot(snapshot), Vec::new());
+            }
+        }
+        self.owner_commits();
+    }
+
+    /// Per owned partition: the lowest offset a successor must read from — the oldest partial
+    /// still held and each model's last snapshot — or where reading stands.
+    fn owner_commits(&self) {
+        let Some(link) = &self.cluster else { return };
+        let mut allowed: BTreeMap<i32, i64> = link.owned.iter().map(|(&p, &(_, next))| (p, next)).collect();
+        for m in self.models.values() {
+            let Some(owner) = &m.owner else { continue };
+            let p = link.producer.partition_of(&m.id);
+            let Some(at) = allowed.get_mut(&p) else { continue };
+            if let Some(held) = owner.held_from() {
+                *at = (*at).min(held);
+            }
+            if let Some(&snapshot) = link.snapshots.get(&m.id) {
+                *at = (*at).min(snapshot);
+            }
+        }
+        if let Ok(mut commits) = link.commits.lock() {
+            *commits = allowed;
+        }
+    }
+}
+
+/// Queues a record on the producer, keeping it (and its holds) until it is acknowledged.
+fn send(link: &mut Link, record: Record, holds: Vec<(u32, i64)>) {
+    let id = link.next_id;
+    link.next_id += 1;
+    match link.producer.send(id, &record) {
+        Ok(()) => {
+            link.inflight.insert(id, (record, holds));
+        }
+        Err(ClusterError::QueueFull) => link.unsent.push((record, holds)),
+        Err(e) => {
+            tracing::warn!(model = record.model(), "cannot send a cluster record: {e}; it is sent again later");
+            link.unsent.push((record, holds));
+        }
+    }
+}
