@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::engine::partial::{Heartbeat, PanePartial, Source};
 use crate::engine::profile::{Profile, ProfileSpec};
-use crate::engine::window::{ClosedWindow, Progress, WindowSpec, millis};
+use crate::engine::window::{ClosedWindow, Progress, WindowSpec, earliest_window, gcd, millis};
 
 /// What became of a partial given to [`Owner::take`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,9 +165,7 @@ impl Owner {
     fn close_until(&mut self, watermark: Option<i64>) -> Vec<ClosedWindow> {
         let mut closed = Vec::new();
         while let Some((&first, _)) = self.panes.first_key_value() {
-            let earliest = ((first - self.size).div_euclid(self.slide) + 1) * self.slide;
-            let start = self.cursor.map_or(earliest, |c| c.max(earliest));
-            let end = start + self.size;
+            let (start, end) = earliest_window(first, self.cursor, self.size, self.slide);
             if watermark.is_some_and(|w| end > w) {
                 break;
             }
@@ -198,10 +196,6 @@ impl Owner {
         }
         closed
     }
-}
-
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

@@ -203,8 +203,17 @@ impl<K: Ord> Progress<K> {
     }
 }
 
-fn gcd(a: i64, b: i64) -> i64 {
+/// The pane width of windows of `size` sliding by `slide` (milliseconds).
+pub fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The earliest window not yet closed that holds the pane starting at `first`, given the
+/// cursor (start of the earliest window not yet closed): (start, end).
+pub fn earliest_window(first: i64, cursor: Option<i64>, size: i64, slide: i64) -> (i64, i64) {
+    let earliest = ((first - size).div_euclid(slide) + 1) * slide;
+    let start = cursor.map_or(earliest, |c| c.max(earliest));
+    (start, start + size)
 }
 
 /// A duration in milliseconds, saturating far below `i64::MAX` (times are added to it).
@@ -399,10 +408,7 @@ impl Windows {
     fn close_until(&mut self, watermark: Option<i64>, frontier: &mut CommitFrontier) -> Vec<ClosedWindow> {
         let mut closed = Vec::new();
         while let Some((&first, _)) = self.panes.first_key_value() {
-            // The earliest open window holding the first pane.
-            let earliest = ((first - self.size).div_euclid(self.slide) + 1) * self.slide;
-            let start = self.cursor.map_or(earliest, |c| c.max(earliest));
-            let end = start + self.size;
+            let (start, end) = earliest_window(first, self.cursor, self.size, self.slide);
             if watermark.is_some_and(|w| end > w) {
                 break;
             }
@@ -452,8 +458,7 @@ impl Windows {
         let (Some((&first, _)), Some((&last, _))) = (self.panes.first_key_value(), self.panes.last_key_value()) else {
             return 0;
         };
-        let earliest = ((first - self.size).div_euclid(self.slide) + 1) * self.slide;
-        let start = self.cursor.map_or(earliest, |c| c.max(earliest));
+        let (start, _) = earliest_window(first, self.cursor, self.size, self.slide);
         (last.div_euclid(self.slide) * self.slide - start) as usize / self.slide as usize + 1
     }
 
