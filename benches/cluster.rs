@@ -90,7 +90,8 @@ fn main() {
         }
         for p in 0..SOURCES {
             let source = Source { topic: "predictions".into(), partition: p };
-            owner.heartbeat(&Heartbeat { model: "credit-risk".into(), source, newest: Some(60_000), quiet: false }, now);
+            owner
+                .heartbeat(&Heartbeat { model: "credit-risk".into(), source, newest: Some(60_000), quiet: false }, now);
         }
         let started = Instant::now();
         let closed = owner.advance(now);

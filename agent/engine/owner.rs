@@ -50,6 +50,8 @@ pub struct Owner {
     cursor: Option<i64>,
     progress: Progress<Source>,
     idle: std::time::Duration,
+    /// A watermark that excuses silent partitions, and since when it has held.
+    excused: Option<(i64, Instant)>,
 }
 
 impl Owner {
@@ -67,6 +69,7 @@ impl Owner {
             cursor: None,
             progress: Progress::new(window),
             idle: window.idle_timeout,
+            excused: None,
         }
     }
 
@@ -133,12 +136,26 @@ impl Owner {
         self.progress.watermark(now)
     }
 
-    /// Closes the windows the watermark has passed.
+    /// Closes the windows every source partition has passed; and those only the active
+    /// ones have passed (silent partitions excused, as for one agent) once that has held for
+    /// `idle_timeout`: a partition another agent reads may lag this one's by less than that,
+    /// so which agent reads first does not decide what a window holds.
     pub fn advance(&mut self, now: Instant) -> Vec<ClosedWindow> {
-        match self.watermark(now) {
-            Some(w) => self.close_until(Some(w)),
-            None => Vec::new(),
+        let strict = self.progress.strict_watermark();
+        let mut closed = strict.map(|w| self.close_until(Some(w))).unwrap_or_default();
+        match self.watermark(now).filter(|&loose| strict.is_none_or(|s| loose > s)) {
+            None => self.excused = None,
+            Some(loose) => match self.excused {
+                Some((w, since)) if w <= loose => {
+                    if now.saturating_duration_since(since) >= self.idle {
+                        closed.extend(self.close_until(Some(w)));
+                        self.excused = (loose > w).then_some((loose, now));
+                    }
+                }
+                _ => self.excused = Some((loose, now)),
+            },
         }
+        closed
     }
 
     /// Closes every window that holds data (idle timeout, end of a run without a broker).

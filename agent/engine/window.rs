@@ -166,6 +166,13 @@ impl<K: Ord> Progress<K> {
         }
     }
 
+    /// The watermark every partition allows, silent or not (`None` while any has sent
+    /// nothing).
+    pub fn strict_watermark(&self) -> Option<i64> {
+        let newest = self.sources.values().map(|(t, _)| *t).collect::<Option<Vec<i64>>>()?.into_iter().min()?;
+        Some(newest.saturating_sub(self.lateness))
+    }
+
     /// Every partition has been silent for at least `quiet` at `now`.
     pub fn all_quiet(&self, now: Instant, quiet: Duration) -> bool {
         self.sources.values().all(|(_, seen)| now.saturating_duration_since(*seen) >= quiet)

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::adapters::config::{Cluster, Config, Kafka, SourceKind};
-use crate::runtime::cluster::{ClusterError, OwnerCommits, OwnerFeed, PartialProducer, ensure_topic};
 use crate::engine::chunk::SourceState;
 use crate::runtime::checkpoint::Store;
+use crate::runtime::cluster::{ClusterError, OwnerCommits, OwnerFeed, PartialProducer, ensure_topic};
 use crate::runtime::http::{self, BindError};
 use crate::runtime::input::{self, Input, ReloadRequest};
 use crate::runtime::metrics::Metrics;

@@ -43,7 +43,12 @@ impl Link {
 impl Pipeline {
     /// Runs the models in a cluster: `topic_partitions[t]` is source topic `t`'s partition
     /// count. Every model gets an ingest; ownership comes with [`Pipeline::owner_input`].
-    pub(crate) fn set_cluster(&mut self, producer: Arc<PartialProducer>, topic_partitions: Vec<i32>, commits: OwnerCommits) {
+    pub(crate) fn set_cluster(
+        &mut self,
+        producer: Arc<PartialProducer>,
+        topic_partitions: Vec<i32>,
+        commits: OwnerCommits,
+    ) {
         for m in self.models.values_mut() {
             let pane = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone()).pane_width();
             let mut ingest = Ingest::new(&m.id, &m.judge.spec, pane, m.shape.spec.clone());
@@ -153,7 +158,8 @@ impl Pipeline {
                     match (mine, m.owner.is_some()) {
                         (true, false) => {
                             let mut owner = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone());
-                            let topics = self.decoders.iter().enumerate().filter(|(_, r)| !r.labels && r.models.contains(&k));
+                            let topics =
+                                self.decoders.iter().enumerate().filter(|(_, r)| !r.labels && r.models.contains(&k));
                             for (t, _) in topics {
                                 let Some(name) = self.topic_names.get(t) else { continue };
                                 for partition in 0..topic_partitions.get(t).copied().unwrap_or(0) {
