@@ -229,6 +229,25 @@ pub fn partition_of(model: &str, partitions: i32) -> i32 {
     (fnv(model.as_bytes()) % partitions.max(1) as u64) as i32
 }
 
+/// What the owners' group hands the pipeline, in order.
+#[derive(Debug)]
+pub enum OwnerInput {
+    /// The cluster-topic partitions this agent holds now, each with its end offset at the
+    /// assignment: the records below it are the backlog a successor reads before it
+    /// evaluates anything (docs/cluster.md).
+    Owned(Vec<(i32, i64)>),
+    /// Records read, in order within each partition.
+    Records(Vec<OwnerRecord>),
+}
+
+/// One record of the cluster topic, decoded (or why it could not be).
+#[derive(Debug)]
+pub struct OwnerRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub record: Result<Record, PartialError>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

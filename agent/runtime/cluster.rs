@@ -19,6 +19,8 @@ use crate::adapters::config::{Cluster, Kafka};
 use crate::engine::partial::{self, PartialError, Record};
 use crate::runtime::source::kafka::client_config;
 
+pub use crate::engine::partial::{OwnerInput, OwnerRecord};
+use crate::runtime::pipeline::{OwnerCommits, RecordSink, SendRefused};
 pub use crate::runtime::source::kafka::KafkaError;
 
 /// The cluster topic could not be set up or written to.
@@ -181,31 +183,21 @@ impl PartialProducer {
     }
 }
 
+impl RecordSink for PartialProducer {
+    fn send(&self, id: u64, record: &Record) -> Result<(), SendRefused> {
+        PartialProducer::send(self, id, record).map_err(|e| match e {
+            ClusterError::QueueFull => SendRefused::QueueFull,
+            other => SendRefused::Failed(other.to_string()),
+        })
+    }
+
+    fn partition_of(&self, model: &str) -> i32 {
+        PartialProducer::partition_of(self, model)
+    }
+}
+
 /// Shared so the pipeline thread and shutdown can both reach it.
 pub type SharedProducer = Arc<PartialProducer>;
-
-/// What the owners' group hands the pipeline, in order.
-#[derive(Debug)]
-pub enum OwnerInput {
-    /// The cluster-topic partitions this agent holds now, each with its end offset at the
-    /// assignment: the records below it are the backlog a successor reads before it
-    /// evaluates anything (docs/cluster.md).
-    Owned(Vec<(i32, i64)>),
-    /// Records read, in order within each partition.
-    Records(Vec<OwnerRecord>),
-}
-
-/// One record of the cluster topic, decoded (or why it could not be).
-#[derive(Debug)]
-pub struct OwnerRecord {
-    pub partition: i32,
-    pub offset: i64,
-    pub record: Result<Record, PartialError>,
-}
-
-/// Cluster-topic offsets the pipeline allows the owners' group to commit: partition → next
-/// offset to read.
-pub type OwnerCommits = Arc<std::sync::Mutex<std::collections::BTreeMap<i32, i64>>>;
 
 /// The owners' group's side of a rebalance, kept until the read loop sends it on.
 struct OwnerContext {

@@ -26,7 +26,7 @@ pub enum Input {
     /// The broker acknowledged a cluster record (or gave up on it).
     Acked(u64, bool),
     /// The owners' group: partitions owned, or records of the cluster topic.
-    Owner(crate::runtime::cluster::OwnerInput),
+    Owner(crate::engine::partial::OwnerInput),
 }
 
 /// How many inputs may wait for the pipeline before senders wait (backpressure).

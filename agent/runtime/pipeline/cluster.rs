@@ -10,15 +10,36 @@ use std::time::{Duration, Instant};
 use super::{ModelKey, Pipeline};
 use crate::engine::ingest::Ingest;
 use crate::engine::owner::{Owner, Taken};
-use crate::engine::partial::{Record, Snapshot, Source};
-use crate::runtime::cluster::{ClusterError, OwnerCommits, OwnerInput, PartialProducer};
+use crate::engine::partial::{OwnerInput, Record, Snapshot, Source};
+
+/// Cluster-topic offsets the pipeline allows the owners' group to commit: partition → next
+/// offset to read.
+pub type OwnerCommits = Arc<std::sync::Mutex<BTreeMap<i32, i64>>>;
+
+/// Why a record was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum SendRefused {
+    /// The producer's queue is full: sent again with the next step.
+    #[error("the producer's queue is full")]
+    QueueFull,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Where the pipeline's cluster records go (the cluster producer, `runtime::cluster`): each
+/// record's delivery comes back as `Input::Acked` with its id.
+pub trait RecordSink: Send + Sync {
+    fn send(&self, id: u64, record: &Record) -> Result<(), SendRefused>;
+    /// The cluster-topic partition of a model.
+    fn partition_of(&self, model: &str) -> i32;
+}
 
 /// Heartbeats go out at least this often while partitions are held (and after every seal).
 const BEAT: Duration = Duration::from_millis(500);
 
 /// What the pipeline keeps of the cluster.
 pub(crate) struct Link {
-    producer: Arc<PartialProducer>,
+    producer: Arc<dyn RecordSink>,
     /// Per source topic index: its partition count (every partition is expected to report).
     topic_partitions: Vec<i32>,
     next_id: u64,
@@ -45,7 +66,7 @@ impl Pipeline {
     /// count. Every model gets an ingest; ownership comes with [`Pipeline::owner_input`].
     pub(crate) fn set_cluster(
         &mut self,
-        producer: Arc<PartialProducer>,
+        producer: Arc<dyn RecordSink>,
         topic_partitions: Vec<i32>,
         commits: OwnerCommits,
     ) {
@@ -287,7 +308,7 @@ fn send(link: &mut Link, record: Record, holds: Vec<(u32, i64)>) {
         Ok(()) => {
             link.inflight.insert(id, (record, holds));
         }
-        Err(ClusterError::QueueFull) => link.unsent.push((record, holds)),
+        Err(SendRefused::QueueFull) => link.unsent.push((record, holds)),
         Err(e) => {
             tracing::warn!(model = record.model(), "cannot send a cluster record: {e}; it is sent again later");
             link.unsent.push((record, holds));

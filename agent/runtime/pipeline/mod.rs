@@ -8,6 +8,7 @@
 //! source which offsets may be stored.
 
 mod cluster;
+pub use cluster::{OwnerCommits, RecordSink, SendRefused};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
