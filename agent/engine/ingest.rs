@@ -22,7 +22,6 @@ use crate::engine::window::{Split, WindowSpec, Windows};
 struct Partition {
     source: Source,
     panes: Windows,
-    newest: Option<i64>,
     last_event: Instant,
 }
 
@@ -66,7 +65,7 @@ impl Ingest {
                 panes = panes.with_slices(slicer.clone(), specs.clone());
             }
             panes.expect_partition(part, now);
-            Partition { source, panes, newest: None, last_event: now }
+            Partition { source, panes, last_event: now }
         });
     }
 
@@ -102,8 +101,7 @@ impl Ingest {
                 taken = rows.select(&map, k == 0).map_err(|e| ProfileError::MissingColumn(e.to_string()))?;
                 &taken
             };
-            if let Some(&t) = decoded.times.iter().max() {
-                p.newest = Some(p.newest.map_or(t, |n| n.max(t)));
+            if !decoded.times.is_empty() {
                 p.last_event = now;
             }
             for i in p.panes.insert(decoded, frontier, now)? {
@@ -147,7 +145,7 @@ impl Ingest {
             .map(|p| Heartbeat {
                 model: self.model.clone(),
                 source: p.source.clone(),
-                newest: p.newest,
+                newest: p.panes.newest(),
                 quiet: now.saturating_duration_since(p.last_event) >= self.pane.idle_timeout,
             })
             .collect()

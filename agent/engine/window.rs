@@ -166,6 +166,11 @@ impl<K: Ord> Progress<K> {
         }
     }
 
+    /// The newest event time any partition has sent.
+    pub fn newest(&self) -> Option<i64> {
+        self.sources.values().filter_map(|(t, _)| *t).max()
+    }
+
     /// The watermark every partition allows, silent or not (`None` while any has sent
     /// nothing).
     pub fn strict_watermark(&self) -> Option<i64> {
@@ -467,6 +472,11 @@ impl Windows {
         };
         let (start, _) = earliest_window(first, self.cursor, self.size, self.slide);
         (last.div_euclid(self.slide) * self.slide - start) as usize / self.slide as usize + 1
+    }
+
+    /// The newest event time of the rows taken (late rows excluded).
+    pub fn newest(&self) -> Option<i64> {
+        self.partitions.newest()
     }
 
     /// Start of the earliest window that has not closed (rows before it are late).

@@ -71,12 +71,7 @@ impl Pipeline {
         commits: OwnerCommits,
     ) {
         for m in self.models.values_mut() {
-            let pane = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone()).pane_width();
-            let mut ingest = Ingest::new(&m.id, &m.judge.spec, pane, m.shape.spec.clone());
-            if let Some(slicer) = &m.shape.slicer {
-                ingest = ingest.with_slices(slicer.clone(), m.shape.slices.clone());
-            }
-            m.ingest = Some(ingest);
+            m.ingest = Some(ingest_for(m));
         }
         self.cluster = Some(Link {
             producer,
@@ -297,6 +292,16 @@ impl Pipeline {
         if let Ok(mut commits) = link.commits.lock() {
             *commits = allowed;
         }
+    }
+}
+
+/// A model's ingest: panes as wide as its owner's, its slices too.
+pub(super) fn ingest_for(m: &super::ModelRuntime) -> Ingest {
+    let pane = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone()).pane_width();
+    let ingest = Ingest::new(&m.id, &m.judge.spec, pane, m.shape.spec.clone());
+    match &m.shape.slicer {
+        Some(slicer) => ingest.with_slices(slicer.clone(), m.shape.slices.clone()),
+        None => ingest,
     }
 }
 

@@ -434,6 +434,23 @@ impl Pipeline {
                             m.windows.expect_partition(part, now);
                         }
                     }
+                    // In a cluster a fresh model ingests too, from the partitions held now.
+                    if self.cluster.is_some() {
+                        let mut ingest = cluster::ingest_for(&m);
+                        for &(topic, partition) in &self.assigned {
+                            let part = self.partitions.get(&(topic, partition)).copied();
+                            let reads = topics.get(topic as usize).is_some_and(|r| r.contains(&id));
+                            if let (Some(part), true, Some(name)) = (part, reads, self.topic_names.get(topic as usize))
+                            {
+                                ingest.assign(
+                                    part,
+                                    crate::engine::partial::Source { topic: name.clone(), partition },
+                                    now,
+                                );
+                            }
+                        }
+                        m.ingest = Some(ingest);
+                    }
                     match previous.and_then(|k| self.models.remove(&k)) {
                         Some(p) => {
                             m.judge.alerts.restore(p.judge.alerts.snapshot());
@@ -709,12 +726,9 @@ impl Pipeline {
         }
         self.cluster_step(now);
         for k in self.keys() {
-            let started = Instant::now();
-            let Some(m) = self.models.get_mut(&k) else { continue };
-            let closed = m.windows.advance(&mut self.frontier, now);
-            let labelled = m.truth.as_mut().map(|t| t.join.advance()).unwrap_or_default();
-            self.evaluate_all(k, closed, started);
-            self.realise_all(k, labelled);
+            self.advance_model(k, now);
+            let labelled = self.models.get_mut(&k).and_then(|m| m.truth.as_mut()).map(|t| t.join.advance());
+            self.realise_all(k, labelled.unwrap_or_default());
         }
         self.publish();
     }
@@ -728,11 +742,7 @@ impl Pipeline {
         }
         self.cluster_step(now);
         for k in self.keys() {
-            let started = Instant::now();
-            let Some(m) = self.models.get_mut(&k) else { continue };
-            let closed = m.windows.advance(&mut self.frontier, now);
-            any |= !closed.is_empty();
-            self.evaluate_all(k, closed, started);
+            any |= self.advance_model(k, now);
             let Some(m) = self.models.get_mut(&k) else { continue };
             let idle = m.last_event.is_some_and(|t| now.duration_since(t) >= m.judge.spec.idle_timeout);
             if idle && m.windows.open_rows() > 0 {
@@ -746,6 +756,16 @@ impl Pipeline {
         if any {
             self.publish();
         }
+    }
+
+    /// Closes and evaluates model `k`'s windows the watermark has passed; says whether any.
+    fn advance_model(&mut self, k: ModelKey, now: Instant) -> bool {
+        let started = Instant::now();
+        let Some(m) = self.models.get_mut(&k) else { return false };
+        let closed = m.windows.advance(&mut self.frontier, now);
+        let any = !closed.is_empty();
+        self.evaluate_all(k, closed, started);
+        any
     }
 
     /// What the source says about itself: while it is unhealthy (a broker outage) or a
