@@ -1,6 +1,7 @@
 //! Partials: what ingest ships to a model's owner through the cluster topic
-//! (docs/cluster.md). A [`Record`] is either the sealed pane of one source partition — its
-//! profile and its segment slices' — or a heartbeat carrying the partition's progress.
+//! (docs/cluster.md). A [`Record`] is the sealed pane of one source partition — its profile
+//! and its segment slices' —, a heartbeat carrying the partition's progress, an owner's
+//! snapshot, or word that notifications were delivered.
 //!
 //! On the wire: `"DWP"`, one version byte, then the record in postcard, compressed with
 //! zstd. Decoding checks the magic and the version and never panics on damaged bytes.
@@ -13,7 +14,7 @@ use crate::engine::alert::SavedAlert;
 use crate::engine::profile::Profile;
 
 /// The wire format's version; a record of another version is refused (and counted).
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 const MAGIC: &[u8; 3] = b"DWP";
 /// zstd level: partials are small and produced once a pane, so favour size a little.
 const LEVEL: i32 = 3;
@@ -62,6 +63,23 @@ pub struct Snapshot {
     /// End of the last window evaluated.
     pub evaluated_until: Option<i64>,
     pub alerts: Vec<SavedAlert>,
+    /// Notifications queued and not yet known delivered: a successor sends them.
+    pub pending: Vec<Pending>,
+}
+
+/// One notification batch of an owner, opaque here (the notifier's JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Stable over agents: the same windows give the same batch and id.
+    pub id: u64,
+    pub batch: Vec<u8>,
+}
+
+/// The owner's notifier had these batches of a model accepted by the mail server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub model: String,
+    pub ids: Vec<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +87,7 @@ pub enum Record {
     Pane(PanePartial),
     Heartbeat(Heartbeat),
     Snapshot(Snapshot),
+    Delivered(Delivered),
 }
 
 impl Record {
@@ -77,6 +96,7 @@ impl Record {
             Record::Pane(p) => &p.model,
             Record::Heartbeat(h) => &h.model,
             Record::Snapshot(s) => &s.model,
+            Record::Delivered(d) => &d.model,
         }
     }
 }
@@ -134,7 +154,7 @@ pub fn frames(bytes: Vec<u8>) -> Vec<Vec<u8>> {
     if bytes.len() <= MAX_FRAME {
         return vec![bytes];
     }
-    let id = fnv(&bytes);
+    let id = stable_hash(&bytes);
     let chunks: Vec<&[u8]> = bytes.chunks(MAX_FRAME - FRAME_HEADER).collect();
     let count = chunks.len() as u32;
     chunks
@@ -214,7 +234,8 @@ impl Reassembler {
     }
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
+/// FNV-1a: the same on every agent, build and platform.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -226,7 +247,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// The cluster topic's partition of a model: FNV-1a of its id, so every agent (whatever its
 /// Kafka client) sends a model's partials to the same partition.
 pub fn partition_of(model: &str, partitions: i32) -> i32 {
-    (fnv(model.as_bytes()) % partitions.max(1) as u64) as i32
+    (stable_hash(model.as_bytes()) % partitions.max(1) as u64) as i32
 }
 
 /// What the owners' group hands the pipeline, in order.
@@ -329,7 +350,9 @@ mod tests {
                     feature: "income".into(),
                     state: crate::engine::alert::AlertState::default(),
                 }],
+                pending: vec![Pending { id: 7, batch: b"{}".to_vec() }],
             }),
+            Record::Delivered(Delivered { model: "m".into(), ids: vec![7, 8] }),
         ] {
             let bytes = encode(&record).expect("encode");
             assert_eq!(decode(&bytes).expect("decode"), record);

@@ -223,7 +223,7 @@ impl Watcher {
         if let Some(dir) = &self.outbox {
             notify.outbox = dir.clone();
         }
-        let (notifier, queue) = Notifier::start(&notify, self.shared.clone())?;
+        let (notifier, queue) = Notifier::start(&notify, self.shared.clone(), true)?;
         *slot = Some(notifier);
         Ok(Some(queue))
     }

@@ -383,7 +383,7 @@ fn start_notifier(
     if let Some(dir) = outbox {
         notify.outbox = dir.clone();
     }
-    let (notifier, queue) = Notifier::start(&notify, shared.clone())?;
+    let (notifier, queue) = Notifier::start(&notify, shared.clone(), config.cluster.is_none())?;
     let rules: usize = config.models.iter().map(|m| m.rules.len()).sum();
     match &notify.smtp {
         Some(smtp) => tracing::info!(

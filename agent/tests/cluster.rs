@@ -253,7 +253,7 @@ mod halves {
                     *counts.entry(format!("{taken:?}").leak() as &'static str).or_insert(0) += 1;
                 }
                 Record::Heartbeat(h) => owner.heartbeat(&h, now),
-                Record::Snapshot(_) => {}
+                Record::Snapshot(_) | Record::Delivered(_) => {}
             }
             closed.extend(owner.advance(now));
         }

@@ -41,6 +41,18 @@ pub struct Batch {
     pub notices: Vec<Notice>,
 }
 
+impl Batch {
+    /// The same on every agent for the same notices (not their queueing time): how a cluster
+    /// tells a batch it sent from one a successor would send again.
+    pub fn id(&self) -> u64 {
+        let text = serde_json::to_vec(&(&self.model, &self.recipients, &self.notices)).unwrap_or_default();
+        crate::engine::partial::stable_hash(&text)
+    }
+}
+
+/// Told, on the notifier's thread, which batches of a model the mail server accepted.
+pub(crate) type OnDelivered = Arc<dyn Fn(&str, Vec<u64>) + Send + Sync>;
+
 /// Why a delivery failed (the `reason` label of `driftwatch_notification_failures_total`).
 pub(crate) fn failure_reason(e: &lettre::transport::smtp::Error) -> &'static str {
     // A failed STARTTLS or SMTPS handshake reaches us as a connection error.
@@ -150,6 +162,7 @@ pub struct Queue {
     outbox: Arc<Outbox>,
     wake: mpsc::Sender<()>,
     shared: Arc<Shared>,
+    delivered: Arc<Mutex<Option<OnDelivered>>>,
 }
 
 impl Queue {
@@ -161,6 +174,31 @@ impl Queue {
             let _ = self.wake.send(());
         }
         NotificationQueued { model: &batch.model, result }.emit(&self.shared.metrics);
+    }
+
+    /// Writes `batch` to the outbox unless it is queued already (a cluster's owner queues
+    /// what its snapshots list, perhaps again after a restart).
+    pub fn push_once(&self, batch: &Batch) {
+        let result = self.outbox.enqueue_once(batch);
+        if matches!(result, Ok(false)) {
+            return;
+        }
+        if result.is_ok() {
+            let _ = self.wake.send(());
+        }
+        NotificationQueued { model: &batch.model, result: result.map(|_| ()) }.emit(&self.shared.metrics);
+    }
+
+    /// Takes a model's queued batches out of the outbox (its new owner sends them).
+    pub fn drop_queued(&self, model: &str) -> usize {
+        self.outbox.drop_queued(|b| b.model == model)
+    }
+
+    /// Calls `f` with each delivered digest's batch ids.
+    pub(crate) fn on_delivered(&self, f: OnDelivered) {
+        if let Ok(mut d) = self.delivered.lock() {
+            *d = Some(f);
+        }
     }
 }
 
@@ -192,15 +230,29 @@ pub(crate) struct Notifier {
 
 impl Notifier {
     /// Opens the outbox and starts the notifier thread; returns it with the pipeline's queue.
-    pub(crate) fn start(config: &Notify, shared: Arc<Shared>) -> Result<(Notifier, Queue), NotifyError> {
+    /// Without `leftovers`, what an earlier run left queued is dropped, not sent (in a
+    /// cluster the models' owners send what their snapshots list).
+    pub(crate) fn start(
+        config: &Notify,
+        shared: Arc<Shared>,
+        leftovers: bool,
+    ) -> Result<(Notifier, Queue), NotifyError> {
         let outbox = Arc::new(Outbox::open(&config.outbox)?);
+        if !leftovers {
+            let n = outbox.drop_queued(|_| true);
+            if n > 0 {
+                tracing::info!(batches = n, "notifications left from an earlier run are left to the models' owners");
+            }
+        }
         let delivery = Delivery::new(config.smtp.as_ref())?;
         shared.metrics.register_notifications();
         let (wake, woken) = mpsc::channel();
         let stopping = Arc::new(Mutex::new(false));
-        let queue = Queue { outbox: outbox.clone(), wake: wake.clone(), shared: shared.clone() };
+        let delivered = Arc::new(Mutex::new(None));
+        let queue = Queue { outbox: outbox.clone(), wake: wake.clone(), shared: shared.clone(), delivered: delivered.clone() };
         let mut worker = Worker {
             outbox,
+            delivered,
             delivery,
             config: config.clone(),
             shared,
@@ -241,6 +293,7 @@ type Key = (String, Vec<String>);
 
 struct Worker {
     outbox: Arc<Outbox>,
+    delivered: Arc<Mutex<Option<OnDelivered>>>,
     delivery: Delivery,
     config: Notify,
     shared: Arc<Shared>,
@@ -356,6 +409,9 @@ impl Worker {
             tracing::error!("{e:#}");
         }
         DigestDelivered { model, alerts: notices.len(), subject: &digest.subject }.emit(&self.shared.metrics);
+        if let Some(f) = self.delivered.lock().ok().and_then(|d| d.clone()) {
+            f(model, items.iter().map(|q| q.batch.id()).collect());
+        }
         Ok(())
     }
 }

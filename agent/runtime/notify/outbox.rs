@@ -73,14 +73,37 @@ impl Outbox {
     /// Writes a batch durably; returns its file.
     pub(crate) fn enqueue(&self, batch: &Batch) -> Result<PathBuf, OutboxError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{:013}-{:06}-{}.json", batch.created_ms, seq, std::process::id());
-        let path = self.queue.join(&name);
+        self.write(&format!("{:013}-{:06}-{}.json", batch.created_ms, seq, std::process::id()), batch)
+    }
+
+    fn write(&self, name: &str, batch: &Batch) -> Result<PathBuf, OutboxError> {
+        let path = self.queue.join(name);
         let tmp = self.queue.join(format!("{name}.tmp"));
         let bytes = serde_json::to_vec(batch).map_err(json("cannot encode", &path))?;
         write_durably(&tmp, &bytes)?;
         fs::rename(&tmp, &path).map_err(io("cannot move into the outbox:", &tmp))?;
         sync_dir(&self.queue)?;
         Ok(path)
+    }
+
+    /// Writes a batch under a name made of its id, unless one is queued there already;
+    /// says whether it was written.
+    pub(crate) fn enqueue_once(&self, batch: &Batch) -> Result<bool, OutboxError> {
+        let name = format!("{:013}-{:016x}.json", batch.created_ms, batch.id());
+        if self.queue.join(&name).exists() {
+            return Ok(false);
+        }
+        self.write(&name, batch).map(|_| true)
+    }
+
+    /// Removes the queued batches `which` picks; says how many.
+    pub(crate) fn drop_queued(&self, which: impl Fn(&Batch) -> bool) -> usize {
+        let picked: Vec<PathBuf> = self.queued().into_iter().filter(|q| which(&q.batch)).map(|q| q.path).collect();
+        let paths: Vec<&Path> = picked.iter().map(PathBuf::as_path).collect();
+        if let Err(e) = self.remove(&paths) {
+            tracing::warn!("{e:#}");
+        }
+        paths.len()
     }
 
     /// Every queued batch, oldest first. Unreadable files are reported and left in place.

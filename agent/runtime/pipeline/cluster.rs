@@ -3,14 +3,15 @@
 //! acknowledges them); the models whose cluster partition this agent holds are judged from
 //! the partials every agent sent, by their owner, with the same evaluation as one agent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ModelKey, Pipeline};
 use crate::engine::ingest::Ingest;
 use crate::engine::owner::{Owner, Taken};
-use crate::engine::partial::{OwnerInput, Record, Snapshot, Source};
+use crate::engine::partial::{Delivered, OwnerInput, Pending, Record, Snapshot, Source};
+use crate::runtime::notify::{Batch, Queue};
 
 /// Cluster-topic offsets the pipeline allows the owners' group to commit: partition → next
 /// offset to read.
@@ -34,6 +35,9 @@ pub trait RecordSink: Send + Sync {
     fn partition_of(&self, model: &str) -> i32;
 }
 
+/// The id of records whose acknowledgement nobody waits for.
+const UNTRACKED: u64 = u64::MAX;
+
 /// Heartbeats go out at least this often while partitions are held (and after every seal).
 const BEAT: Duration = Duration::from_millis(500);
 
@@ -50,9 +54,52 @@ pub(crate) struct Link {
     last_beat: Option<Instant>,
     /// Cluster partitions owned: (backlog end at assignment, next offset to read).
     owned: BTreeMap<i32, (i64, i64)>,
-    /// Per owned model: the offset of its newest snapshot read back.
-    snapshots: HashMap<String, i64>,
+    /// Per owned model: its notifications and snapshots.
+    mail: HashMap<String, Mail>,
     commits: OwnerCommits,
+}
+
+/// An owned model's notifications (docs/cluster.md, "Notifications"). A batch is queued for
+/// sending only once a snapshot listing it was acknowledged or read back, so whoever holds
+/// the model next finds it; it leaves the list when the notifier's `Delivered` record is
+/// read back. A successor sends what the newest snapshot lists and no `Delivered` followed.
+#[derive(Default)]
+struct Mail {
+    /// Batches not yet known delivered, by id.
+    pending: BTreeMap<u64, Batch>,
+    /// Ids a snapshot acknowledged or read back lists: safe to send.
+    recorded: HashSet<u64>,
+    /// Ids queued in this agent's outbox.
+    queued: HashSet<u64>,
+    /// Delivered ids and the offset of the record saying so.
+    delivered: BTreeMap<u64, i64>,
+    /// The newest snapshot read back: its offset and the ids it lists.
+    snapshot: Option<(i64, Vec<u64>)>,
+}
+
+/// Delivered ids remembered per model (the oldest are forgotten first).
+const DELIVERED_KEPT: usize = 4096;
+
+impl Mail {
+    fn delivered(&mut self, ids: &[u64], offset: i64) {
+        for &id in ids {
+            self.pending.remove(&id);
+            self.delivered.insert(id, offset);
+        }
+        while self.delivered.len() > DELIVERED_KEPT {
+            let oldest = self.delivered.iter().min_by_key(|&(_, &o)| o).map(|(&id, _)| id);
+            if let Some(id) = oldest {
+                self.delivered.remove(&id);
+            }
+        }
+    }
+
+    /// The lowest offset a successor must read from to know what was delivered: the newest
+    /// snapshot, or a `Delivered` before it of a batch it still lists.
+    fn read_from(&self) -> Option<i64> {
+        let (at, ids) = self.snapshot.as_ref()?;
+        Some(ids.iter().filter_map(|id| self.delivered.get(id)).fold(*at, |a, &d| a.min(d)))
+    }
 }
 
 impl Link {
@@ -81,7 +128,7 @@ impl Pipeline {
             unsent: Vec::new(),
             last_beat: None,
             owned: BTreeMap::new(),
-            snapshots: HashMap::new(),
+            mail: HashMap::new(),
             commits,
         });
     }
@@ -149,6 +196,11 @@ impl Pipeline {
             for (part, offset) in holds {
                 self.frontier.release(part, offset);
             }
+            if let Record::Snapshot(s) = &record
+                && let Some(mail) = link.mail.get_mut(&s.model)
+            {
+                mail.recorded.extend(s.pending.iter().map(|p| p.id));
+            }
         } else {
             tracing::warn!(model = record.model(), "a cluster record was not delivered; it is sent again");
             send(link, record, holds);
@@ -168,6 +220,7 @@ impl Pipeline {
                 let producer = link.producer.clone();
                 let topic_partitions = link.topic_partitions.clone();
                 let owned: Vec<i32> = link.owned.keys().copied().collect();
+                let mut changed: Vec<(String, bool)> = Vec::new();
                 for k in self.keys() {
                     let Some(m) = self.models.get_mut(&k) else { continue };
                     let mine = owned.contains(&producer.partition_of(&m.id));
@@ -184,12 +237,25 @@ impl Pipeline {
                             }
                             tracing::info!(model = %m.id, "model owned: its windows are judged here");
                             m.owner = Some(owner);
+                            changed.push((m.id.clone(), true));
                         }
                         (false, true) => {
                             tracing::info!(model = %m.id, "model handed over: another agent judges its windows");
                             m.owner = None;
+                            changed.push((m.id.clone(), false));
                         }
                         _ => {}
+                    }
+                }
+                let Some(link) = &mut self.cluster else { return };
+                for (id, gained) in changed {
+                    if gained {
+                        link.mail.insert(id, Mail::default());
+                    } else {
+                        link.mail.remove(&id);
+                        if let Some(q) = &self.notify {
+                            q.drop_queued(&id);
+                        }
                     }
                 }
             }
@@ -218,8 +284,15 @@ impl Pipeline {
                             }
                         }
                         Record::Heartbeat(h) => owner.heartbeat(&h, now),
+                        Record::Delivered(d) => {
+                            if let Some(mail) = link.mail.get_mut(&d.model) {
+                                mail.delivered(&d.ids, r.offset);
+                            }
+                        }
                         Record::Snapshot(s) => {
-                            link.snapshots.insert(s.model.clone(), r.offset);
+                            let mail = link.mail.entry(s.model.clone()).or_default();
+                            mail.snapshot = Some((r.offset, s.pending.iter().map(|p| p.id).collect()));
+                            mail.recorded.extend(s.pending.iter().map(|p| p.id));
                             // A successor catching up takes the last owner's state; its own
                             // snapshots read back change nothing.
                             if !caught_up {
@@ -228,6 +301,12 @@ impl Pipeline {
                                 }
                                 m.judge.evaluated_until = m.judge.evaluated_until.max(s.evaluated_until);
                                 m.judge.alerts.restore(s.alerts);
+                                mail.pending = s
+                                    .pending
+                                    .iter()
+                                    .filter(|p| !mail.delivered.contains_key(&p.id))
+                                    .filter_map(|p| serde_json::from_slice(&p.batch).ok().map(|b| (p.id, b)))
+                                    .collect();
                             }
                         }
                     }
@@ -255,22 +334,72 @@ impl Pipeline {
             let started = Instant::now();
             let Some(owner) = self.models.get_mut(&k).and_then(|m| m.owner.as_mut()) else { continue };
             let closed = if owner.quiet(now) && owner.open_rows() > 0 { owner.flush() } else { owner.advance(now) };
-            if closed.is_empty() {
-                continue;
+            if !closed.is_empty() {
+                self.evaluate_all(k, closed, started);
+                self.snapshot(k);
             }
-            self.evaluate_all(k, closed, started);
-            let Some(m) = self.models.get(&k) else { continue };
-            let snapshot = Snapshot {
-                model: m.id.clone(),
-                cursor: m.owner.as_ref().and_then(Owner::cursor),
-                evaluated_until: m.judge.evaluated_until,
-                alerts: m.judge.alerts.snapshot(),
-            };
-            if let Some(link) = &mut self.cluster {
-                send(link, Record::Snapshot(snapshot), Vec::new());
-            }
+            self.send_recorded(k);
         }
         self.owner_commits();
+    }
+
+    /// Writes an owned model's snapshot, with the notifications its windows just queued.
+    fn snapshot(&mut self, k: ModelKey) {
+        let batches = self.held_batches.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        let (Some(m), Some(link)) = (self.models.get(&k), &mut self.cluster) else { return };
+        let mail = link.mail.entry(m.id.clone()).or_default();
+        for b in batches {
+            mail.pending.insert(b.id(), b);
+        }
+        let pending = mail
+            .pending
+            .iter()
+            .map(|(&id, b)| Pending { id, batch: serde_json::to_vec(b).unwrap_or_default() })
+            .collect();
+        let snapshot = Snapshot {
+            model: m.id.clone(),
+            cursor: m.owner.as_ref().and_then(Owner::cursor),
+            evaluated_until: m.judge.evaluated_until,
+            alerts: m.judge.alerts.snapshot(),
+            pending,
+        };
+        send(link, Record::Snapshot(snapshot), Vec::new());
+    }
+
+    /// Queues the owned model's batches a snapshot has recorded and this agent has not
+    /// queued yet.
+    fn send_recorded(&mut self, k: ModelKey) {
+        let (Some(m), Some(link), Some(queue)) = (self.models.get(&k), &mut self.cluster, &self.notify) else { return };
+        let Some(mail) = link.mail.get_mut(&m.id) else { return };
+        for (id, batch) in &mail.pending {
+            if mail.recorded.contains(id) && mail.queued.insert(*id) {
+                queue.push_once(batch);
+            }
+        }
+    }
+
+    /// A new notifier queue in a cluster: what was queued is queued again there, and its
+    /// deliveries are written to the cluster topic for a successor to read.
+    pub(super) fn cluster_notify(&mut self, queue: &Queue) {
+        let Some(link) = &mut self.cluster else { return };
+        for mail in link.mail.values_mut() {
+            mail.queued.clear();
+        }
+        let producer = link.producer.clone();
+        queue.on_delivered(Arc::new(move |model: &str, ids: Vec<u64>| {
+            let record = Record::Delivered(Delivered { model: model.to_string(), ids });
+            // Not tracked: a lost one costs at most one repeated digest after a takeover.
+            for _ in 0..20 {
+                match producer.send(UNTRACKED, &record) {
+                    Err(SendRefused::QueueFull) => std::thread::sleep(Duration::from_millis(50)),
+                    Err(e) => {
+                        tracing::warn!(model, "cannot record a delivered digest in the cluster topic: {e}");
+                        break;
+                    }
+                    Ok(()) => break,
+                }
+            }
+        }));
     }
 
     /// Per owned partition: the lowest offset a successor must read from — the oldest partial
@@ -285,8 +414,8 @@ impl Pipeline {
             if let Some(held) = owner.held_from() {
                 *at = (*at).min(held);
             }
-            if let Some(&snapshot) = link.snapshots.get(&m.id) {
-                *at = (*at).min(snapshot);
+            if let Some(from) = link.mail.get(&m.id).and_then(Mail::read_from) {
+                *at = (*at).min(from);
             }
         }
         if let Ok(mut commits) = link.commits.lock() {

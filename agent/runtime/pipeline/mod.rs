@@ -221,6 +221,9 @@ pub struct Pipeline {
     closed_since_checkpoint: bool,
     /// In a cluster (`[cluster]`): the producer, the owned partitions, what is in flight.
     cluster: Option<cluster::Link>,
+    /// In a cluster: notification batches of the windows just evaluated, which go out only
+    /// once a snapshot lists them (see `cluster::Mail`).
+    held_batches: std::sync::Mutex<Vec<Batch>>,
 }
 
 /// A model of a reloaded configuration (see [`Pipeline::reload`]).
@@ -287,6 +290,7 @@ impl Pipeline {
             topic_names: Vec::new(),
             closed_since_checkpoint: false,
             cluster: None,
+            held_batches: std::sync::Mutex::new(Vec::new()),
         };
         for m in built {
             pipeline.start(m);
@@ -539,6 +543,12 @@ impl Pipeline {
     /// but not sent).
     /// The alert states saved by the last run are taken back first.
     pub fn set_notify(&mut self, queue: Queue) {
+        if self.cluster.is_some() {
+            // The owners' snapshots hold the alert states and what is to be sent.
+            self.cluster_notify(&queue);
+            self.notify = Some(queue);
+            return;
+        }
         let mut saved = queue.load_alerts();
         if self.resumed.is_none() {
             // Without a checkpoint (a replay, the demo, a first start) nothing tells a window
@@ -561,7 +571,7 @@ impl Pipeline {
     }
 
     fn save_alerts(&self) {
-        if let Some(q) = &self.notify {
+        if let Some(q) = self.notify.as_ref().filter(|_| self.cluster.is_none()) {
             let all = self.models.values().map(|m| (m.id.clone(), m.judge.alerts.snapshot())).collect();
             q.save_alerts(&all);
         }
@@ -1050,7 +1060,11 @@ impl Pipeline {
                 }),
             }
         }
-        if let Some(q) = &self.notify {
+        if self.cluster.is_some() {
+            if let Ok(mut held) = self.held_batches.lock() {
+                held.extend(batches);
+            }
+        } else if let Some(q) = &self.notify {
             for b in &batches {
                 q.push(b);
             }
