@@ -73,6 +73,10 @@ pub struct ModelStatus {
     pub recent_windows: Vec<WindowSummary>,
     /// Pending and firing alerts after the last evaluated window.
     pub alerts: Vec<crate::engine::alert::AlertView>,
+    /// In a cluster: `here` when this agent owns the model (judges its windows, runs its
+    /// alerts), `elsewhere` when another agent does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<&'static str>,
 }
 
 /// Closed windows kept per model in the status document.

@@ -52,13 +52,13 @@ pub(crate) fn make_certs(dir: &Path, name: &str) -> Certs {
 }
 
 /// scripts/smtp-sink.py on a port; every accepted message lands in `out` as JSON.
-struct Sink {
+pub(crate) struct Sink {
     _process: Reaper,
     out: PathBuf,
 }
 
 impl Sink {
-    fn start(port: u16, mode: &str, certs: Option<&Certs>, out: &Path) -> Sink {
+    pub(crate) fn start(port: u16, mode: &str, certs: Option<&Certs>, out: &Path) -> Sink {
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(root().join("scripts/smtp-sink.py"))
             .args(["--port", &port.to_string(), "--mode", mode, "--password", "s3cret", "--out"])
@@ -76,7 +76,7 @@ impl Sink {
     }
 }
 
-fn mails(dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn mails(dir: &Path) -> Vec<serde_json::Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
         .unwrap_or_default();

@@ -662,3 +662,279 @@ fn two_agents_judge_each_window_once_with_every_event() {
     assert_eq!(windows.iter().map(|w| w.0).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert!(windows[2].2.len() >= 2 && windows[0].2.len() < 2, "drift found in minute 2 only: {windows:?}");
 }
+
+/// Three agents in one group on a six-partition topic, one model whose events are spread over
+/// every partition, ten one-minute windows of known content with drift from window 6, one
+/// rule (`for = 2`) and a real SMTP server: whatever happens to the agents or the broker, each
+/// window is judged once in the cluster with every event, its report equals `driftwatch
+/// check` on its events, and one email goes out for the one alert transition.
+mod fleet {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use super::super::agent::{T0, free_port};
+    use super::super::alerts::{Sink, mails};
+    use super::super::kafka::{Agent, Broker, DRIFT, OK, agent_config, credit_model, nested, produce};
+
+    const PARTITIONS: i32 = 6;
+    const WINDOWS: i64 = 10;
+    const ROWS: usize = 300;
+    const MODEL: &str = "credit-risk";
+
+    /// Window `k`'s content: (csv, rows).
+    fn content(k: i64) -> (&'static str, std::ops::Range<usize>) {
+        let i = k as usize;
+        if k < 6 { (OK, i * ROWS..(i + 1) * ROWS) } else { (DRIFT, (i - 6) * ROWS..(i - 5) * ROWS) }
+    }
+
+    /// `driftwatch check` on window `k`'s events (the model's plan), as JSON.
+    fn checked(config: &Path, k: i64, dir: &Path) -> Value {
+        let (csv, rows) = content(k);
+        let text = std::fs::read_to_string(super::super::agent::root().join(csv)).expect("csv");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut window = lines[0].to_string() + "\n";
+        for l in &lines[1 + rows.start..1 + rows.end] {
+            window.push_str(l);
+            window.push('\n');
+        }
+        let path = dir.join(format!("window-{k}.csv"));
+        std::fs::write(&path, window).expect("window csv");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["check", "--config"])
+            .arg(config)
+            .args(["--model", MODEL, "--format", "json", "--current"])
+            .arg(&path)
+            .output()
+            .expect("check runs");
+        assert!(!out.stdout.is_empty(), "check: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("check JSON")
+    }
+
+    pub(super) struct Fleet {
+        pub broker: Broker,
+        dir: tempfile::TempDir,
+        configs: Vec<(PathBuf, u16)>,
+        pub agents: Vec<Option<Agent>>,
+        /// Every agent process's log, in start order.
+        logs: Vec<PathBuf>,
+        _sink: Sink,
+        mail: PathBuf,
+        /// Each window's report as its owner published it.
+        pub reports: BTreeMap<i64, Value>,
+    }
+
+    impl Fleet {
+        pub fn start(engine: &'static str, agents: usize) -> Fleet {
+            let broker = Broker::start(engine);
+            broker.create_topic("predictions", PARTITIONS as u32);
+            let dir = tempfile::tempdir().expect("tmp");
+            let smtp = free_port();
+            let mail = dir.path().join("mail");
+            std::fs::create_dir_all(&mail).expect("mail dir");
+            let sink = Sink::start(smtp, "plain", None, &mail);
+            let mut fleet = Fleet {
+                broker,
+                dir,
+                configs: Vec::new(),
+                agents: Vec::new(),
+                logs: Vec::new(),
+                _sink: sink,
+                mail,
+                reports: BTreeMap::new(),
+            };
+            for i in 0..agents {
+                fleet.add(smtp, i);
+            }
+            fleet.await_one_owner();
+            fleet
+        }
+
+        fn add(&mut self, smtp: u16, i: usize) {
+            let d = self.dir.path().join(format!("agent-{i}"));
+            std::fs::create_dir_all(&d).expect("agent dir");
+            let models = format!(
+                "[cluster]\npartitions = 2\n\n\
+                 [notify]\noutbox = \"outbox\"\nfrom = \"driftwatch@example.com\"\nto = [\"ml-oncall@example.com\"]\n\
+                 group_wait = \"0s\"\ngroup_interval = \"0s\"\nretry_initial = \"200ms\"\nretry_max = \"1s\"\n\n\
+                 [notify.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\ntimeout = \"5s\"\n\n{}\
+                 [[model.rule]]\nname = \"income-drift\"\nfeatures = [\"income\"]\ntest = \"ks\"\nwarn = 0.05\n\
+                 critical = 0.001\nresolve = 0.1\nfor = 2\n",
+                credit_model(MODEL, "[\"predictions\"]", "")
+            );
+            let http = free_port();
+            let config = agent_config(&d, &self.broker.addr(), http, &format!("instance_id = \"agent-{i}\""), &models);
+            self.configs.push((config, http));
+            self.agents.push(None);
+            self.launch(i);
+        }
+
+        /// Starts agent `i` (again), with its configuration and folder.
+        pub fn launch(&mut self, i: usize) {
+            let (config, http) = &self.configs[i];
+            let agent = Agent::start(config, *http);
+            self.logs.push(agent.log_path());
+            self.agents[i] = Some(agent);
+        }
+
+        pub fn kill(&mut self, i: usize) {
+            if let Some(a) = self.agents[i].take() {
+                a.kill();
+            }
+        }
+
+        pub fn stop(&mut self, i: usize) {
+            if let Some(a) = self.agents[i].take() {
+                assert!(a.stop().success(), "agent {i} stops cleanly");
+            }
+        }
+
+        /// The agent that owns the model now (its status says `here`).
+        pub fn owner(&self) -> Option<usize> {
+            let owners: Vec<usize> = (0..self.agents.len())
+                .filter(|&i| {
+                    self.agents[i].as_ref().and_then(Agent::status).is_some_and(|s| {
+                        s["models"].as_array().is_some_and(|ms| ms.iter().any(|m| m["owner"] == "here"))
+                    })
+                })
+                .collect();
+            (owners.len() == 1).then(|| owners[0])
+        }
+
+        pub fn await_one_owner(&self) -> usize {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                if let Some(o) = self.owner() {
+                    return o;
+                }
+                assert!(Instant::now() < deadline, "one owner in the cluster:\n{}", self.all_logs());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+
+        /// Window `k`'s events `part` (a range of its rows' positions), spread over every
+        /// partition.
+        pub fn produce(&self, k: i64, part: std::ops::Range<usize>) {
+            let (csv, rows) = content(k);
+            let events = nested(csv, MODEL, rows, k);
+            let records: Vec<(&str, i32, Vec<u8>)> = events
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| part.contains(i))
+                .map(|(i, e)| ("predictions", i as i32 % PARTITIONS, e))
+                .collect();
+            produce(&self.broker.addr(), &records);
+        }
+
+        /// Waits until some agent published window `k` as its last, and keeps its report.
+        pub fn await_window(&mut self, k: i64, timeout: Duration) -> Duration {
+            let started = Instant::now();
+            let start = chrono::DateTime::from_timestamp_millis(T0 + k * 60_000).expect("time");
+            let start = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            loop {
+                for a in self.agents.iter().flatten() {
+                    let Some(status) = a.status() else { continue };
+                    let Some(m) = status["models"].as_array().and_then(|ms| ms.iter().find(|m| m["id"] == MODEL)).cloned()
+                    else {
+                        continue;
+                    };
+                    let last = &m["last_window"];
+                    if last["start"].as_str() == Some(start.as_str()) {
+                        self.reports.insert(k, last["report"].clone());
+                        return started.elapsed();
+                    }
+                }
+                assert!(started.elapsed() < timeout, "window {k} judged:\n{}", self.all_logs());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        pub fn all_logs(&self) -> String {
+            self.logs
+                .iter()
+                .map(|p| format!("== {}\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+
+        /// (minute, events) of every window judged, from every process's log.
+        pub fn judged(&self) -> Vec<(i64, u64)> {
+            let mut out: Vec<(i64, u64)> = Vec::new();
+            for p in &self.logs {
+                for l in std::fs::read_to_string(p).unwrap_or_default().lines().filter(|l| l.contains("window closed")) {
+                    let field = |name: &str| {
+                        l.split_whitespace()
+                            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                            .map(|v| v.trim_matches('"').to_string())
+                            .unwrap_or_default()
+                    };
+                    let start =
+                        chrono::DateTime::parse_from_rfc3339(&field("start")).map_or(-1, |t| t.timestamp_millis());
+                    out.push(((start - T0) / 60_000, field("events").parse().unwrap_or(0)));
+                }
+            }
+            out.sort();
+            out
+        }
+
+        /// Every window judged once with all its events, each report equal to `check` on
+        /// its events, the alert firing at window 7 after pending at 6, and one email.
+        pub fn assert_one_verdict(&self) {
+            let judged = self.judged();
+            let expected: Vec<(i64, u64)> = (0..WINDOWS).map(|k| (k, ROWS as u64)).collect();
+            assert_eq!(judged, expected, "each window judged once, whole:\n{}", self.all_logs());
+            let config = &self.configs[0].0;
+            for (k, report) in &self.reports {
+                let mut report = report.clone();
+                report.as_object_mut().map(|r| r.remove("quality"));
+                let check = checked(config, *k, self.dir.path());
+                assert_eq!(report, check, "window {k}: the cluster's report equals check on its events");
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while mails(&self.mail).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            let mails = mails(&self.mail);
+            assert_eq!(mails.len(), 1, "one email for one alert transition: {mails:#?}\n{}", self.all_logs());
+            let data = mails[0]["data"].as_str().unwrap_or_default();
+            assert!(data.contains("income") && data.contains("FIRING"), "the firing digest: {data}");
+            let owner = self.owner().and_then(|o| self.agents[o].as_ref()).and_then(Agent::status).expect("owner");
+            let model = &owner["models"][0];
+            // An alert fires at the end of the window that fired it: window 7's.
+            let since = chrono::DateTime::from_timestamp_millis(T0 + 8 * 60_000).expect("time");
+            let firing: Vec<&Value> = model["alerts"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+            assert!(
+                firing.iter().any(|a| a["phase"] == "firing"
+                    && a["since"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        == Some(since.fixed_offset())),
+                "firing since window 7 (pending counted at 6): {firing:#?}"
+            );
+        }
+    }
+
+    /// Produces the ten windows, half a window at a time; `between(fleet, k)` runs after
+    /// the first half of window `k` (when window `k - 1` has been judged).
+    pub(super) fn run(fleet: &mut Fleet, mut between: impl FnMut(&mut Fleet, i64)) {
+        for k in 0..WINDOWS {
+            fleet.produce(k, 0..ROWS / 2);
+            if k > 0 {
+                fleet.await_window(k - 1, Duration::from_secs(90));
+            }
+            between(fleet, k);
+            fleet.produce(k, ROWS / 2..ROWS);
+        }
+        // The last window closes when every partition has been quiet for twice idle_timeout.
+        fleet.await_window(WINDOWS - 1, Duration::from_secs(90));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    #[test]
+    fn three_agents_judge_each_window_once_and_send_one_email() {
+        let mut fleet = Fleet::start("memory", 3);
+        run(&mut fleet, |_, _| {});
+        fleet.assert_one_verdict();
+    }
+}

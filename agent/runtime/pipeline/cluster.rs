@@ -224,6 +224,7 @@ impl Pipeline {
                 for k in self.keys() {
                     let Some(m) = self.models.get_mut(&k) else { continue };
                     let mine = owned.contains(&producer.partition_of(&m.id));
+                    self.shared.update_model(&m.id, |ms| ms.owner = Some(if mine { "here" } else { "elsewhere" }));
                     match (mine, m.owner.is_some()) {
                         (true, false) => {
                             let mut owner = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone());
