@@ -242,20 +242,25 @@ impl rdkafka::consumer::ConsumerContext for OwnerContext {
     fn post_rebalance(
         &self,
         consumer: &rdkafka::consumer::BaseConsumer<Self>,
-        _rebalance: &rdkafka::consumer::Rebalance<'_>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
     ) {
-        use rdkafka::consumer::Consumer;
-        let current = consumer.assignment().unwrap_or_default();
-        let owned: Vec<(i32, i64)> = current
-            .elements()
-            .iter()
-            .map(|e| {
-                let end = consumer
-                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
-                    .map_or(0, |(_, high)| high);
-                (e.partition(), end)
-            })
-            .collect();
+        use rdkafka::consumer::{Consumer, Rebalance};
+        // From the rebalance itself: asking the consumer for its assignment here deadlocks
+        // while it closes (the revoke at shutdown runs inside its destructor).
+        let owned: Vec<(i32, i64)> = match rebalance {
+            Rebalance::Assign(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| {
+                    let end = consumer
+                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                        .map_or(0, |(_, high)| high);
+                    (e.partition(), end)
+                })
+                .collect(),
+            Rebalance::Revoke(_) => Vec::new(),
+            Rebalance::Error(_) => return,
+        };
         tracing::info!(partitions = ?owned.iter().map(|(p, _)| p).collect::<Vec<_>>(), "cluster partitions owned");
         if let Ok(mut p) = self.pending.lock() {
             *p = Some(owned);

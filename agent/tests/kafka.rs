@@ -185,7 +185,7 @@ pub(crate) struct Agent {
 impl Agent {
     pub(crate) fn start(config: &Path, http: u16) -> Agent {
         let log = config
-            .with_extension(format!("{}.log", std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos())));
+            .with_extension(format!("{}.log", std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos())));
         let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
             .args(["run", "--config"])
             .arg(config)
