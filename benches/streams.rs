@@ -68,7 +68,7 @@ fn per_event(c: &mut Criterion) {
     g.bench_function("duplicate check, 100 k ids", |x| {
         x.iter(|| {
             let mut r = RecentIds::new(600_000, 1_000_000);
-            ids.iter().enumerate().filter(|(i, id)| r.repeated(**id, *i as i64)).count()
+            ids.iter().enumerate().filter(|(i, id)| r.repeated(**id, *i as i64, (0, *i as i64))).count()
         })
     });
     g.bench_function("label join, 100 k predictions and labels", |x| {

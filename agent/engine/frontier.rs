@@ -55,6 +55,14 @@ impl CommitFrontier {
         }
     }
 
+    /// The partition was taken away with what it held: nothing is seen or held any more
+    /// (its events are read again from the committed offset by whoever holds it next).
+    pub fn forget(&mut self, partition: u32) {
+        if let Some(p) = self.parts.get_mut(partition as usize) {
+            *p = Part::default();
+        }
+    }
+
     /// One past the highest offset seen, if any.
     pub fn seen_until(&self, partition: u32) -> Option<i64> {
         self.parts.get(partition as usize)?.next

@@ -69,17 +69,20 @@ impl Ingest {
         });
     }
 
-    /// The partition went to another agent: its unsealed panes are dropped (their offsets
-    /// were not committed, so the next holder reads them again).
-    pub fn revoke(&mut self, part: u32, frontier: &mut CommitFrontier) {
-        if let Some(mut p) = self.partitions.remove(&part) {
-            // Flushed only to release their holds; what they held is not sent.
-            drop(p.panes.flush(frontier));
+    /// Partition `part` was taken away: its open panes are dropped unsent (whoever reads it
+    /// next reads their events again from the committed offset, which they still hold).
+    pub fn revoke(&mut self, part: u32) {
+        self.partitions.remove(&part);
+    }
+
+    /// The source is behind on `part` or unreachable: not hearing from it is not idleness.
+    pub fn touch(&mut self, part: u32, now: Instant) {
+        if let Some(p) = self.partitions.get_mut(&part) {
+            p.last_event = now;
+            p.panes.touch(part, now);
         }
     }
 
-    /// Adds decoded rows (any mix of assigned partitions); returns the indices of late rows.
-    /// Rows of a partition not assigned are late too (they cannot be sealed by anyone here).
     pub fn insert(
         &mut self,
         rows: &Decoded,

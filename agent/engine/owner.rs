@@ -29,6 +29,18 @@ pub enum Taken {
     Unfit,
 }
 
+impl Taken {
+    /// `kept`, `repeated`, `late` or `unfit` (a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Taken::Kept => "kept",
+            Taken::Repeated => "repeated",
+            Taken::Late => "late",
+            Taken::Unfit => "unfit",
+        }
+    }
+}
+
 /// One source partition's share of a pane.
 struct Part {
     profile: Profile,
@@ -129,6 +141,11 @@ impl Owner {
     /// quiet after one, having sealed what it held), so the open windows may close.
     pub fn quiet(&self, now: Instant) -> bool {
         self.progress.all_quiet(now, self.idle * 2)
+    }
+
+    /// The newest event time any source partition reported.
+    pub fn newest(&self) -> Option<i64> {
+        self.progress.newest()
     }
 
     /// The watermark at `now` (see [`Progress::watermark`]).

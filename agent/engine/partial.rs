@@ -99,6 +99,16 @@ impl Record {
             Record::Delivered(d) => &d.model,
         }
     }
+
+    /// `pane`, `heartbeat`, `snapshot` or `delivered` (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Pane(_) => "pane",
+            Record::Heartbeat(_) => "heartbeat",
+            Record::Snapshot(_) => "snapshot",
+            Record::Delivered(_) => "delivered",
+        }
+    }
 }
 
 /// A record could not be read back.
@@ -266,6 +276,8 @@ pub enum OwnerInput {
 pub struct OwnerRecord {
     pub partition: i32,
     pub offset: i64,
+    /// Bytes on the wire (every frame of it).
+    pub bytes: usize,
     pub record: Result<Record, PartialError>,
 }
 

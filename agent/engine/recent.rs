@@ -112,11 +112,11 @@ impl<T> TimedIds<T> {
     }
 }
 
-/// Ids seen within the horizon.
+/// Ids seen within the horizon, with where each was first read.
 pub struct RecentIds {
     horizon: i64,
     cap: usize,
-    seen: TimedIds<()>,
+    seen: TimedIds<(u32, i64)>,
     newest: i64,
 }
 
@@ -125,16 +125,19 @@ impl RecentIds {
         RecentIds { horizon: horizon_ms, cap: cap.max(1), seen: TimedIds::default(), newest: i64::MIN }
     }
 
-    /// Records an id seen at `time`; true when it was seen before within the horizon.
-    pub fn repeated(&mut self, id: u64, time: i64) -> bool {
+    /// Records an id seen at `time`, read at `at` (partition, offset); true when another
+    /// record had it within the horizon. The same record read again (after a rebalance
+    /// gave its partition back) is not its own duplicate.
+    pub fn repeated(&mut self, id: u64, time: i64, at: (u32, i64)) -> bool {
         // One lookup per event (this is on the decode path).
         match self.seen.items.entry(id) {
+            Entry::Occupied(e) if e.get().1 == at => return false,
             Entry::Occupied(e) if (time - e.get().0).abs() <= self.horizon => return true,
             Entry::Occupied(mut e) => {
-                e.insert((time, ()));
+                e.insert((time, at));
             }
             Entry::Vacant(e) => {
-                e.insert((time, ()));
+                e.insert((time, at));
             }
         }
         self.seen.order.push_back((time, id));
@@ -159,14 +162,15 @@ mod tests {
     #[test]
     fn repeats_within_the_horizon_only_and_stays_bounded() {
         let mut r = RecentIds::new(1_000, 3);
-        assert!(!r.repeated(1, 0));
-        assert!(r.repeated(1, 900));
-        assert!(!r.repeated(2, 1_000));
+        assert!(!r.repeated(1, 0, (0, 0)));
+        assert!(r.repeated(1, 900, (0, 1)));
+        assert!(!r.repeated(1, 0, (0, 0)), "the same record read again is no duplicate of itself");
+        assert!(!r.repeated(2, 1_000, (0, 2)));
         // Time moves on past the horizon of id 1: it is forgotten.
-        assert!(!r.repeated(3, 2_500));
-        assert!(!r.repeated(1, 2_600));
+        assert!(!r.repeated(3, 2_500, (0, 3)));
+        assert!(!r.repeated(1, 2_600, (0, 4)));
         for id in 10..100 {
-            assert!(!r.repeated(id, 2_600));
+            assert!(!r.repeated(id, 2_600, (1, id as i64)));
             assert!(r.len() <= 3);
         }
         assert_ne!(id_hash(b"a"), id_hash(b"b"));

@@ -20,7 +20,7 @@ use crate::engine::partial::{self, PartialError, Record};
 use crate::runtime::source::kafka::client_config;
 
 pub use crate::engine::partial::{OwnerInput, OwnerRecord};
-use crate::runtime::pipeline::{OwnerCommits, RecordSink, SendRefused};
+use crate::runtime::pipeline::{OwnerCommits, RecordSink, SendRefused, UNTRACKED};
 pub use crate::runtime::source::kafka::KafkaError;
 
 /// The cluster topic could not be set up or written to.
@@ -150,12 +150,15 @@ impl PartialProducer {
     }
 
     /// Queues a record (in frames when it is large: [`partial::frames`]); its delivery is
-    /// reported to `on_ack` with `id` once every frame is acknowledged.
-    pub fn send(&self, id: u64, record: &Record) -> Result<(), ClusterError> {
+    /// reported to `on_ack` with `id` once every frame is acknowledged (never for
+    /// [`UNTRACKED`]). Returns the bytes queued.
+    pub fn send(&self, id: u64, record: &Record) -> Result<usize, ClusterError> {
         let frames = partial::frames(partial::encode(record)?);
         let model = record.model();
         let partition = self.partition_of(model);
-        if let Ok(mut waiting) = self.producer.context().waiting.lock() {
+        if id != UNTRACKED
+            && let Ok(mut waiting) = self.producer.context().waiting.lock()
+        {
             waiting.insert(id, (frames.len(), true));
         }
         for frame in &frames {
@@ -174,7 +177,7 @@ impl PartialProducer {
                 });
             }
         }
-        Ok(())
+        Ok(frames.iter().map(Vec::len).sum())
     }
 
     /// Waits up to `timeout` for every queued record's delivery.
@@ -184,7 +187,7 @@ impl PartialProducer {
 }
 
 impl RecordSink for PartialProducer {
-    fn send(&self, id: u64, record: &Record) -> Result<(), SendRefused> {
+    fn send(&self, id: u64, record: &Record) -> Result<usize, SendRefused> {
         PartialProducer::send(self, id, record).map_err(|e| match e {
             ClusterError::QueueFull => SendRefused::QueueFull,
             other => SendRefused::Failed(other.to_string()),
@@ -302,7 +305,8 @@ impl OwnerFeed {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut committed: Option<Vec<(i32, i64)>> = None;
-        let mut frames: std::collections::BTreeMap<i32, partial::Reassembler> = std::collections::BTreeMap::new();
+        let mut frames: std::collections::BTreeMap<i32, (partial::Reassembler, usize)> =
+            std::collections::BTreeMap::new();
         loop {
             let owned = self.consumer.context().pending.lock().ok().and_then(|mut p| p.take());
             if let Some(owned) = owned {
@@ -335,9 +339,12 @@ impl OwnerFeed {
                 }
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
-                        let whole = frames.entry(m.partition()).or_default().push(m.offset(), m.payload().unwrap_or_default());
-                        if let Some((offset, record)) = whole {
-                            batch.push(OwnerRecord { partition: m.partition(), offset, record });
+                        let payload = m.payload().unwrap_or_default();
+                        let (parts, bytes) = frames.entry(m.partition()).or_default();
+                        *bytes += payload.len();
+                        if let Some((offset, record)) = parts.push(m.offset(), payload) {
+                            let bytes = std::mem::take(bytes);
+                            batch.push(OwnerRecord { partition: m.partition(), offset, bytes, record });
                         }
                     }
                     Err(e) => {

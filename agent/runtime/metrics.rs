@@ -133,6 +133,13 @@ pub const NAMES: &[&str] = &[
     "driftwatch_config_reloads_total",
     "driftwatch_config_info",
     "driftwatch_config_last_reload_successful",
+    "driftwatch_cluster_owned_models",
+    "driftwatch_cluster_records_total",
+    "driftwatch_cluster_bytes_total",
+    "driftwatch_cluster_partials_total",
+    "driftwatch_cluster_owner_lag_seconds",
+    "driftwatch_cluster_handovers_total",
+    "driftwatch_cluster_restore_seconds",
 ];
 
 /// The process collector's families (Linux): memory, CPU, file descriptors, threads.
@@ -180,6 +187,13 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub config_last_reload_ok: IntGauge,
+    pub cluster_owned: IntGauge,
+    pub cluster_records: IntCounterVec,
+    pub cluster_bytes: IntCounterVec,
+    pub cluster_partials: IntCounterVec,
+    pub cluster_owner_lag: GaugeVec,
+    pub cluster_handovers: IntCounterVec,
+    pub cluster_restore: GaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -392,8 +406,48 @@ impl Metrics {
                 "1 while the last configuration reload was applied (or none was tried); 0 after a rejected one, until a reload succeeds.",
             )?,
             registry,
+            cluster_owned: IntGauge::with_opts(opts(
+                "driftwatch_cluster_owned_models",
+                "In a cluster: models whose windows this agent judges (it holds their cluster-topic partition).",
+            ))?,
+            cluster_records: IntCounterVec::new(
+                opts(
+                    "driftwatch_cluster_records_total",
+                    "Cluster-topic records sent and received, by kind: pane, heartbeat, snapshot, delivered.",
+                ),
+                &["direction", "kind"],
+            )?,
+            cluster_bytes: IntCounterVec::new(
+                opts("driftwatch_cluster_bytes_total", "Cluster-topic bytes sent and received (compressed records)."),
+                &["direction"],
+            )?,
+            cluster_partials: IntCounterVec::new(
+                opts(
+                    "driftwatch_cluster_partials_total",
+                    "Pane partials an owner read, by outcome: kept, repeated (sent again after a takeover; the first is kept), late (its windows had closed), unfit (another configuration).",
+                ),
+                &["model", "outcome"],
+            )?,
+            cluster_owner_lag: GaugeVec::new(
+                opts(
+                    "driftwatch_cluster_owner_lag_seconds",
+                    "Event time between the newest event any source partition reported to the owner and the owner's watermark (what holds its windows open).",
+                ),
+                &["model"],
+            )?,
+            cluster_handovers: IntCounterVec::new(
+                opts("driftwatch_cluster_handovers_total", "Models this agent came to own (gained) or handed over (lost)."),
+                &["model", "change"],
+            )?,
+            cluster_restore: GaugeVec::new(
+                opts(
+                    "driftwatch_cluster_restore_seconds",
+                    "Time the last takeover of a model took: from owning its partition to having read its backlog (snapshot and open partials).",
+                ),
+                &["model"],
+            )?,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 36] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 43] = [
             Box::new(m.build_info.clone()),
             Box::new(m.events.clone()),
             Box::new(m.replayed.clone()),
@@ -430,6 +484,13 @@ impl Metrics {
             Box::new(m.config_reloads.clone()),
             Box::new(m.config_info.clone()),
             Box::new(m.config_last_reload_ok.clone()),
+            Box::new(m.cluster_owned.clone()),
+            Box::new(m.cluster_records.clone()),
+            Box::new(m.cluster_bytes.clone()),
+            Box::new(m.cluster_partials.clone()),
+            Box::new(m.cluster_owner_lag.clone()),
+            Box::new(m.cluster_handovers.clone()),
+            Box::new(m.cluster_restore.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;

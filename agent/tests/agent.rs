@@ -324,9 +324,9 @@ fn demo_serves_metrics_that_promtool_accepts_writes_alert_emails_and_stops_clean
     );
     for name in driftwatch::metrics::NAMES {
         let exposed = metrics.lines().any(|l| l.starts_with(&format!("# TYPE {name} ")));
-        // Kafka-only families, performance and ground truth (the demo reads no labels) have
-        // no series; all others must be there.
-        let absent = ["kafka", "dead_letters", "performance", "labels"];
+        // Kafka-only families (a cluster too), performance and ground truth (the demo reads
+        // no labels) have no series; all others must be there.
+        let absent = ["kafka", "dead_letters", "performance", "labels", "cluster"];
         if !absent.iter().any(|a| name.contains(a)) {
             assert!(exposed, "{name} missing from /metrics");
         }

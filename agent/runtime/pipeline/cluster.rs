@@ -11,6 +11,7 @@ use super::{ModelKey, Pipeline};
 use crate::engine::ingest::Ingest;
 use crate::engine::owner::{Owner, Taken};
 use crate::engine::partial::{Delivered, OwnerInput, Pending, Record, Snapshot, Source};
+use crate::runtime::metrics::Metrics;
 use crate::runtime::notify::{Batch, Queue};
 
 /// Cluster-topic offsets the pipeline allows the owners' group to commit: partition → next
@@ -30,13 +31,14 @@ pub enum SendRefused {
 /// Where the pipeline's cluster records go (the cluster producer, `runtime::cluster`): each
 /// record's delivery comes back as `Input::Acked` with its id.
 pub trait RecordSink: Send + Sync {
-    fn send(&self, id: u64, record: &Record) -> Result<(), SendRefused>;
+    /// Queues a record; returns the bytes it takes on the wire.
+    fn send(&self, id: u64, record: &Record) -> Result<usize, SendRefused>;
     /// The cluster-topic partition of a model.
     fn partition_of(&self, model: &str) -> i32;
 }
 
 /// The id of records whose acknowledgement nobody waits for.
-const UNTRACKED: u64 = u64::MAX;
+pub const UNTRACKED: u64 = u64::MAX;
 
 /// Heartbeats go out at least this often while partitions are held (and after every seal).
 const BEAT: Duration = Duration::from_millis(500);
@@ -75,6 +77,8 @@ struct Mail {
     delivered: BTreeMap<u64, i64>,
     /// The newest snapshot read back: its offset and the ids it lists.
     snapshot: Option<(i64, Vec<u64>)>,
+    /// When the model came to this agent, until its backlog was read.
+    restoring: Option<Instant>,
 }
 
 /// Delivered ids remembered per model (the oldest are forgotten first).
@@ -148,13 +152,19 @@ impl Pipeline {
                 }
             }
         }
+        // A partition taken away loses its open panes and what this run saw of it: when it
+        // comes back its events are read again from the committed offset, and used again.
         let keys = self.partition_keys.clone();
         for (i, key) in keys.iter().enumerate() {
             if !assigned.contains(key) {
                 for m in self.models.values_mut() {
                     if let Some(ingest) = &mut m.ingest {
-                        ingest.revoke(i as u32, &mut self.frontier);
+                        ingest.revoke(i as u32);
                     }
+                }
+                self.frontier.forget(i as u32);
+                if let Some(r) = self.reread.get_mut(i) {
+                    *r = super::Reread::default();
                 }
             }
         }
@@ -183,7 +193,7 @@ impl Pipeline {
             }
         }
         for (record, holds) in out {
-            send(link, record, holds);
+            send(link, &self.shared.metrics, record, holds);
         }
         self.judge_owned(now);
     }
@@ -203,7 +213,7 @@ impl Pipeline {
             }
         } else {
             tracing::warn!(model = record.model(), "a cluster record was not delivered; it is sent again");
-            send(link, record, holds);
+            send(link, &self.shared.metrics, record, holds);
         }
     }
 
@@ -249,9 +259,11 @@ impl Pipeline {
                     }
                 }
                 let Some(link) = &mut self.cluster else { return };
+                let metrics = &self.shared.metrics;
                 for (id, gained) in changed {
+                    metrics.cluster_handovers.with_label_values(&[id.as_str(), if gained { "gained" } else { "lost" }]).inc();
                     if gained {
-                        link.mail.insert(id, Mail::default());
+                        link.mail.insert(id, Mail { restoring: Some(now), ..Mail::default() });
                     } else {
                         link.mail.remove(&id);
                         if let Some(q) = &self.notify {
@@ -262,6 +274,9 @@ impl Pipeline {
             }
             OwnerInput::Records(records) => {
                 for r in records {
+                    if let Ok(record) = &r.record {
+                        count(&self.shared.metrics, "received", record.kind(), r.bytes);
+                    }
                     if let Some(entry) = link.owned.get_mut(&r.partition) {
                         entry.1 = entry.1.max(r.offset + 1);
                     }
@@ -280,6 +295,7 @@ impl Pipeline {
                             let (source, pane) = (format!("{}/{}", p.source.topic, p.source.partition), p.pane);
                             let taken = owner.take(p, r.offset);
                             tracing::debug!(model = %m.id, %source, pane, offset = r.offset, ?taken, "partial");
+                            self.shared.metrics.cluster_partials.with_label_values(&[m.id.as_str(), taken.as_str()]).inc();
                             if let Taken::Unfit = taken {
                                 tracing::warn!(model = %m.id, "a partial of another configuration was skipped");
                             }
@@ -328,12 +344,21 @@ impl Pipeline {
             .filter(|(_, m)| m.owner.is_some())
             .map(|(&k, m)| (k, link.caught_up(producer.partition_of(&m.id))))
             .collect();
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        metrics.cluster_owned.set(ready.len() as i64);
         for (k, caught_up) in ready {
             if !caught_up {
                 continue;
             }
+            self.restored(k, now);
             let started = Instant::now();
-            let Some(owner) = self.models.get_mut(&k).and_then(|m| m.owner.as_mut()) else { continue };
+            let Some(m) = self.models.get_mut(&k) else { continue };
+            let Some(owner) = m.owner.as_mut() else { continue };
+            if let (Some(newest), Some(watermark)) = (owner.newest(), owner.watermark(now)) {
+                let lag = (newest - watermark).max(0) as f64 / 1000.0;
+                metrics.cluster_owner_lag.with_label_values(&[m.id.as_str()]).set(lag);
+            }
             let closed = if owner.quiet(now) && owner.open_rows() > 0 { owner.flush() } else { owner.advance(now) };
             if !closed.is_empty() {
                 self.evaluate_all(k, closed, started);
@@ -342,6 +367,15 @@ impl Pipeline {
             self.send_recorded(k);
         }
         self.owner_commits();
+    }
+
+    /// The first time an owned model's backlog has been read: the takeover is done.
+    fn restored(&mut self, k: ModelKey, now: Instant) {
+        let (Some(m), Some(link)) = (self.models.get(&k), &mut self.cluster) else { return };
+        let Some(since) = link.mail.get_mut(&m.id).and_then(|mail| mail.restoring.take()) else { return };
+        let seconds = now.saturating_duration_since(since).as_secs_f64();
+        self.shared.metrics.cluster_restore.with_label_values(&[m.id.as_str()]).set(seconds);
+        tracing::info!(model = %m.id, seconds, cursor = ?m.owner.as_ref().and_then(Owner::cursor), "model restored from the cluster topic: judging its windows");
     }
 
     /// Writes an owned model's snapshot, with the notifications its windows just queued.
@@ -364,7 +398,7 @@ impl Pipeline {
             alerts: m.judge.alerts.snapshot(),
             pending,
         };
-        send(link, Record::Snapshot(snapshot), Vec::new());
+        send(link, &self.shared.metrics, Record::Snapshot(snapshot), Vec::new());
     }
 
     /// Queues the owned model's batches a snapshot has recorded and this agent has not
@@ -387,6 +421,7 @@ impl Pipeline {
             mail.queued.clear();
         }
         let producer = link.producer.clone();
+        let shared = self.shared.clone();
         queue.on_delivered(Arc::new(move |model: &str, ids: Vec<u64>| {
             let record = Record::Delivered(Delivered { model: model.to_string(), ids });
             // Not tracked: a lost one costs at most one repeated digest after a takeover.
@@ -397,7 +432,10 @@ impl Pipeline {
                         tracing::warn!(model, "cannot record a delivered digest in the cluster topic: {e}");
                         break;
                     }
-                    Ok(()) => break,
+                    Ok(bytes) => {
+                        count(&shared.metrics, "sent", record.kind(), bytes);
+                        break;
+                    }
                 }
             }
         }));
@@ -425,6 +463,11 @@ impl Pipeline {
     }
 }
 
+fn count(metrics: &Metrics, direction: &str, kind: &str, bytes: usize) {
+    metrics.cluster_records.with_label_values(&[direction, kind]).inc();
+    metrics.cluster_bytes.with_label_values(&[direction]).inc_by(bytes as u64);
+}
+
 /// A model's ingest: panes as wide as its owner's, its slices too.
 pub(super) fn ingest_for(m: &super::ModelRuntime) -> Ingest {
     let pane = Owner::new(&m.judge.spec, m.shape.spec.clone(), m.shape.slices.clone()).pane_width();
@@ -436,11 +479,12 @@ pub(super) fn ingest_for(m: &super::ModelRuntime) -> Ingest {
 }
 
 /// Queues a record on the producer, keeping it (and its holds) until it is acknowledged.
-fn send(link: &mut Link, record: Record, holds: Vec<(u32, i64)>) {
+fn send(link: &mut Link, metrics: &Metrics, record: Record, holds: Vec<(u32, i64)>) {
     let id = link.next_id;
     link.next_id += 1;
     match link.producer.send(id, &record) {
-        Ok(()) => {
+        Ok(bytes) => {
+            count(metrics, "sent", record.kind(), bytes);
             link.inflight.insert(id, (record, holds));
         }
         Err(SendRefused::QueueFull) => link.unsent.push((record, holds)),

@@ -8,7 +8,7 @@
 //! source which offsets may be stored.
 
 mod cluster;
-pub use cluster::{OwnerCommits, RecordSink, SendRefused};
+pub use cluster::{OwnerCommits, RecordSink, SendRefused, UNTRACKED};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -795,6 +795,9 @@ impl Pipeline {
                 if let Some(m) = self.models.get_mut(k) {
                     m.windows.touch(i as u32, now);
                     m.last_event = m.last_event.map(|_| now);
+                    if let Some(ingest) = &mut m.ingest {
+                        ingest.touch(i as u32, now);
+                    }
                 }
             }
         }
