@@ -273,6 +273,12 @@ fn parse_partial(path: &Path, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
         if !matches!(&source, Some(Source { kind: SourceKind::Kafka(_), .. })) {
             r.at(c.span(), "[cluster] shares windows through Kafka: it needs a [source] of kind = \"kafka\"");
         }
+        for m in raw.model.iter().filter(|m| m.labels.is_some()) {
+            r.at(
+                m.id.span(),
+                "[model.labels] does not work with [cluster] yet (ground truth is joined where the predictions are read, and a cluster spreads them over agents): run models with labels on agents without [cluster]",
+            );
+        }
         cluster::cluster_of(&mut r, c.get_ref())
     });
     r.out.sort_by_key(|d| (d.line, d.col));
