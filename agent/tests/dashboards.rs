@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::agent::{free_port, http_get, root, start_prometheus, wait_for};
-use super::kafka::{Agent, Broker, DRIFT, OK, agent_config, metric, nested, produce, spread};
+use super::kafka::{Agent, Broker, DRIFT, OK, agent_config, credit_model, metric, nested, produce, spread};
 
 const DASHBOARDS: [&str; 3] = ["driftwatch-overview", "driftwatch-model", "driftwatch-agent"];
 
@@ -78,12 +78,17 @@ fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
 }
 
 /// The dashboard's variables, resolved in order as Grafana does: each `label_values(selector,
-/// label)` through Prometheus's label-values API, choosing the first value.
+/// label)` through Prometheus's label-values API, choosing the first value — "All" (its
+/// `allValue`) where the variable offers it, since that comes first.
 fn resolve(d: &Value, prom: u16) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
     for v in d["templating"]["list"].as_array().expect("templating") {
         let name = v["name"].as_str().expect("name").to_string();
         if v["type"] == "datasource" {
+            continue;
+        }
+        if v["includeAll"] == true {
+            vars.insert(name, v["allValue"].as_str().unwrap_or(".*").to_string());
             continue;
         }
         assert_eq!(v["type"], "query", "variable {name}");
@@ -279,13 +284,24 @@ outbox = {:?}
     );
     let config = agent_config(d, &broker.addr(), http, "dead_letter_topic = \"dead-letters\"", &model);
     let agent = Agent::start(&config, http);
+    // A second agent, alone in a cluster, for the cluster panels (its model sorts after
+    // credit-risk, which the model dashboard shows first).
+    broker.create_topic("shared", 3);
+    let shared_dir = d.join("cluster");
+    std::fs::create_dir_all(&shared_dir).expect("dir");
+    let shared_http = free_port();
+    let shared_model = format!("[cluster]\npartitions = 1\n\n{}", credit_model("credit-shared", "[\"shared\"]", ""));
+    let shared_config = agent_config(&shared_dir, &broker.addr(), shared_http, "", &shared_model);
+    let text = std::fs::read_to_string(&shared_config).expect("config").replace("driftwatch-test", "driftwatch-cluster");
+    std::fs::write(&shared_config, text).expect("config");
+    let shared_agent = Agent::start(&shared_config, shared_http);
 
     let started = chrono::Utc::now().timestamp();
     let (prom, _prometheus) = start_prometheus(
         d,
         &format!(
             "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n  - job_name: driftwatch\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
+             scrape_configs:\n  - job_name: driftwatch\n    static_configs:\n      - targets: ['127.0.0.1:{http}', '127.0.0.1:{shared_http}']\n"
         ),
     );
     // Traffic starts once Prometheus scrapes the agent, as in a running deployment.
@@ -313,6 +329,10 @@ outbox = {:?}
             ("labels", (i % 2) as i32, serde_json::to_vec(&e).expect("json"))
         })
         .collect();
+    let shared: Vec<Vec<u8>> = (0..4)
+        .flat_map(|minute| nested(if minute < 2 { OK } else { DRIFT }, "credit-shared", 0..300, minute))
+        .collect();
+    produce(&broker.addr(), &spread("shared", shared));
     let mut records = spread("predictions", predictions);
     records.extend((0..5).map(|i| ("predictions", i % 3, b"not json".to_vec())));
     produce(&broker.addr(), &records);
@@ -329,6 +349,9 @@ outbox = {:?}
         );
         let lag = m.contains("driftwatch_kafka_consumer_lag{");
         (realised.is_some() && firing == Some(2.0) && lag).then_some(())
+    });
+    shared_agent.wait(Duration::from_secs(90), "the cluster agent's windows", |a| {
+        (a.windows("credit-shared").len() >= 2).then_some(())
     });
     // Prometheus has scraped what the agent shows, a few times (rate() needs two samples).
     wait_for("Prometheus to scrape realised performance", Duration::from_secs(60), || {
@@ -373,4 +396,5 @@ outbox = {:?}
     );
     assert!(checked >= 40, "{checked} queries");
     assert!(agent.stop().success());
+    assert!(shared_agent.stop().success());
 }
