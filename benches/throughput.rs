@@ -12,12 +12,15 @@
 //! 5. `tansu` (with `--tansu`): the binary consuming from a Tansu broker (three partitions),
 //!    started by `scripts/start-tansu.sh`; reported separately since the broker is slower
 //!    than Apache Kafka.
-//! 6. `soak` (with `--soak-minutes M [--rate R]`): the binary fed on stdin at a fixed R
+//! 6. `cluster` (with `--tansu-cluster`): the binary with `[cluster]` consuming from a Tansu
+//!    broker (six partitions), one agent then two in one group: aggregate events/s and
+//!    events per CPU-second of the agents (the broker's CPU reported beside them).
+//! 7. `soak` (with `--soak-minutes M [--rate R]`): the binary fed on stdin at a fixed R
 //!    events/s (default 20 000) for M minutes, two models, a segment each, duplicate
 //!    detection on (1 % of events repeated); resident memory sampled every second, first
 //!    and last quarter compared. Runs alone (the other stages are skipped).
 //!
-//! Run: `cargo bench --bench throughput -- [--events N] [--rss-minutes M] [--tansu] [--soak-minutes M]`
+//! Run: `cargo bench --bench throughput -- [--events N] [--rss-minutes M] [--tansu] [--tansu-cluster] [--soak-minutes M]`
 //! (`--only decode|pipeline` stops after that stage, for profiling).
 //! Needs nothing but the repository (the reference data is generated here).
 
@@ -140,6 +143,7 @@ fn main() {
     let n: usize = arg("--events").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let rss_minutes: Option<f64> = arg("--rss-minutes").and_then(|v| v.parse().ok());
     let tansu = args.iter().any(|a| a == "--tansu");
+    let tansu_cluster = args.iter().any(|a| a == "--tansu-cluster");
     // `--only decode` (or pipeline) stops after that stage, for profiling.
     let only = arg("--only");
     let dir = tempfile::tempdir().expect("tmp");
@@ -282,6 +286,103 @@ fn main() {
     if tansu {
         tansu_run(bin, &reference, &tails);
     }
+    if tansu_cluster {
+        cluster_runs(bin, &reference, &tails);
+    }
+}
+
+/// Produces events into a six-partition topic of a fresh Tansu broker, one record per
+/// request (so a consumer may start at any committed offset), then times one and then two
+/// agents with `[cluster]` consuming all of them, each run in its own group and cluster topic.
+fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
+    let n = tails.len().min(100_000);
+    let dir = reference.parent().expect("dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("scripts/start-tansu.sh")).arg(dir.join("tansu-cluster")).output().expect("tansu");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut it = text.split_whitespace();
+    let (port, tansu) = (it.next().unwrap_or("0").to_string(), it.next().unwrap_or("0").to_string());
+    let brokers = format!("127.0.0.1:{port}");
+    let ok = Command::new("tansu")
+        .args(["topic", "create", "bench", "--partitions", "6", "--broker", &format!("tcp://{brokers}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "topic create");
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "1")
+        .create()
+        .expect("producer");
+    let t0 = Instant::now();
+    for (i, tail) in tails[..n].iter().enumerate() {
+        let e = event(time_of(i), tail);
+        let mut record = BaseRecord::<(), str>::to("bench").partition((i % 6) as i32).payload(e.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(600)).expect("flush");
+    println!("cluster: produced {n} events into 6 partitions: {:.0} events/s", n as f64 / t0.elapsed().as_secs_f64());
+    let series = "driftwatch_events_total{model=\"bench\",outcome=\"accepted\"} ";
+    for agents in [1usize, 2] {
+        let broker_cpu0 = cpu_seconds(&tansu);
+        let t0 = Instant::now();
+        let mut children = Vec::new();
+        for a in 0..agents {
+            let http = free_port();
+            let cfg = dir.join(format!("cluster-{agents}-{a}.toml"));
+            let source = format!(
+                "[source]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ngroup_id = \"bench-{agents}\"\n\n\
+                 [cluster]\ntopic = \"partials-{agents}\"\npartitions = 2"
+            );
+            let text = config_text(reference, &source, http)
+                .replace("[[model]]\nid = \"bench\"\n", "[[model]]\nid = \"bench\"\ntopics = [\"bench\"]\n");
+            std::fs::write(&cfg, text).expect("cfg");
+            let child = Command::new(bin)
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .env("DRIFTWATCH_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("driftwatch run");
+            children.push((child, http, 0.0f64));
+        }
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let mut done = 0.0;
+            for (child, http, cpu) in &mut children {
+                *cpu = cpu_seconds(&child.id().to_string()).max(*cpu);
+                let m = scrape(*http);
+                done += m
+                    .lines()
+                    .find_map(|l| l.strip_prefix(series))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+            if done as usize >= n || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu: f64 = children.iter().map(|c| c.2).sum();
+        report(&format!("cluster×{agents}"), n, wall, cpu);
+        println!("cluster×{agents}: the broker used {:.1} CPU-s meanwhile", cpu_seconds(&tansu) - broker_cpu0);
+        for (mut child, _, _) in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    let _ = Command::new("kill").arg(&tansu).status();
 }
 
 fn free_port() -> u16 {

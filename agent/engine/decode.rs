@@ -423,7 +423,8 @@ impl TopicDecoder {
             _ => 0,
         };
         let plan = &mut self.models[model];
-        if id != 0 && plan.recent.as_mut().is_some_and(|r| r.repeated(id, time, (position.partition, position.offset))) {
+        if id != 0 && plan.recent.as_mut().is_some_and(|r| r.repeated(id, time, (position.partition, position.offset)))
+        {
             plan.duplicates.push(time);
             return Ok(model);
         }

@@ -21,7 +21,9 @@
 //!
 //! `merge` is associative and commutative: counts add, extremes combine, and exact samples
 //! concatenate (compared as multisets). Once a reservoir is involved the merged sample is a
-//! deterministic weighted draw from both sides — a uniform sample of the union, equal in
+//! uniform sample of the union: a hypergeometric number of values from each side (as if
+//! `max_samples` values were drawn from the union without replacement), each side's taken at
+//! random from its own uniform sample — deterministic given the inputs, and equal in
 //! distribution (not value by value) whatever the merge order.
 
 use std::collections::HashMap;
@@ -244,21 +246,30 @@ impl Sample {
         if self.values.len() + other.values.len() <= cap && self.is_exact() && other.is_exact() {
             self.values.extend_from_slice(&other.values);
         } else {
-            // Weighted draw without replacement: each kept value stands for seen/len values of
-            // its side, so pick sides in proportion to the values they still represent.
+            // A uniform sample of the union: how many of the `k` values come from each side
+            // is hypergeometric (k draws without replacement from `seen` + `other.seen`
+            // values), and each side gives that many of its own uniform sample, at random.
             let mut rng = self.seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ other.seen;
+            let total = self.seen + other.seen;
+            let k = (cap as u64).min(total);
+            let (mut left_a, mut left) = (self.seen, total);
+            let mut take_a = 0usize;
+            for _ in 0..k {
+                if splitmix(&mut rng) % left < left_a {
+                    take_a += 1;
+                    left_a -= 1;
+                }
+                left -= 1;
+            }
             let (mut a, mut b) = (self.values.clone(), other.values.clone());
             shuffle(&mut a, &mut rng);
             shuffle(&mut b, &mut rng);
-            let (wa, wb) = (self.seen as f64 / a.len().max(1) as f64, other.seen as f64 / b.len().max(1) as f64);
-            let mut out = Vec::with_capacity(cap.min(a.len() + b.len()));
-            while out.len() < cap && !(a.is_empty() && b.is_empty()) {
-                let (ra, rb) = (a.len() as f64 * wa, b.len() as f64 * wb);
-                let pick_a = (splitmix(&mut rng) as f64 / u64::MAX as f64) * (ra + rb) < ra;
-                let v = if (pick_a && !a.is_empty()) || b.is_empty() { a.pop() } else { b.pop() };
-                out.extend(v);
-            }
-            self.values = out;
+            // Each side keeps min(cap, seen) values, so it has enough to give.
+            let take_a = take_a.min(a.len());
+            let take_b = (k as usize - take_a).min(b.len());
+            a.truncate(take_a);
+            a.extend_from_slice(&b[..take_b]);
+            self.values = a;
         }
         self.seen += other.seen;
         self.sorted = false;
@@ -731,6 +742,47 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Merged reservoirs are a uniform sample of the union: as many values from each side as
+    /// a draw without replacement gives (hypergeometric mean and variance), and within each
+    /// side every position equally likely (chi-square over deciles).
+    #[test]
+    fn a_merged_reservoir_is_a_uniform_sample_of_the_union() {
+        let cap = 100;
+        let (mut deviation, mut variance) = (0.0, 0.0);
+        let mut deciles = [[0u64; 10]; 2];
+        for t in 0..3000u64 {
+            let (n1, n2) = (150 + t % 97, 1_200 + (t % 89) * 7);
+            let mut a = Sample { rng: t, ..Sample::default() };
+            let mut b = Sample { rng: t ^ 0xABCD, ..Sample::default() };
+            for i in 0..n1 {
+                a.push(i as f64, cap);
+            }
+            for i in 0..n2 {
+                b.push(1e9 + i as f64, cap);
+            }
+            let mut merged = a.clone();
+            merged.merge(&b, cap);
+            assert_eq!((merged.values.len(), merged.seen), (cap, n1 + n2));
+            let from_a = merged.values.iter().filter(|&&v| v < 1e9).count() as f64;
+            let (n, k, p) = ((n1 + n2) as f64, cap as f64, n1 as f64 / (n1 + n2) as f64);
+            deviation += from_a - k * p;
+            variance += k * p * (1.0 - p) * (n - k) / (n - 1.0);
+            for &v in &merged.values {
+                let (side, i, n) = if v < 1e9 { (0, v, n1) } else { (1, v - 1e9, n2) };
+                deciles[side][(i * 10.0 / n as f64) as usize] += 1;
+            }
+        }
+        let z = deviation / variance.sqrt();
+        assert!(z.abs() < 4.0, "values taken from the smaller side: z = {z:.2}");
+        for side in deciles {
+            let total: u64 = side.iter().sum();
+            let expected = total as f64 / 10.0;
+            let chi2: f64 = side.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+            // The 0.999 quantile of chi-square with 9 degrees of freedom.
+            assert!(chi2 < 27.88, "positions within a side are not uniform: {side:?}, chi2 = {chi2:.1}");
+        }
+    }
 
     #[test]
     fn radix_sort_orders_negative_zero_and_large_inputs() {

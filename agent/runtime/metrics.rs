@@ -436,7 +436,10 @@ impl Metrics {
                 &["model"],
             )?,
             cluster_handovers: IntCounterVec::new(
-                opts("driftwatch_cluster_handovers_total", "Models this agent came to own (gained) or handed over (lost)."),
+                opts(
+                    "driftwatch_cluster_handovers_total",
+                    "Models this agent came to own (gained) or handed over (lost).",
+                ),
                 &["model", "change"],
             )?,
             cluster_restore: GaugeVec::new(

@@ -849,7 +849,8 @@ mod fleet {
             loop {
                 for a in self.agents.iter().flatten() {
                     let Some(status) = a.status() else { continue };
-                    let Some(m) = status["models"].as_array().and_then(|ms| ms.iter().find(|m| m["id"] == MODEL)).cloned()
+                    let Some(m) =
+                        status["models"].as_array().and_then(|ms| ms.iter().find(|m| m["id"] == MODEL)).cloned()
                     else {
                         continue;
                     };
@@ -879,7 +880,8 @@ mod fleet {
         pub fn judged(&self) -> Vec<(i64, u64)> {
             let mut out: Vec<(i64, u64)> = Vec::new();
             for p in &self.logs {
-                for l in std::fs::read_to_string(p).unwrap_or_default().lines().filter(|l| l.contains("window closed")) {
+                for l in std::fs::read_to_string(p).unwrap_or_default().lines().filter(|l| l.contains("window closed"))
+                {
                     let field = |name: &str| {
                         l.split_whitespace()
                             .find_map(|w| w.strip_prefix(&format!("{name}=")))
@@ -983,7 +985,10 @@ mod fleet {
             fleet.launch(owner);
             true
         });
-        eprintln!("kill -9 of the owner to its successor's next window (the test's producing included): {:?}", fleet.recovery);
+        eprintln!(
+            "kill -9 of the owner to its successor's next window (the test's producing included): {:?}",
+            fleet.recovery
+        );
         fleet.assert_one_verdict();
     }
 

@@ -292,7 +292,8 @@ outbox = {:?}
     let shared_http = free_port();
     let shared_model = format!("[cluster]\npartitions = 1\n\n{}", credit_model("credit-shared", "[\"shared\"]", ""));
     let shared_config = agent_config(&shared_dir, &broker.addr(), shared_http, "", &shared_model);
-    let text = std::fs::read_to_string(&shared_config).expect("config").replace("driftwatch-test", "driftwatch-cluster");
+    let text =
+        std::fs::read_to_string(&shared_config).expect("config").replace("driftwatch-test", "driftwatch-cluster");
     std::fs::write(&shared_config, text).expect("config");
     let shared_agent = Agent::start(&shared_config, shared_http);
 

@@ -249,7 +249,8 @@ impl Notifier {
         let (wake, woken) = mpsc::channel();
         let stopping = Arc::new(Mutex::new(false));
         let delivered = Arc::new(Mutex::new(None));
-        let queue = Queue { outbox: outbox.clone(), wake: wake.clone(), shared: shared.clone(), delivered: delivered.clone() };
+        let queue =
+            Queue { outbox: outbox.clone(), wake: wake.clone(), shared: shared.clone(), delivered: delivered.clone() };
         let mut worker = Worker {
             outbox,
             delivered,

@@ -261,7 +261,10 @@ impl Pipeline {
                 let Some(link) = &mut self.cluster else { return };
                 let metrics = &self.shared.metrics;
                 for (id, gained) in changed {
-                    metrics.cluster_handovers.with_label_values(&[id.as_str(), if gained { "gained" } else { "lost" }]).inc();
+                    metrics
+                        .cluster_handovers
+                        .with_label_values(&[id.as_str(), if gained { "gained" } else { "lost" }])
+                        .inc();
                     if gained {
                         link.mail.insert(id, Mail { restoring: Some(now), ..Mail::default() });
                     } else {
@@ -295,7 +298,11 @@ impl Pipeline {
                             let (source, pane) = (format!("{}/{}", p.source.topic, p.source.partition), p.pane);
                             let taken = owner.take(p, r.offset);
                             tracing::debug!(model = %m.id, %source, pane, offset = r.offset, ?taken, "partial");
-                            self.shared.metrics.cluster_partials.with_label_values(&[m.id.as_str(), taken.as_str()]).inc();
+                            self.shared
+                                .metrics
+                                .cluster_partials
+                                .with_label_values(&[m.id.as_str(), taken.as_str()])
+                                .inc();
                             if let Taken::Unfit = taken {
                                 tracing::warn!(model = %m.id, "a partial of another configuration was skipped");
                             }
