@@ -258,13 +258,7 @@ fn main() {
     std::fs::write(&replay_cfg, config_text(&reference, &source, free_port())).expect("config");
     let bin = env!("CARGO_BIN_EXE_driftwatch");
     let t0 = Instant::now();
-    let child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&replay_cfg)
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("driftwatch run");
+    let child = spawn_agent(bin, &replay_cfg);
     let pid = child.id();
     let (mut peak, mut cpu) = (0.0f64, 0.0);
     let child = Arc::new(Mutex::new(child));
@@ -291,20 +285,19 @@ fn main() {
     }
 }
 
-/// Produces events into a six-partition topic of a fresh Tansu broker, one record per
-/// request (so a consumer may start at any committed offset), then times one and then two
-/// agents with `[cluster]` consuming all of them, each run in its own group and cluster topic.
-fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
-    let n = tails.len().min(100_000);
-    let dir = reference.parent().expect("dir");
+/// Starts a Tansu broker under `dir` with topic `bench` of `partitions` partitions and
+/// produces the events into it, round-robin, `batch` records a request at most; returns the
+/// broker's address and pid.
+fn tansu_with_events(dir: &Path, partitions: i32, tails: &[String], batch: &str) -> (String, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/start-tansu.sh")).arg(dir.join("tansu-cluster")).output().expect("tansu");
+    let out = Command::new(root.join("scripts/start-tansu.sh")).arg(dir).output().expect("tansu");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut it = text.split_whitespace();
-    let (port, tansu) = (it.next().unwrap_or("0").to_string(), it.next().unwrap_or("0").to_string());
+    let (port, pid) = (it.next().unwrap_or("0").to_string(), it.next().unwrap_or("0").to_string());
     let brokers = format!("127.0.0.1:{port}");
     let ok = Command::new("tansu")
-        .args(["topic", "create", "bench", "--partitions", "6", "--broker", &format!("tcp://{brokers}")])
+        .args(["topic", "create", "bench", "--partitions", &partitions.to_string(), "--broker"])
+        .arg(format!("tcp://{brokers}"))
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "topic create");
@@ -312,14 +305,15 @@ fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "1")
+        .set("linger.ms", "20")
+        .set("batch.num.messages", batch)
         .create()
         .expect("producer");
     let t0 = Instant::now();
-    for (i, tail) in tails[..n].iter().enumerate() {
+    for (i, tail) in tails.iter().enumerate() {
         let e = event(time_of(i), tail);
-        let mut record = BaseRecord::<(), str>::to("bench").partition((i % 6) as i32).payload(e.as_str());
+        let mut record =
+            BaseRecord::<(), str>::to("bench").partition((i % partitions as usize) as i32).payload(e.as_str());
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -331,7 +325,21 @@ fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
         }
     }
     producer.flush(Duration::from_secs(600)).expect("flush");
-    println!("cluster: produced {n} events into 6 partitions: {:.0} events/s", n as f64 / t0.elapsed().as_secs_f64());
+    let n = tails.len();
+    println!(
+        "tansu: produced {n} events into {partitions} partitions: {:.0} events/s",
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+    (brokers, pid)
+}
+
+/// Produces events into a six-partition topic of a fresh Tansu broker, one record per
+/// request (so a consumer may start at any committed offset), then times one and then two
+/// agents with `[cluster]` consuming all of them, each run in its own group and cluster topic.
+fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
+    let n = tails.len().min(100_000);
+    let dir = reference.parent().expect("dir");
+    let (brokers, tansu) = tansu_with_events(&dir.join("tansu-cluster"), 6, &tails[..n], "1");
     let series = "driftwatch_events_total{model=\"bench\",outcome=\"accepted\"} ";
     for agents in [1usize, 2] {
         let broker_cpu0 = cpu_seconds(&tansu);
@@ -347,13 +355,7 @@ fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
             let text = config_text(reference, &source, http)
                 .replace("[[model]]\nid = \"bench\"\n", "[[model]]\nid = \"bench\"\ntopics = [\"bench\"]\n");
             std::fs::write(&cfg, text).expect("cfg");
-            let child = Command::new(bin)
-                .args(["run", "--config"])
-                .arg(&cfg)
-                .env("DRIFTWATCH_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("driftwatch run");
+            let child = spawn_agent(bin, &cfg);
             children.push((child, http, 0.0f64));
         }
         let deadline = Instant::now() + Duration::from_secs(900);
@@ -383,6 +385,17 @@ fn cluster_runs(bin: &str, reference: &Path, tails: &[String]) {
         }
     }
     let _ = Command::new("kill").arg(&tansu).status();
+}
+
+/// `driftwatch run --config cfg`, logging warnings only.
+fn spawn_agent(bin: &str, cfg: &Path) -> std::process::Child {
+    Command::new(bin)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("driftwatch run")
 }
 
 fn free_port() -> u16 {
@@ -517,37 +530,7 @@ fn soak_run(bin: &str, reference: &Path, tails: &[String], minutes: f64, rate: f
 fn tansu_run(bin: &str, reference: &Path, tails: &[String]) {
     let n = tails.len().min(200_000);
     let dir = reference.parent().expect("dir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/start-tansu.sh")).arg(dir.join("tansu")).output().expect("tansu");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut it = text.split_whitespace();
-    let (port, pid) = (it.next().unwrap_or("0").to_string(), it.next().unwrap_or("0").to_string());
-    let brokers = format!("127.0.0.1:{port}");
-    let ok = Command::new("tansu")
-        .args(["topic", "create", "bench", "--partitions", "3", "--broker", &format!("tcp://{brokers}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "topic create");
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer =
-        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "20").create().expect("producer");
-    let t0 = Instant::now();
-    for (i, tail) in tails[..n].iter().enumerate() {
-        let e = event(time_of(i), tail);
-        let mut record = BaseRecord::<(), str>::to("bench").partition((i % 3) as i32).payload(e.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(300)).expect("flush");
-    println!("tansu produce {n} events: {:.0} events/s", n as f64 / t0.elapsed().as_secs_f64());
+    let (brokers, pid) = tansu_with_events(&dir.join("tansu"), 3, &tails[..n], "10000");
     let http = free_port();
     let cfg = dir.join("tansu.toml");
     let source = format!("[source]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"");
@@ -555,13 +538,7 @@ fn tansu_run(bin: &str, reference: &Path, tails: &[String]) {
         .replace("[[model]]\nid = \"bench\"\n", "[[model]]\nid = \"bench\"\ntopics = [\"bench\"]\n");
     std::fs::write(&cfg, text).expect("cfg");
     let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("driftwatch run");
+    let mut child = spawn_agent(bin, &cfg);
     let deadline = Instant::now() + Duration::from_secs(600);
     let series = "driftwatch_events_total{model=\"bench\",outcome=\"accepted\"} ";
     let mut cpu = 0.0;
