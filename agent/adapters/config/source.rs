@@ -141,6 +141,8 @@ pub(super) fn source_of(r: &mut Reporter, s: &SourceConfig, base: &Path) -> Sour
             for (key, v) in &s.properties {
                 if key.contains("password") || key.contains("secret") {
                     r.at(v.span(), format!("property \"{key}\" holds a secret: put it in a file or environment variable (sasl_password_file, sasl_password_env), never in the configuration"));
+                } else if key == "partition.assignment.strategy" && v.get_ref().contains("cooperative") {
+                    r.at(v.span(), "driftwatch follows eager rebalancing (each assignment is the whole new one): use \"range\" or \"roundrobin\", not a cooperative strategy");
                 } else if !key.contains('.') {
                     r.at(
                         v.span(),

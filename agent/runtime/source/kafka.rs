@@ -240,7 +240,13 @@ impl ConsumerContext for Context {
             Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
-        let current = consumer.assignment().unwrap_or_else(|_| TopicPartitionList::new());
+        // From the rebalance itself (eager: an assignment is the whole new one, a revoke takes
+        // everything): asking the consumer for its assignment here deadlocks while it closes,
+        // since the revoke at shutdown runs inside its destructor.
+        let current = match rebalance {
+            Rebalance::Assign(tpl) => (*tpl).clone(),
+            _ => TopicPartitionList::new(),
+        };
         // The group's committed offsets tell the pipeline whether its checkpoint still
         // describes a partition (another member may have moved it on).
         let committed = match rebalance {
