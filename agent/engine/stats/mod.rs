@@ -5,6 +5,7 @@
 //!   anderson, cvm, mannwhitney, ttest);
 //! * [`binned`]: tests on two count vectors over the same bins (psi, kl, hellinger,
 //!   jensenshannon, tvd, chisquare, ztest);
+//! * [`mmd`]: maximum mean discrepancy between two sets of rows (multivariate);
 //! * [`kolmogorov`], [`special`]: the distributions statrs lacks;
 //! * this module: test names and defaults, Evidently's `auto` choice, applying thresholds,
 //!   and the Benjamini–Hochberg correction across features.
@@ -16,6 +17,7 @@
 pub mod binned;
 pub mod continuous;
 pub mod kolmogorov;
+pub mod mmd;
 pub mod special;
 
 use std::collections::{BTreeMap, BTreeSet};
