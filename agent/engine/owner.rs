@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::engine::partial::{Heartbeat, PanePartial, Source};
 use crate::engine::profile::{Profile, ProfileSpec};
-use crate::engine::window::{ClosedWindow, Progress, WindowSpec, earliest_window, gcd, millis};
+use crate::engine::window::{ClosedWindow, Progress, WindowSpec, earliest_window, gcd, merge_pane, millis};
 
 /// What became of a partial given to [`Owner::take`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,10 +100,7 @@ impl Owner {
     pub fn resume(&mut self, cursor: i64) {
         let cursor = cursor.div_euclid(self.slide) * self.slide;
         self.cursor = Some(self.cursor.map_or(cursor, |c| c.max(cursor)));
-        let stale: Vec<i64> = self.panes.range(..cursor).map(|(&p, _)| p).collect();
-        for p in stale {
-            self.panes.remove(&p);
-        }
+        self.panes = self.panes.split_off(&cursor);
     }
 
     /// A sealed pane of one source partition, read at `offset` of the cluster topic. It
@@ -206,24 +203,11 @@ impl Owner {
             let cursor = start + self.slide;
             self.cursor = Some(cursor);
             let mut merged: Option<(Profile, Vec<Profile>)> = None;
-            for (_, parts) in self.panes.range(start..end) {
-                for part in parts.values() {
-                    match &mut merged {
-                        None => merged = Some((part.profile.clone(), part.slices.clone())),
-                        Some((profile, slices)) => {
-                            profile.merge(&part.profile, &self.spec);
-                            for ((a, b), spec) in slices.iter_mut().zip(&part.slices).zip(&self.slice_specs) {
-                                a.merge(b, spec);
-                            }
-                        }
-                    }
-                }
+            for part in self.panes.range(start..end).flat_map(|(_, parts)| parts.values()) {
+                merge_pane(&mut merged, &part.profile, &part.slices, &self.spec, &self.slice_specs);
             }
             // Panes before the next window's start are used for the last time.
-            let done: Vec<i64> = self.panes.range(..cursor).map(|(&p, _)| p).collect();
-            for p in done {
-                self.panes.remove(&p);
-            }
+            self.panes = self.panes.split_off(&cursor);
             if let Some((profile, slices)) = merged {
                 closed.push(ClosedWindow { start, end, profile, slices, holds: Vec::new() });
             }

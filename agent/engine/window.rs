@@ -215,6 +215,26 @@ impl<K: Ord> Progress<K> {
     }
 }
 
+/// Adds one pane's profile and slice profiles to the window being merged (the first pane
+/// starts it, copied). Shared by one agent's windows and a cluster owner's.
+pub(crate) fn merge_pane(
+    window: &mut Option<(Profile, Vec<Profile>)>,
+    profile: &Profile,
+    slices: &[Profile],
+    spec: &ProfileSpec,
+    slice_specs: &[ProfileSpec],
+) {
+    match window {
+        None => *window = Some((profile.clone(), slices.to_vec())),
+        Some((merged, merged_slices)) => {
+            merged.merge(profile, spec);
+            for ((a, b), spec) in merged_slices.iter_mut().zip(slices).zip(slice_specs) {
+                a.merge(b, spec);
+            }
+        }
+    }
+}
+
 /// The pane width of windows of `size` sliding by `slide` (milliseconds).
 pub fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
@@ -432,12 +452,6 @@ impl Windows {
             let mut profile: Option<(Profile, Vec<Profile>)> = None;
             let mut holds = Vec::new();
             let specs = self.slices.as_ref().map_or(&[][..], |s| &s.specs[..]);
-            let merge = |into: &mut (Profile, Vec<Profile>), pane: &Pane| {
-                into.0.merge(&pane.profile, &self.spec);
-                for ((a, b), spec) in into.1.iter_mut().zip(&pane.slices).zip(specs) {
-                    a.merge(b, spec);
-                }
-            };
             while let Some(entry) = self.panes.first_entry() {
                 if *entry.key() >= cursor {
                     break;
@@ -447,16 +461,13 @@ impl Windows {
                     frontier.release(part, offset);
                 }
                 holds.extend_from_slice(&pane.holds);
-                match &mut profile {
+                match profile {
                     None => profile = Some((pane.profile, pane.slices)),
-                    Some(p) => merge(p, &pane),
+                    Some(_) => merge_pane(&mut profile, &pane.profile, &pane.slices, &self.spec, specs),
                 }
             }
             for (_, pane) in self.panes.range(cursor..end) {
-                match &mut profile {
-                    None => profile = Some((pane.profile.clone(), pane.slices.clone())),
-                    Some(p) => merge(p, pane),
-                }
+                merge_pane(&mut profile, &pane.profile, &pane.slices, &self.spec, specs);
             }
             if let Some((profile, slices)) = profile {
                 closed.push(ClosedWindow { start, end, profile, slices, holds });

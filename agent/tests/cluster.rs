@@ -678,6 +678,7 @@ mod fleet {
     use super::super::agent::{T0, free_port};
     use super::super::alerts::{Sink, mails};
     use super::super::kafka::{Agent, Broker, DRIFT, OK, agent_config, credit_model, nested, produce};
+    use super::super::restarts::evaluated;
 
     const PARTITIONS: i32 = 6;
     const WINDOWS: i64 = 10;
@@ -878,21 +879,8 @@ mod fleet {
 
         /// (minute, events) of every window judged, from every process's log.
         pub fn judged(&self) -> Vec<(i64, u64)> {
-            let mut out: Vec<(i64, u64)> = Vec::new();
-            for p in &self.logs {
-                for l in std::fs::read_to_string(p).unwrap_or_default().lines().filter(|l| l.contains("window closed"))
-                {
-                    let field = |name: &str| {
-                        l.split_whitespace()
-                            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                            .map(|v| v.trim_matches('"').to_string())
-                            .unwrap_or_default()
-                    };
-                    let start =
-                        chrono::DateTime::parse_from_rfc3339(&field("start")).map_or(-1, |t| t.timestamp_millis());
-                    out.push(((start - T0) / 60_000, field("events").parse().unwrap_or(0)));
-                }
-            }
+            let logs = self.logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default());
+            let mut out: Vec<(i64, u64)> = logs.flat_map(|l| evaluated(&l)).map(|(m, events, _)| (m, events)).collect();
             out.sort();
             out
         }

@@ -11,10 +11,10 @@ use super::agent::{T0, free_port};
 use super::kafka::{Agent, Broker, DRIFT, OK, agent_config, credit_model, metric, nested, produce};
 
 /// One evaluation read from a log: (minute after T0, events, repeated).
-type Evaluated = (i64, u64, bool);
+pub(crate) type Evaluated = (i64, u64, bool);
 
 /// Every "window closed" line of a log.
-fn evaluated(log: &str) -> Vec<Evaluated> {
+pub(crate) fn evaluated(log: &str) -> Vec<Evaluated> {
     log.lines()
         .filter(|l| l.contains("window closed"))
         .map(|l| {

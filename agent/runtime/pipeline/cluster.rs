@@ -3,7 +3,7 @@
 //! acknowledges them); the models whose cluster partition this agent holds are judged from
 //! the partials every agent sent, by their owner, with the same evaluation as one agent.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,11 +68,7 @@ pub(crate) struct Link {
 #[derive(Default)]
 struct Mail {
     /// Batches not yet known delivered, by id.
-    pending: BTreeMap<u64, Batch>,
-    /// Ids a snapshot acknowledged or read back lists: safe to send.
-    recorded: HashSet<u64>,
-    /// Ids queued in this agent's outbox.
-    queued: HashSet<u64>,
+    pending: BTreeMap<u64, Outgoing>,
     /// Delivered ids and the offset of the record saying so.
     delivered: BTreeMap<u64, i64>,
     /// The newest snapshot read back: its offset and the ids it lists.
@@ -81,10 +77,28 @@ struct Mail {
     restoring: Option<Instant>,
 }
 
+/// A batch not yet known delivered.
+struct Outgoing {
+    batch: Batch,
+    /// A snapshot acknowledged or read back lists it: safe to send.
+    recorded: bool,
+    /// Queued in this agent's outbox.
+    queued: bool,
+}
+
 /// Delivered ids remembered per model (the oldest are forgotten first).
 const DELIVERED_KEPT: usize = 4096;
 
 impl Mail {
+    /// The batches a snapshot lists are in the cluster topic.
+    fn recorded(&mut self, listed: &[Pending]) {
+        for p in listed {
+            if let Some(o) = self.pending.get_mut(&p.id) {
+                o.recorded = true;
+            }
+        }
+    }
+
     fn delivered(&mut self, ids: &[u64], offset: i64) {
         for &id in ids {
             self.pending.remove(&id);
@@ -209,7 +223,7 @@ impl Pipeline {
             if let Record::Snapshot(s) = &record
                 && let Some(mail) = link.mail.get_mut(&s.model)
             {
-                mail.recorded.extend(s.pending.iter().map(|p| p.id));
+                mail.recorded(&s.pending);
             }
         } else {
             tracing::warn!(model = record.model(), "a cluster record was not delivered; it is sent again");
@@ -316,7 +330,7 @@ impl Pipeline {
                         Record::Snapshot(s) => {
                             let mail = link.mail.entry(s.model.clone()).or_default();
                             mail.snapshot = Some((r.offset, s.pending.iter().map(|p| p.id).collect()));
-                            mail.recorded.extend(s.pending.iter().map(|p| p.id));
+                            mail.recorded(&s.pending);
                             // A successor catching up takes the last owner's state; its own
                             // snapshots read back change nothing.
                             if !caught_up {
@@ -329,7 +343,10 @@ impl Pipeline {
                                     .pending
                                     .iter()
                                     .filter(|p| !mail.delivered.contains_key(&p.id))
-                                    .filter_map(|p| serde_json::from_slice(&p.batch).ok().map(|b| (p.id, b)))
+                                    .filter_map(|p| {
+                                        let batch = serde_json::from_slice(&p.batch).ok()?;
+                                        Some((p.id, Outgoing { batch, recorded: true, queued: false }))
+                                    })
                                     .collect();
                             }
                         }
@@ -385,18 +402,23 @@ impl Pipeline {
         tracing::info!(model = %m.id, seconds, cursor = ?m.owner.as_ref().and_then(Owner::cursor), "model restored from the cluster topic: judging its windows");
     }
 
-    /// Writes an owned model's snapshot, with the notifications its windows just queued.
+    /// Notification batches of windows just evaluated: they go out once a snapshot lists them.
+    pub(super) fn hold_for_snapshot(&mut self, batches: Vec<Batch>) {
+        let Some(link) = &mut self.cluster else { return };
+        for batch in batches {
+            let mail = link.mail.entry(batch.model.clone()).or_default();
+            mail.pending.entry(batch.id()).or_insert(Outgoing { batch, recorded: false, queued: false });
+        }
+    }
+
+    /// Writes an owned model's snapshot, with the notifications not yet known delivered.
     fn snapshot(&mut self, k: ModelKey) {
-        let batches = self.held_batches.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
         let (Some(m), Some(link)) = (self.models.get(&k), &mut self.cluster) else { return };
         let mail = link.mail.entry(m.id.clone()).or_default();
-        for b in batches {
-            mail.pending.insert(b.id(), b);
-        }
         let pending = mail
             .pending
             .iter()
-            .map(|(&id, b)| Pending { id, batch: serde_json::to_vec(b).unwrap_or_default() })
+            .map(|(&id, o)| Pending { id, batch: serde_json::to_vec(&o.batch).unwrap_or_default() })
             .collect();
         let snapshot = Snapshot {
             model: m.id.clone(),
@@ -413,10 +435,9 @@ impl Pipeline {
     fn send_recorded(&mut self, k: ModelKey) {
         let (Some(m), Some(link), Some(queue)) = (self.models.get(&k), &mut self.cluster, &self.notify) else { return };
         let Some(mail) = link.mail.get_mut(&m.id) else { return };
-        for (id, batch) in &mail.pending {
-            if mail.recorded.contains(id) && mail.queued.insert(*id) {
-                queue.push_once(batch);
-            }
+        for o in mail.pending.values_mut().filter(|o| o.recorded && !o.queued) {
+            queue.push_once(&o.batch);
+            o.queued = true;
         }
     }
 
@@ -424,8 +445,8 @@ impl Pipeline {
     /// deliveries are written to the cluster topic for a successor to read.
     pub(super) fn cluster_notify(&mut self, queue: &Queue) {
         let Some(link) = &mut self.cluster else { return };
-        for mail in link.mail.values_mut() {
-            mail.queued.clear();
+        for o in link.mail.values_mut().flat_map(|mail| mail.pending.values_mut()) {
+            o.queued = false;
         }
         let producer = link.producer.clone();
         let shared = self.shared.clone();

@@ -221,9 +221,6 @@ pub struct Pipeline {
     closed_since_checkpoint: bool,
     /// In a cluster (`[cluster]`): the producer, the owned partitions, what is in flight.
     cluster: Option<cluster::Link>,
-    /// In a cluster: notification batches of the windows just evaluated, which go out only
-    /// once a snapshot lists them (see `cluster::Mail`).
-    held_batches: std::sync::Mutex<Vec<Batch>>,
 }
 
 /// A model of a reloaded configuration (see [`Pipeline::reload`]).
@@ -290,7 +287,6 @@ impl Pipeline {
             topic_names: Vec::new(),
             closed_since_checkpoint: false,
             cluster: None,
-            held_batches: std::sync::Mutex::new(Vec::new()),
         };
         for m in built {
             pipeline.start(m);
@@ -984,6 +980,7 @@ impl Pipeline {
             evaluation.close_seconds = merge + started.elapsed().as_secs_f64();
             self.closed_since_checkpoint = true;
             self.publish_window(&evaluation);
+            self.queue_notices(&evaluation);
             for o in &mut self.observers {
                 o(&evaluation);
             }
@@ -1039,8 +1036,7 @@ impl Pipeline {
     }
 
     /// Publishes what the alert book made of a window: alert-state gauges, transition
-    /// counters and logs, and one queued digest per recipient list. Returns the alerts still
-    /// pending or firing.
+    /// counters and logs. Returns the alerts still pending or firing.
     fn publish_alerts(&self, id: &str, outcome: &AlertOutcome) -> Vec<AlertView> {
         let metrics = &self.shared.metrics;
         for a in &outcome.alerts {
@@ -1049,30 +1045,35 @@ impl Pipeline {
                 metrics.alert_state.with_label_values(&[id, &a.rule, &a.feature, severity.as_str()]).set(value);
             }
         }
-        // One batch per recipient list, so a digest never reaches people a rule did not name.
+        for (_, notice) in &outcome.notices {
+            AlertTransition { model: id, notice }.emit(metrics);
+        }
+        outcome.alerts.iter().filter(|a| a.phase != Phase::Inactive).cloned().collect()
+    }
+
+    /// An evaluation's notices, one batch per recipient list (a digest never reaches people a
+    /// rule did not name): to the outbox, or in a cluster to the owner's next snapshot.
+    fn queue_notices(&mut self, e: &Evaluation) {
+        let Some(outcome) = &e.alerts else { return };
         let mut batches: Vec<Batch> = Vec::new();
         for (recipients, notice) in &outcome.notices {
-            AlertTransition { model: id, notice }.emit(metrics);
             match batches.iter_mut().find(|b| b.recipients == *recipients) {
                 Some(b) => b.notices.push(notice.clone()),
                 None => batches.push(Batch {
                     created_ms: chrono::Utc::now().timestamp_millis(),
-                    model: id.to_string(),
+                    model: e.model.clone(),
                     recipients: recipients.clone(),
                     notices: vec![notice.clone()],
                 }),
             }
         }
         if self.cluster.is_some() {
-            if let Ok(mut held) = self.held_batches.lock() {
-                held.extend(batches);
-            }
+            self.hold_for_snapshot(batches);
         } else if let Some(q) = &self.notify {
             for b in &batches {
                 q.push(b);
             }
         }
-        outcome.alerts.iter().filter(|a| a.phase != Phase::Inactive).cloned().collect()
     }
 
     /// Windows whose labels are in: realised performance, exported beside the estimates and
@@ -1095,6 +1096,7 @@ impl Pipeline {
             let realised = m.truth.as_ref().map(|t| t.metrics(&w)).unwrap_or_default();
             let evaluation = m.judge.realise((w.start, w.end), w.labels.len(), realised);
             self.publish_labelled(&evaluation);
+            self.queue_notices(&evaluation);
             for o in &mut self.observers {
                 o(&evaluation);
             }
